@@ -1,0 +1,141 @@
+"""Dataclass configs for the two towers and the whole model, JSON round-trip, and named presets.
+
+Nothing about a model is ever inferred from its name: the activation, the pooling and the
+preprocessing are all fields here, and they travel with the weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class VisionConfig:
+    kind: Literal["vit", "resnet"] = "vit"
+    image_size: int = 224
+    width: int = 768
+    layers: int | tuple[int, ...] = 12  # a tuple of four stage depths for the ResNet
+    heads: int = 12
+    patch_size: int = 32  # ViT only
+    mlp_ratio: float = 4.0
+    activation: Literal["gelu", "quick_gelu"] = "gelu"
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+
+
+@dataclass
+class TextConfig:
+    kind: Literal["transformer", "lstm"] = "transformer"
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    activation: Literal["gelu", "quick_gelu"] = "gelu"
+    bidirectional: bool = False  # LSTM only
+    eot_token_id: int = 49407
+    pad_token_id: int = 0
+
+
+@dataclass
+class ModelConfig:
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    init_logit_scale: float = 2.659260036932778  # ln(1 / 0.07)
+    max_logit_scale: float = 4.605170185988092  # ln(100)
+    loss: Literal["clip", "siglip"] = "clip"
+    # Where the tokenizer comes from: "openai" (OpenAI's merges file), "train" (a BPE learned
+    # from the training captions), or a tokenizer.json inside a saved model's folder.
+    tokenizer: str = "openai"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        vision = dict(d.pop("vision", {}))
+        for key in ("mean", "std"):
+            if key in vision:
+                vision[key] = tuple(vision[key])
+        if isinstance(vision.get("layers"), list):
+            vision["layers"] = tuple(vision["layers"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(vision=VisionConfig(**vision), text=TextConfig(**d.pop("text", {})), **d)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "ModelConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _tiny() -> ModelConfig:
+    return ModelConfig(
+        embed_dim=32,
+        vision=VisionConfig(image_size=32, width=32, layers=2, heads=2, patch_size=8),
+        text=TextConfig(context_length=32, vocab_size=1000, width=32, layers=2, heads=2),
+        tokenizer="train",
+    )
+
+
+def _small() -> ModelConfig:
+    return ModelConfig(
+        embed_dim=256,
+        vision=VisionConfig(image_size=64, width=256, layers=6, heads=4, patch_size=16),
+        text=TextConfig(context_length=32, vocab_size=8192, width=256, layers=4, heads=4),
+        tokenizer="train",
+    )
+
+
+PRESETS = {
+    "tiny": _tiny,
+    "small": _small,
+    "ViT-B-32": lambda: ModelConfig(
+        embed_dim=512, vision=VisionConfig(width=768, layers=12, heads=12, patch_size=32)),
+    "ViT-B-16": lambda: ModelConfig(
+        embed_dim=512, vision=VisionConfig(width=768, layers=12, heads=12, patch_size=16)),
+    "RN50": lambda: ModelConfig(
+        embed_dim=1024,
+        vision=VisionConfig(kind="resnet", width=64, layers=(3, 4, 6, 3), heads=32)),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    """A fresh copy of a named preset."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def resolve_config(spec: str, image_tower: str | None = None, text_tower: str | None = None) -> ModelConfig:
+    """A preset name or a JSON config file, with the towers optionally swapped."""
+    if spec in PRESETS:
+        config = preset(spec)
+    elif Path(spec).is_file():
+        config = ModelConfig.from_json(spec)
+    else:
+        raise ValueError(f"--model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
+    if image_tower:
+        config.vision.kind = image_tower
+        if image_tower == "resnet" and isinstance(config.vision.layers, int):
+            # a ResNet of about the ViT's depth and cost: four stages, stem width / 8
+            config.vision.layers = (max(1, config.vision.layers // 4),) * 4
+            config.vision.width = max(8, config.vision.width // 8)
+            config.vision.heads = max(1, config.vision.width * 32 // 64)
+            config.vision.image_size = max(32, config.vision.image_size // 32 * 32)
+    if text_tower:
+        config.text.kind = text_tower
+    return config

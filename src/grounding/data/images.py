@@ -1,0 +1,104 @@
+"""Image loading and preprocessing with Pillow, NumPy and torch alone.
+
+Evaluation: bicubic resize of the shortest side, centre crop, normalisation by the model's mean
+and std. Training adds a random resized crop. Every unreadable file raises `BadImageError`
+naming the file and what is wrong with it.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit, enforced as an error
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the reason."""
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """An RGB image, fully decoded, or BadImageError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise BadImageError(f"{path}: the file is empty (0 bytes); replace or remove it")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise BadImageError(f"{path}: {image.width}x{image.height} pixels is over the "
+                                        f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?); resize it first")
+                image.load()
+                return image.convert("RGB")
+    except BadImageError:
+        raise
+    except UnidentifiedImageError:
+        raise BadImageError(f"{path}: not an image Pillow can read; check the file type") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImageError(f"{path}: cannot decode ({e}); the file is truncated or corrupt") from None
+
+
+def _to_tensor(image: Image.Image, mean: tuple, std: tuple) -> torch.Tensor:
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Turns a PIL image or a path into a normalised (3, size, size) tensor."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, image: Image.Image | str | Path) -> torch.Tensor:
+        if not isinstance(image, Image.Image):
+            image = load_image(image)
+        return _to_tensor(center_crop(resize_shortest(image.convert("RGB"), self.image_size), self.image_size),
+                          self.mean, self.std)
+
+
+def resize_shortest(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    scale = size / min(w, h)
+    new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    return image if new == (w, h) else image.resize(new, Image.BICUBIC)
+
+
+def center_crop(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+@dataclass(frozen=True)
+class TrainTransform:
+    """Random resized crop (area share in `scale`, aspect ratio in `ratio`), then normalisation.
+    Randomness comes from the generator passed in, so a resumed run crops the same way."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale: tuple[float, float] = (0.9, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        w, h = image.size
+        area = w * h * rng.uniform(*self.scale)
+        aspect = math.exp(rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+        cw = min(w, round(math.sqrt(area * aspect)))
+        ch = min(h, round(math.sqrt(area / aspect)))
+        left = int(rng.integers(0, w - cw + 1))
+        top = int(rng.integers(0, h - ch + 1))
+        crop = image.resize((self.image_size, self.image_size), Image.BICUBIC,
+                            box=(left, top, left + cw, top + ch))
+        return _to_tensor(crop, self.mean, self.std)

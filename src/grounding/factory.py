@@ -1,0 +1,121 @@
+"""Building, saving and loading models: `grounding.load(name_or_path)` gives a model with its
+tokenizer and preprocessing attached, from a preset name or a saved folder (a training run's
+output folder included, which holds its latest weights)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import PRESETS, ModelConfig, preset
+from .data.images import Preprocess
+from .io import atomic_path, write_json_atomic
+from .models import CLIP
+from .tokenizer import Tokenizer
+
+CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
+
+
+def synthetic_corpus(n_scenes: int = 2000) -> list[str]:
+    """Captions, hard negatives and questions of the built-in world: the text a tokenizer for
+    it must cover. Deterministic."""
+    import numpy as np
+
+    from .data.synthetic import World
+
+    world, rng = World(held_out=()), np.random.default_rng(0)
+    texts: list[str] = [f"a photo of a {label}." for label in world.labels]
+    for _ in range(n_scenes):
+        scene = world.sample(rng, "any")
+        texts += [scene.caption(), *scene.hard_negatives()[:2]]
+        texts += [f"{q} {a}" for q, a, _ in scene.questions()]
+    return texts
+
+
+def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> Tokenizer:
+    """The tokenizer a config names: OpenAI's vocabulary, or a BPE trained on `texts` (by
+    default the synthetic world's text) with the text tower's vocabulary size."""
+    if config.tokenizer == "openai":
+        return Tokenizer.from_openai_merges(context_length=config.text.context_length)
+    if config.tokenizer == "train":
+        tokenizer = Tokenizer.train(texts if texts is not None else synthetic_corpus(),
+                                    config.text.vocab_size, config.text.context_length)
+        config.text.eot_token_id = tokenizer.eot_token_id
+        config.text.pad_token_id = tokenizer.pad_token_id
+        return tokenizer
+    raise ValueError(f"unknown tokenizer {config.tokenizer!r}: use 'openai', 'train' or a saved model folder")
+
+
+def attach(model: CLIP, tokenizer: Tokenizer) -> CLIP:
+    if len(tokenizer) > model.config.text.vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the text tower only "
+                         f"{model.config.text.vocab_size}; raise text.vocab_size")
+    model.tokenizer = tokenizer
+    v = model.config.vision
+    model.preprocess = Preprocess(v.image_size, tuple(v.mean), tuple(v.std))
+    return model
+
+
+def create_model(config: ModelConfig, tokenizer: Tokenizer | None = None) -> CLIP:
+    """A randomly initialised model with its tokenizer and preprocessing."""
+    tokenizer = tokenizer or build_tokenizer(config)
+    return attach(CLIP(config), tokenizer)
+
+
+def save_model(model: CLIP, folder: str | Path) -> None:
+    """config.json, tokenizer.json and model.safetensors, each written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = ModelConfig.from_dict(model.config.to_dict())
+    config.tokenizer = TOKENIZER_FILE
+    with atomic_path(folder / TOKENIZER_FILE) as tmp:
+        model.tokenizer.save(tmp)
+    write_json_atomic(folder / CONFIG_FILE, config.to_dict())
+    save_weights(model, folder / WEIGHTS_FILE)
+
+
+def save_weights(model: CLIP, path: str | Path) -> None:
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "grounding"})
+
+
+def load_weights(model: CLIP, path: str | Path) -> None:
+    """Weights into `model`, upcast to fp32, with every mismatch listed in one error."""
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); the file may be truncated") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        problems = ([f"missing {', '.join(missing[:8])}"] if missing else []) + \
+                   ([f"unexpected {', '.join(unexpected[:8])}"] if unexpected else []) + wrong[:8]
+        raise ValueError(f"{path} does not fit the model config: " + "; ".join(problems))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> CLIP:
+    """A preset (random weights) or a saved folder, ready to encode images and text."""
+    if str(name_or_path) in PRESETS:
+        return create_model(preset(str(name_or_path))).to(device)
+    folder = Path(name_or_path)
+    if not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}) "
+                                "or a folder saved by grounding (a training run's --out folder)")
+    config = ModelConfig.from_json(folder / CONFIG_FILE)
+    if config.tokenizer == "openai":
+        tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
+    else:
+        tokenizer = Tokenizer.from_file(folder / config.tokenizer, config.text.context_length)
+    model = attach(CLIP(config), tokenizer)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
+    load_weights(model, folder / WEIGHTS_FILE)
+    return model.to(device).eval()

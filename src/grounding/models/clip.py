@@ -1,0 +1,56 @@
+"""The contrastive image-text model: any image tower beside any text tower, each projected to a
+shared embedding, with a learnable temperature."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .resnet import ModifiedResNet
+from .text import TextLSTM, TextTransformer
+from .vit import VisionTransformer
+
+IMAGE_TOWERS = {"vit": VisionTransformer, "resnet": ModifiedResNet}
+TEXT_TOWERS = {"transformer": TextTransformer, "lstm": TextLSTM}
+
+
+class CLIP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        if config.vision.kind not in IMAGE_TOWERS:
+            raise ValueError(f"unknown image tower {config.vision.kind!r}: use one of {list(IMAGE_TOWERS)}")
+        if config.text.kind not in TEXT_TOWERS:
+            raise ValueError(f"unknown text tower {config.text.kind!r}: use one of {list(TEXT_TOWERS)}")
+        self.visual = IMAGE_TOWERS[config.vision.kind](config.vision, config.embed_dim)
+        self.text = TEXT_TOWERS[config.text.kind](config.text, config.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(config.init_logit_scale))
+        # SigLIP learns a bias beside the scale; it starts low so that the many negatives
+        # do not swamp the first steps.
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if config.loss == "siglip" else None
+        # Set by `grounding.load`, so that paths and strings go in and embeddings come out.
+        self.tokenizer = None
+        self.preprocess = None
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.visual(pixels)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, ids: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.text(ids)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def clamp_logit_scale(self) -> None:
+        """Keep the temperature at or above 1/100; the trainer calls this after each step."""
+        with torch.no_grad():
+            self.logit_scale.clamp_(0, self.config.max_logit_scale)
+
+    def forward(self, pixels: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits per image (images x texts) and per text (texts x images)."""
+        image = self.encode_image(pixels, normalize=True)
+        text = self.encode_text(ids, normalize=True)
+        logits_per_image = self.logit_scale.exp() * image @ text.t()
+        if self.logit_bias is not None:
+            logits_per_image = logits_per_image + self.logit_bias
+        return logits_per_image, logits_per_image.t()

@@ -1,0 +1,106 @@
+"""CLIP's modified ResNet: a three-convolution stem with average pooling, bottlenecks that
+downsample by average pooling before the strided step (anti-aliasing), and attention pooling
+in place of global average pooling."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import VisionConfig
+
+
+def _conv_bn(cin: int, cout: int, kernel: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout)]
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = _conv_bn(cin, planes, 1)
+        self.conv2, self.bn2 = _conv_bn(planes, planes, 3)
+        self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.conv3, self.bn3 = _conv_bn(planes, planes * self.expansion, 1)
+        self.downsample = None
+        if stride > 1 or cin != planes * self.expansion:
+            self.downsample = nn.Sequential(
+                nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
+                *_conv_bn(cin, planes * self.expansion, 1),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(self.avgpool(out)))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+class AttentionPool2d(nn.Module):
+    """Multi-head attention in which the mean of the grid, as a query, attends over the grid."""
+
+    def __init__(self, spatial: int, width: int, heads: int, out_dim: int):
+        super().__init__()
+        self.positional_embedding = nn.Parameter(torch.randn(spatial * spatial + 1, width) / width ** 0.5)
+        self.q_proj = nn.Linear(width, width)
+        self.k_proj = nn.Linear(width, width)
+        self.v_proj = nn.Linear(width, width)
+        self.c_proj = nn.Linear(width, out_dim)
+        self.heads = heads
+
+    def forward_tokens(self, grid: torch.Tensor) -> torch.Tensor:
+        """(batch, 1 + h*w, width): the grid's mean first, then the grid cells, with positions."""
+        x = grid.flatten(2).transpose(1, 2)
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
+        return x + self.positional_embedding.to(x.dtype)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        x = self.forward_tokens(grid)
+        batch, length, width = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, -1, self.heads, width // self.heads).transpose(1, 2)
+
+        q, k, v = heads(self.q_proj(x[:, :1])), heads(self.k_proj(x)), heads(self.v_proj(x))
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, width)
+        return self.c_proj(y)
+
+
+class ModifiedResNet(nn.Module):
+    def __init__(self, config: VisionConfig, embed_dim: int):
+        super().__init__()
+        if isinstance(config.layers, int) or len(config.layers) != 4:
+            raise ValueError(f"a ResNet needs four stage depths, got layers={config.layers!r}")
+        if config.image_size % 32:
+            raise ValueError(f"a ResNet's image size must be a multiple of 32, got {config.image_size}")
+        width = config.width
+        self.conv1, self.bn1 = _conv_bn(3, width // 2, 3)
+        self.conv1.stride = (2, 2)
+        self.conv2, self.bn2 = _conv_bn(width // 2, width // 2, 3)
+        self.conv3, self.bn3 = _conv_bn(width // 2, width, 3)
+        self.avgpool = nn.AvgPool2d(2)
+        stages, cin = [], width
+        for i, depth in enumerate(config.layers):
+            planes = width * 2 ** i
+            blocks = [Bottleneck(cin, planes, stride=1 if i == 0 else 2)]
+            cin = planes * Bottleneck.expansion
+            blocks += [Bottleneck(cin, planes) for _ in range(depth - 1)]
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.attnpool = AttentionPool2d(config.image_size // 32, width * 32, config.heads, embed_dim)
+
+    def forward_grid(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature grid, (batch, width * 32, size / 32, size / 32)."""
+        x = F.relu(self.bn1(self.conv1(pixels)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        x = self.avgpool(F.relu(self.bn3(self.conv3(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The pooled-query token and the grid cells as tokens, (batch, 1 + cells, width * 32)."""
+        return self.attnpool.forward_tokens(self.forward_grid(pixels))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.attnpool(self.forward_grid(pixels))

@@ -1,0 +1,175 @@
+"""CLIP's byte-level BPE tokenizer.
+
+Text is cleaned the way OpenAI's tokenizer cleans it (ftfy repairs broken unicode, HTML entities
+are unescaped, whitespace is collapsed, everything is lowercased), split into words, numbers and
+punctuation runs, mapped to bytes, and merged with BPE whose word-final pieces end in `</w>`. The
+merge step runs in the Rust `tokenizers` library; this module only builds it from the usual
+vocabulary files, or trains a new one on a caption corpus.
+"""
+from __future__ import annotations
+
+import gzip
+import html
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import ftfy
+import regex
+import torch
+from tokenizers import Regex, Tokenizer as _Tokenizer, models, pre_tokenizers, trainers
+
+START, END, PAD = "<|startoftext|>", "<|endoftext|>", "<|pad|>"
+# Contractions, letter runs, single digits, and runs of other non-space characters.
+WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+_WHITESPACE = regex.compile(r"\s+")
+
+
+def clean(text: str) -> str:
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return _WHITESPACE.sub(" ", text).strip().lower()
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+def _byte_order() -> list[int]:
+    """The 256 bytes in OpenAI's vocabulary order: those that print as themselves, then the rest."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    return printable + [b for b in range(256) if b not in printable]
+
+
+def _byte_alphabet() -> list[str]:
+    """GPT-2's printable stand-ins for the bytes, in that order; the rest map from 256 on."""
+    return [chr(b) if i < 188 else chr(256 + i - 188) for i, b in enumerate(_byte_order())]
+
+
+_STAND_IN_TO_BYTE = dict(zip(_byte_alphabet(), _byte_order()))
+
+
+def find_openai_vocab() -> Path:
+    """OpenAI's merges file: $GROUNDING_OPENAI_BPE, or the copy inside an installed open_clip."""
+    candidates = []
+    if os.environ.get("GROUNDING_OPENAI_BPE"):
+        candidates.append(Path(os.environ["GROUNDING_OPENAI_BPE"]))
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("open_clip")
+        if spec and spec.origin:
+            candidates.append(Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz")
+    except (ImportError, ValueError):
+        pass
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        "OpenAI's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) was not found: run "
+        "`pip download --no-deps open_clip_torch -d /tmp/oc && unzip -j /tmp/oc/*.whl "
+        "'open_clip/bpe_simple_vocab_16e6.txt.gz' -d ~/.cache/grounding` and set "
+        "GROUNDING_OPENAI_BPE=~/.cache/grounding/bpe_simple_vocab_16e6.txt.gz")
+
+
+class Tokenizer:
+    """Turns strings into (batch, context_length) id tensors: start token, BPE ids, end token,
+    then padding. Over-long text is an error unless `truncate=True`, which keeps the end token."""
+
+    def __init__(self, bpe: _Tokenizer, context_length: int = 77):
+        self.bpe = bpe
+        self.context_length = context_length
+        self.sot_token_id = bpe.token_to_id(START)
+        self.eot_token_id = bpe.token_to_id(END)
+        pad = bpe.token_to_id(PAD)
+        # OpenAI's vocabulary has no pad token and pads with id 0; padding is never read.
+        self.pad_token_id = 0 if pad is None else pad
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_vocab_and_merges(cls, vocab: dict[str, int], merges: list[tuple[str, str]],
+                              context_length: int = 77) -> "Tokenizer":
+        bpe = _Tokenizer(models.BPE(vocab, merges, end_of_word_suffix="</w>", fuse_unk=False))
+        bpe.pre_tokenizer = _pre_tokenizer()
+        return cls(bpe, context_length)
+
+    @classmethod
+    def from_openai_merges(cls, path: str | Path | None = None, context_length: int = 77) -> "Tokenizer":
+        """OpenAI's `bpe_simple_vocab_16e6.txt.gz`: 48,894 merges over the byte alphabet."""
+        path = Path(path) if path else find_openai_vocab()
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+        alphabet = _byte_alphabet()
+        tokens = alphabet + [ch + "</w>" for ch in alphabet] + ["".join(m) for m in merges] + [START, END]
+        return cls.from_vocab_and_merges({t: i for i, t in enumerate(tokens)}, merges, context_length)
+
+    @classmethod
+    def from_hf_files(cls, vocab_json: str | Path, merges_txt: str | Path, context_length: int = 77) -> "Tokenizer":
+        """Hugging Face's `vocab.json` and `merges.txt`."""
+        vocab = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
+        lines = Path(merges_txt).read_text(encoding="utf-8").split("\n")
+        merges = [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
+        return cls.from_vocab_and_merges(vocab, merges, context_length)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int, context_length: int = 77) -> "Tokenizer":
+        """A new byte-level BPE learned from a caption corpus, with pad, start and end tokens."""
+        bpe = _Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+        bpe.pre_tokenizer = _pre_tokenizer()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, START, END],
+                                      initial_alphabet=_byte_alphabet(), end_of_word_suffix="</w>",
+                                      show_progress=False)
+        bpe.train_from_iterator((clean(t) for t in texts), trainer=trainer)
+        return cls(bpe, context_length)
+
+    @classmethod
+    def from_file(cls, path: str | Path, context_length: int = 77) -> "Tokenizer":
+        return cls(_Tokenizer.from_file(str(path)), context_length)
+
+    def save(self, path: str | Path) -> None:
+        self.bpe.save(str(path))
+
+    # --- use --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.bpe.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """BPE ids of one text, without start and end tokens."""
+        return self.bpe.encode(clean(text), add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ids up to the end token, with special tokens dropped."""
+        ids = [int(i) for i in ids]
+        if self.eot_token_id in ids:
+            ids = ids[:ids.index(self.eot_token_id)]
+        special = {self.sot_token_id, self.pad_token_id}
+        data = bytearray()
+        for piece in (self.bpe.id_to_token(i) for i in ids if i not in special):
+            word_end = piece.endswith("</w>")
+            data += bytes(_STAND_IN_TO_BYTE[ch] for ch in piece.removesuffix("</w>"))
+            data += b" " if word_end else b""
+        return data.decode("utf-8", errors="replace").strip()
+
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = None,
+                 truncate: bool = False) -> torch.Tensor:
+        if isinstance(texts, str):
+            texts = [texts]
+        length = context_length or self.context_length
+        encoded = self.bpe.encode_batch([clean(t) for t in texts], add_special_tokens=False)
+        out = torch.full((len(texts), length), self.pad_token_id, dtype=torch.long)
+        for row, (text, enc) in enumerate(zip(texts, encoded)):
+            ids = [self.sot_token_id, *enc.ids, self.eot_token_id]
+            if len(ids) > length:
+                if not truncate:
+                    raise ValueError(
+                        f"text is {len(ids)} tokens, over the context length of {length}: "
+                        f"{text[:60]!r}... shorten it or pass truncate=True")
+                ids = ids[:length - 1] + [self.eot_token_id]
+            out[row, :len(ids)] = torch.tensor(ids)
+        return out
