@@ -134,6 +134,15 @@ class Tokenizer:
     def save(self, path: str | Path) -> None:
         self.bpe.save(str(path))
 
+    def save_hf_files(self, folder: str | Path) -> None:
+        """Hugging Face's `vocab.json` and `merges.txt`, as `CLIPTokenizer` reads them."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        model = json.loads(self.bpe.to_str())["model"]
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        (folder / "vocab.json").write_text(json.dumps(self.bpe.get_vocab(), ensure_ascii=False), encoding="utf-8")
+        (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
     # --- use --------------------------------------------------------------------------------
 
     def __len__(self) -> int:

@@ -187,3 +187,15 @@ class World:
         """The `index`-th batch of a seeded stream: the same arguments always give the same scenes."""
         rng = np.random.default_rng([seed, index, {"train": 0, "held_out": 1, "any": 2}[split]])
         return [self.sample(rng, split) for _ in range(size)]
+
+    def labelled(self, seed: int, per_label: int) -> tuple[list[Scene], list[int]]:
+        """Single-object scenes, `per_label` of every colour-shape label (held-out pairs
+        included), and each scene's label index into `labels`: a zero-shot test set."""
+        rng = np.random.default_rng([seed, 3])
+        scenes, targets = [], []
+        for index, (colour, shape) in enumerate(self._pairs["any"]):
+            for _ in range(per_label):
+                size = "small" if rng.random() < 0.5 else "large"
+                scenes.append(Scene((self._place(rng, colour, shape, size, []),)))
+                targets.append(index)
+        return scenes, targets

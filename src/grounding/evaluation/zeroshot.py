@@ -1,0 +1,83 @@
+"""Zero-shot classification: a classifier made from label text alone, and the per-example
+record the CLIP paper's figures show (correct label, its rank among all labels, its probability)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..models import CLIP
+
+# Written for this project: plain descriptions first, then the settings images come in.
+DEFAULT_TEMPLATES = (
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "an image showing a {}.",
+    "a drawing of a {}.",
+    "a {}.",
+)
+SYNTHETIC_TEMPLATES = ("a {}.", "a small {}.", "a large {}.", "a photo of a {}.")
+
+
+@torch.no_grad()
+def build_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
+                     batch_size: int = 256) -> torch.Tensor:
+    """(embed_dim, labels) unit columns: per label, the normalised mean of its normalised
+    template embeddings."""
+    if not labels:
+        raise ValueError("no labels given")
+    if not templates or any("{}" not in t for t in templates):
+        raise ValueError("every template must contain '{}' where the label goes")
+    texts = [t.format(label) for label in labels for t in templates]
+    device = next(model.parameters()).device
+    embeddings = torch.cat([
+        model.encode_text(model.tokenizer(texts[i:i + batch_size], truncate=True).to(device), normalize=True)
+        for i in range(0, len(texts), batch_size)
+    ])
+    per_label = embeddings.view(len(labels), len(templates), -1).mean(dim=1)
+    return F.normalize(per_label, dim=-1).t()
+
+
+@torch.no_grad()
+def classify(model: CLIP, classifier: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Probabilities over labels, (images, labels), at the model's learned temperature."""
+    image = model.encode_image(pixels.to(classifier.device), normalize=True)
+    return (model.logit_scale.exp() * image @ classifier).softmax(dim=-1)
+
+
+def correct_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each example's correct label. Ties are ranked in the label's favour:
+    only strictly higher scores count against it."""
+    correct = scores.gather(1, targets[:, None])
+    return (scores > correct).sum(dim=1) + 1
+
+
+def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, k: int = 1) -> float:
+    return float((correct_ranks(scores, targets) <= k).float().mean()) if len(targets) else float("nan")
+
+
+@dataclass
+class Example:
+    """One example's zero-shot result, as printed and drawn on a card."""
+
+    label: str
+    rank: int
+    num_labels: int
+    probability: float
+    top: list[tuple[str, float]]
+
+    def summary(self) -> str:
+        return (f"correct label: {self.label}    correct rank: {self.rank}/{self.num_labels}    "
+                f"correct probability: {self.probability:.2%}")
+
+
+def examples(probs: torch.Tensor, targets: torch.Tensor, labels: Sequence[str], k: int = 5) -> list[Example]:
+    ranks = correct_ranks(probs, targets)
+    top_p, top_i = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [
+        Example(labels[int(t)], int(r), len(labels), float(p[t]),
+                [(labels[int(i)], float(q)) for q, i in zip(tp, ti)])
+        for p, t, r, tp, ti in zip(probs, targets, ranks, top_p, top_i)
+    ]
