@@ -14,39 +14,44 @@ def unit(n, d, seed):
     return F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1).requires_grad_()
 
 
-def reference_clip(image, text, scale):
-    # written out term by term: -log softmax of each matched pair, both ways
+def reference_clip(image, text, scale, negatives=()):
+    # written out term by term: -log softmax of each matched pair, both ways; negative
+    # captions only compete for images
     n = len(image)
     total = 0.0
     for i in range(n):
-        row = torch.stack([scale * image[i] @ text[j] for j in range(n)])
+        row = torch.stack([scale * image[i] @ t for t in [*text, *negatives]])
         col = torch.stack([scale * image[j] @ text[i] for j in range(n)])
         total = total - (row[i] - torch.logsumexp(row, 0)) - (col[i] - torch.logsumexp(col, 0))
     return total / (2 * n)
 
 
-def reference_siglip(image, text, scale, bias):
+def reference_siglip(image, text, scale, bias, negatives=()):
     n = len(image)
     total = 0.0
     for i in range(n):
-        for j in range(n):
-            z = scale * image[i] @ text[j] + bias
+        for j, t in enumerate([*text, *negatives]):
+            z = scale * image[i] @ t + bias
             p = 1 / (1 + torch.exp(-z))
             total = total - torch.log(p if i == j else 1 - p)
     return total / n
 
 
+@pytest.mark.parametrize("with_negatives", [False, True])
 @pytest.mark.parametrize("loss_name", ["clip", "siglip"])
-def test_loss_and_gradient_match_a_direct_computation(loss_name):
+def test_loss_and_gradient_match_a_direct_computation(loss_name, with_negatives):
     image, text = unit(6, 5, 0), unit(6, 5, 1)
+    negatives = unit(6, 5, 2) if with_negatives else None
+    extra = () if negatives is None else tuple(negatives)
     log_scale = torch.tensor(math.log(1 / 0.07), dtype=torch.float64, requires_grad=True)
     bias = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
     if loss_name == "clip":
-        ours, ref = clip_loss(image, text, log_scale), reference_clip(image, text, log_scale.exp())
+        ours = clip_loss(image, text, log_scale, negatives)
+        ref = reference_clip(image, text, log_scale.exp(), extra)
         inputs = (image, text, log_scale)
     else:
-        ours = siglip_loss(image, text, log_scale, bias)
-        ref = reference_siglip(image, text, log_scale.exp(), bias)
+        ours = siglip_loss(image, text, log_scale, bias, negatives)
+        ref = reference_siglip(image, text, log_scale.exp(), bias, extra)
         inputs = (image, text, log_scale, bias)
     assert torch.allclose(ours, ref, rtol=1e-10)
     for g_ours, g_ref in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs)):

@@ -88,3 +88,12 @@ def test_labelled_set_covers_every_label_evenly():
 def test_unknown_held_out_pair_is_refused():
     with pytest.raises(ValueError, match="not in this world"):
         World(held_out=(("teal", "circle"),))
+
+
+def test_near_misses_change_one_thing():
+    world, rng = World(), np.random.default_rng(4)
+    for _ in range(100):
+        scene = world.sample(rng, "any")
+        miss = scene.near_miss(rng)
+        assert miss != scene.caption()
+        assert len(miss.split()) == len(scene.caption().split())

@@ -86,7 +86,7 @@ def _tiny() -> ModelConfig:
     return ModelConfig(
         embed_dim=32,
         vision=VisionConfig(image_size=32, width=32, layers=2, heads=2, patch_size=8),
-        text=TextConfig(context_length=32, vocab_size=1000, width=32, layers=2, heads=2),
+        text=TextConfig(context_length=32, vocab_size=1024, width=32, layers=2, heads=2),
         tokenizer="train",
     )
 

@@ -9,16 +9,18 @@ vocabulary files, or trains a new one on a caption corpus.
 from __future__ import annotations
 
 import gzip
+import heapq
 import html
 import json
 import os
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import ftfy
 import regex
 import torch
-from tokenizers import Regex, Tokenizer as _Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer as _Tokenizer, models, pre_tokenizers
 
 START, END, PAD = "<|startoftext|>", "<|endoftext|>", "<|pad|>"
 # Contractions, letter runs, single digits, and runs of other non-space characters.
@@ -75,6 +77,53 @@ def find_openai_vocab() -> Path:
         "GROUNDING_OPENAI_BPE=~/.cache/grounding/bpe_simple_vocab_16e6.txt.gz")
 
 
+def learn_merges(words: Counter[tuple[str, ...]], num_merges: int, min_count: int = 2) -> list[tuple[str, str]]:
+    """BPE training: repeatedly merge the most frequent adjacent pair, ties broken by the pair's
+    own order so the result never depends on hashing (the `tokenizers` trainer's does).
+    Pair counts are updated only in the words a merge touches; stale heap entries are skipped."""
+    symbols = [list(w) for w in words]
+    counts = list(words.values())
+    pair_count: Counter[tuple[str, str]] = Counter()
+    where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, w in enumerate(symbols):
+        for pair in zip(w, w[1:]):
+            pair_count[pair] += counts[i]
+            where[pair].add(i)
+    heap = [(-c, pair) for pair, c in pair_count.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    while heap and len(merges) < num_merges:
+        neg, pair = heapq.heappop(heap)
+        if -neg != pair_count[pair]:
+            continue  # stale entry
+        if -neg < min_count:
+            break
+        merges.append(pair)
+        merged, touched = pair[0] + pair[1], set()
+        for i in sorted(where.pop(pair)):
+            w, c = symbols[i], counts[i]
+            for old in zip(w, w[1:]):
+                pair_count[old] -= c
+                touched.add(old)
+            j, out = 0, []
+            while j < len(w):
+                if j + 1 < len(w) and (w[j], w[j + 1]) == pair:
+                    out.append(merged)
+                    j += 2
+                else:
+                    out.append(w[j])
+                    j += 1
+            symbols[i] = out
+            for new in zip(out, out[1:]):
+                pair_count[new] += c
+                where[new].add(i)
+                touched.add(new)
+        for p in touched:
+            if pair_count[p] > 0:
+                heapq.heappush(heap, (-pair_count[p], p))
+    return merges
+
+
 class Tokenizer:
     """Turns strings into (batch, context_length) id tensors: start token, BPE ids, end token,
     then padding. Over-long text is an error unless `truncate=True`, which keeps the end token."""
@@ -118,14 +167,20 @@ class Tokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, context_length: int = 77) -> "Tokenizer":
-        """A new byte-level BPE learned from a caption corpus, with pad, start and end tokens."""
-        bpe = _Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-        bpe.pre_tokenizer = _pre_tokenizer()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, START, END],
-                                      initial_alphabet=_byte_alphabet(), end_of_word_suffix="</w>",
-                                      show_progress=False)
-        bpe.train_from_iterator((clean(t) for t in texts), trainer=trainer)
-        return cls(bpe, context_length)
+        """A new byte-level BPE learned from a caption corpus, with pad, start and end tokens
+        (ids 0, 1, 2). The same corpus always gives the same vocabulary."""
+        pre = _pre_tokenizer()
+        words: Counter[tuple[str, ...]] = Counter()
+        for text, n in Counter(texts).items():
+            for piece, _ in pre.pre_tokenize_str(clean(text)):
+                words[(*piece[:-1], piece[-1] + "</w>")] += n
+        alphabet = _byte_alphabet()
+        base = [PAD, START, END] + alphabet + [ch + "</w>" for ch in alphabet]
+        if vocab_size < len(base):
+            raise ValueError(f"a byte-level BPE needs a vocabulary of at least {len(base)}, got {vocab_size}")
+        merges = learn_merges(words, vocab_size - len(base))
+        tokens = base + ["".join(m) for m in merges]
+        return cls.from_vocab_and_merges({t: i for i, t in enumerate(tokens)}, merges, context_length)
 
     @classmethod
     def from_file(cls, path: str | Path, context_length: int = 77) -> "Tokenizer":

@@ -20,10 +20,13 @@ class SyntheticPairs:
     tokenizer: Tokenizer
     transform: TrainTransform
     seed: int = 0
+    hard_negatives: bool = False
 
-    def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Pixels, caption ids and, with `hard_negatives`, one near-miss caption per image."""
         scenes = self.world.batch(self.seed, step, size, split="train")
         rng = np.random.default_rng([self.seed, step, 7])
         pixels = torch.stack([self.transform(s.render(self.transform.image_size), rng) for s in scenes])
-        return pixels, self.tokenizer([s.caption() for s in scenes])
+        negatives = self.tokenizer([s.near_miss(rng) for s in scenes]) if self.hard_negatives else None
+        return pixels, self.tokenizer([s.caption() for s in scenes]), negatives
 

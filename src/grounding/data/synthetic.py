@@ -18,7 +18,7 @@ COLOURS = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
     "yellow": (235, 205, 40), "purple": (140, 60, 190), "orange": (245, 135, 30),
 }
-SIZES = {"small": 0.13, "large": 0.2}  # radius as a share of the image side
+SIZES = {"small": 0.16, "large": 0.24}  # radius as a share of the image side
 BACKGROUND = (245, 245, 240)
 # Unseen in training by default: each colour and each shape still appears, just not together.
 DEFAULT_HELD_OUT = (("green", "triangle"), ("blue", "circle"), ("yellow", "square"), ("purple", "diamond"))
@@ -59,8 +59,8 @@ class Scene:
     objects: tuple[SceneObject, ...]
 
     def render(self, size: int = 64) -> Image.Image:
-        # Drawn at 4x and reduced, so that edges are anti-aliased at any resolution.
-        scale = 4
+        # Drawn at 2x and reduced, so that edges are anti-aliased at any resolution.
+        scale = 2
         image = Image.new("RGB", (size * scale, size * scale), BACKGROUND)
         draw = ImageDraw.Draw(image)
         for obj in self.objects:
@@ -106,6 +106,22 @@ class Scene:
             negatives.append(f"a {a.phrase} {_OPPOSITE[_relation(a, b)]} a {b.phrase}")
         truth = self.caption()
         return sorted({n for n in negatives if n != truth})
+
+    def near_miss(self, rng: np.random.Generator) -> str:
+        """A caption one step from the truth: an arrangement swap where the scene has one,
+        otherwise one object's colour or shape replaced. Used as a hard negative in training."""
+        swaps = self.hard_negatives()
+        if swaps and rng.random() < 0.5:
+            return swaps[int(rng.integers(len(swaps)))]
+        i = int(rng.integers(len(self.objects)))
+        obj = self.objects[i]
+        if rng.random() < 0.5:
+            other = [s for s in SHAPES if s != obj.shape]
+            changed = replace(obj, shape=other[int(rng.integers(len(other)))])
+        else:
+            other = [c for c in COLOURS if c != obj.colour]
+            changed = replace(obj, colour=other[int(rng.integers(len(other)))])
+        return Scene(self.objects[:i] + (changed,) + self.objects[i + 1:]).caption()
 
     def questions(self) -> list[tuple[str, str, str]]:
         """(question, answer, type) with type one of count, colour, shape, relation, existence."""

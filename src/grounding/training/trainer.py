@@ -43,6 +43,7 @@ class TrainConfig:
     save_every: int = 100
     keep: int = 2  # checkpoints kept on disk
     data: str = "synthetic"
+    hard_negatives: bool = False  # one near-miss caption per image joins the captions it chooses among
     tensorboard: bool = False
 
     @classmethod
@@ -56,35 +57,43 @@ def autocast(precision: str):
     return contextlib.nullcontext()
 
 
-def train_step(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, accum: int, precision: str) -> float:
+def _features(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None):
+    image = model.encode_image(pixels, normalize=True)
+    text = model.encode_text(ids, normalize=True)
+    return image, text, None if negatives is None else model.encode_text(negatives, normalize=True)
+
+
+def train_step(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, accum: int, precision: str,
+               negatives: torch.Tensor | None = None) -> float:
     """Forward and backward for one contrastive batch; returns the loss. With accum > 1 the
     features of all micro-batches are computed first without gradients, then each micro-batch
     is recomputed with gradients and its loss taken against the whole cached batch, so the
     summed gradient equals the full batch's (BatchNorm aside, whose statistics are per call)."""
     if accum == 1:
         with autocast(precision):
-            loss = contrastive_loss(model, model.encode_image(pixels, normalize=True),
-                                    model.encode_text(ids, normalize=True))
+            loss = contrastive_loss(model, *_features(model, pixels, ids, negatives))
         loss.backward()
         return loss.item()
-    chunks = list(zip(pixels.chunk(accum), ids.chunk(accum)))
+    parts = [pixels.chunk(accum), ids.chunk(accum), negatives.chunk(accum) if negatives is not None else [None] * accum]
+    chunks = list(zip(*parts))
     with torch.no_grad(), autocast(precision):
-        cached = [(model.encode_image(p, normalize=True), model.encode_text(t, normalize=True)) for p, t in chunks]
-    for j, (p, t) in enumerate(chunks):
+        cached = [_features(model, *chunk) for chunk in chunks]
+    for j, chunk in enumerate(chunks):
         with autocast(precision):
-            image, text = model.encode_image(p, normalize=True), model.encode_text(t, normalize=True)
-            images = torch.cat([image if k == j else c[0] for k, c in enumerate(cached)])
-            texts = torch.cat([text if k == j else c[1] for k, c in enumerate(cached)])
-            loss = contrastive_loss(model, images, texts, learn_scale=j == 0)
+            fresh = _features(model, *chunk)
+            joined = [None if fresh[i] is None else torch.cat([fresh[i] if k == j else c[i] for k, c in enumerate(cached)])
+                      for i in range(3)]
+            loss = contrastive_loss(model, *joined, learn_scale=j == 0)
         loss.backward()
     return loss.item()
 
 
-def make_source(name: str, model: CLIP, seed: int) -> SyntheticPairs:
+def make_source(name: str, model: CLIP, seed: int, hard_negatives: bool = False) -> SyntheticPairs:
     if name != "synthetic":
         raise ValueError(f"unknown --data {name!r}: this version trains on 'synthetic'")
     v = model.config.vision
-    return SyntheticPairs(World(), model.tokenizer, TrainTransform(v.image_size, v.mean, v.std), seed)
+    return SyntheticPairs(World(), model.tokenizer, TrainTransform(v.image_size, v.mean, v.std), seed,
+                          hard_negatives=hard_negatives)
 
 
 def train(model_config: ModelConfig | None, train_config: TrainConfig | None, out: str | Path,
@@ -113,7 +122,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     model.train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start = run.restore(model, optimizer)
-    source = make_source(cfg.data, model, cfg.seed)
+    source = make_source(cfg.data, model, cfg.seed, cfg.hard_negatives)
     writer = _tensorboard(run.out) if cfg.tensorboard else None
 
     columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
@@ -122,12 +131,12 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         task = progress.add_task("train", total=cfg.steps, completed=start, stats="")
         for step in range(start, cfg.steps):
             began = time.perf_counter()
-            pixels, ids = source.batch(step, cfg.batch_size)
+            pixels, ids, negatives = source.batch(step, cfg.batch_size)
             lr = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            loss = train_step(model, pixels, ids, cfg.accum, cfg.precision)
+            loss = train_step(model, pixels, ids, cfg.accum, cfg.precision, negatives)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             model.clamp_logit_scale()

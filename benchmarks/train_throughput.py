@@ -1,0 +1,110 @@
+"""Training throughput (image-text pairs/s) and peak memory of grounding beside open_clip and
+transformers' CLIPModel, built with the same shapes and random weights, fed the same real
+captions (the synthetic world's, tokenised to the context length) and random pixels.
+
+    python benchmarks/train_throughput.py                # both presets, fp32 and bf16
+    python benchmarks/train_throughput.py --preset small --repeats 5
+
+Each measurement runs in a fresh process; the peers run in their own virtual environment,
+made on first use at benchmarks/.peers-venv with
+`pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch transformers`. All processes
+get the same allocator settings (see README: Performance) and the same thread count.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+PEERS_VENV = HERE / ".peers-venv"
+CACHE = HERE / ".cache"
+PEERS = ["open_clip", "transformers"]
+BATCH = {"small": 64, "ViT-B-32": 32}
+ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "268435456", "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def peers_python() -> Path:
+    python = PEERS_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.14.1", "torchvision==0.29.1",
+                        "open_clip_torch", "transformers"], check=True)
+    return python
+
+
+def captions(preset: str, peers: Path | None) -> Path:
+    """The synthetic world's captions as token ids, saved for every implementation to load."""
+    from grounding.config import preset as grounding_preset
+    from grounding.data.synthetic import World
+    from grounding.factory import build_tokenizer
+    from grounding.tokenizer import Tokenizer
+
+    path = CACHE / f"ids-{preset}.pt"
+    if path.exists():
+        return path
+    config = grounding_preset(preset)
+    if config.tokenizer == "openai" and peers is not None and "GROUNDING_OPENAI_BPE" not in os.environ:
+        found = subprocess.run([str(peers), "-c", "import open_clip, os; print(os.path.dirname(open_clip.__file__))"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        tokenizer = Tokenizer.from_openai_merges(Path(found) / "bpe_simple_vocab_16e6.txt.gz",
+                                                 config.text.context_length)
+    else:
+        tokenizer = build_tokenizer(config)
+    scenes = World().batch(seed=0, index=0, size=max(BATCH.values()))
+    ids = tokenizer([s.caption() for s in scenes])
+    CACHE.mkdir(exist_ok=True)
+    torch.save({"ids": ids, "vocab": config.text.vocab_size, "eot": tokenizer.eot_token_id}, path)
+    return path
+
+
+def measure(python: Path, impl: str, preset: str, precision: str, text: str, repeats: int, data: Path) -> dict:
+    env = {**os.environ, **ENV, "PYTHONPATH": str(HERE.parent / "src")}
+    out = subprocess.run([str(python), str(HERE / "train_worker.py"), impl, preset, precision, text,
+                          str(BATCH[preset]), str(repeats), str(data)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{impl} {preset} {precision} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["small", "ViT-B-32"], nargs="*", default=["small", "ViT-B-32"])
+    parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="*", default=["fp32", "bf16"])
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per measurement; the median is shown")
+    parser.add_argument("--no-peers", action="store_true", help="measure grounding alone")
+    args = parser.parse_args()
+    peers = None if args.no_peers else peers_python()
+    console = Console()
+    table = Table("preset", "precision", "implementation", "pairs/s", "x best peer", "peak GiB",
+                  title=f"Training throughput, {ENV['OMP_NUM_THREADS']} threads, median of {args.repeats} steps")
+    for preset in args.preset:
+        data = captions(preset, peers)
+        for precision in args.precision:
+            runs = [("grounding", "trimmed", sys.executable), ("grounding", "full", sys.executable)]
+            runs += [(peer, "full", peers) for peer in PEERS] if peers else []
+            results = {}
+            for impl, text, python in runs:
+                console.log(f"{preset} {precision} {impl} ({text} text)")
+                results[(impl, text)] = measure(python, impl, preset, precision, text, args.repeats, data)
+            best = max((results[(p, "full")]["pairs_per_s"] for p in PEERS if (p, "full") in results), default=None)
+            for (impl, text), r in results.items():
+                name = impl + (" (full-length text)" if impl == "grounding" and text == "full" else "")
+                ratio = f"{r['pairs_per_s'] / best:.2f}" if best else "-"
+                table.add_row(preset, precision, name, f"{r['pairs_per_s']:.1f}", ratio, f"{r['peak_gib']:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

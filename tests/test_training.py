@@ -1,0 +1,136 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import grounding
+from grounding.config import preset
+from grounding.data.synthetic import World
+from grounding.evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify, topk_accuracy
+from grounding.factory import create_model
+from grounding.losses import contrastive_loss
+from grounding.training.optim import cosine_lr, param_groups
+from grounding.training.trainer import TrainConfig, train, train_step
+
+CLI = [sys.executable, "-c", "from grounding.interfaces.cli import app; app()"]
+
+
+def test_training_lowers_the_loss_and_zero_shot_beats_chance(tmp_path):
+    options = TrainConfig(steps=150, batch_size=32, lr=2e-3, warmup=10, save_every=1000)
+    model = train(preset("tiny"), options, tmp_path / "run", show_progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
+    world = World()
+    scenes, targets = world.labelled(seed=11, per_label=8)  # new images, held-out pairs among them
+    pixels = torch.stack([model.preprocess(s.render(model.config.vision.image_size)) for s in scenes])
+    probs = classify(model, build_classifier(model, world.labels, SYNTHETIC_TEMPLATES), pixels)
+    chance = 1 / len(world.labels)
+    assert topk_accuracy(probs, torch.tensor(targets)) > 4 * chance
+
+
+def test_a_run_folder_is_a_loadable_model(tmp_path):
+    model = train(preset("tiny"), TrainConfig(steps=3, batch_size=8, save_every=2), tmp_path / "run",
+                  show_progress=False)
+    loaded = grounding.load(tmp_path / "run")
+    ids = loaded.tokenizer(["a red circle", "a blue square above a green triangle"])
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_text(ids), model.encode_text(ids))
+        assert torch.equal(loaded.encode_image(pixels), model.encode_image(pixels))
+    assert loaded.preprocess.image_size == 32
+
+
+def test_a_new_run_refuses_a_folder_holding_one(tmp_path):
+    train(preset("tiny"), TrainConfig(steps=1, batch_size=4), tmp_path / "run", show_progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(preset("tiny"), TrainConfig(steps=1, batch_size=4), tmp_path / "run", show_progress=False)
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+    args = ["train", "--model", "tiny", "--steps", "12", "--batch-size", "16", "--save-every", "3", "--warmup", "2"]
+    subprocess.run(CLI + args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
+
+    killed = subprocess.Popen(CLI + args + ["--out", str(tmp_path / "killed")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = tmp_path / "killed" / "checkpoints" / "step-0000006"
+    deadline = time.time() + 120
+    while not target.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "checkpoints" / "step-0000012").exists(), "the run finished before the kill"
+
+    subprocess.run(CLI + ["train", "--resume", str(tmp_path / "killed")], check=True, capture_output=True)
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    resumed = load_file(tmp_path / "killed" / "model.safetensors")
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))
+
+
+@pytest.mark.parametrize("hard_negatives", [False, True])
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_accumulated_gradient_equals_the_full_batch_gradient(loss, hard_negatives):
+    config = preset("tiny")
+    config.loss = loss
+    torch.manual_seed(0)
+    model = create_model(config)
+    world = World()
+    scenes = world.batch(0, 0, 12)
+    pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
+    ids = model.tokenizer([s.caption() for s in scenes])
+    rng = np.random.default_rng(0)
+    negatives = model.tokenizer([s.near_miss(rng) for s in scenes]) if hard_negatives else None
+
+    def gradients(accum):
+        model.zero_grad()
+        train_step(model, pixels, ids, accum, "fp32", negatives)
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    full, accumulated = gradients(1), gradients(3)
+    for name in full:
+        assert torch.allclose(full[name], accumulated[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_bf16_autocast_step_is_finite():
+    torch.manual_seed(0)
+    model = create_model(preset("tiny"))
+    scenes = World().batch(0, 0, 8)
+    pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
+    loss = train_step(model, pixels, model.tokenizer([s.caption() for s in scenes]), 1, "bf16")
+    assert torch.isfinite(torch.tensor(loss))
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_no_weight_decay_on_gains_biases_embeddings_and_temperature():
+    model = create_model(preset("tiny"))
+    decay, no_decay = param_groups(model, 0.2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert {"logit_scale", "text.token_embedding.weight", "text.positional_embedding",
+            "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre.weight",
+            "text.ln_final.bias"} <= no_decay_names
+    assert all(p.ndim == 2 or p.ndim == 4 for p in decay["params"])
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    lrs = [cosine_lr(s, 1.0, 10, 110) for s in range(110)]
+    assert lrs[0] == 0.1 and lrs[9] == 1.0
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] < 1e-3
+
+
+def test_contrastive_loss_can_detach_the_scale():
+    model = create_model(preset("tiny"))
+    feats = torch.nn.functional.normalize(torch.randn(4, 32), dim=-1).requires_grad_()
+    contrastive_loss(model, feats, feats, learn_scale=False).backward()
+    assert model.logit_scale.grad is None
