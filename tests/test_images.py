@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from grounding.config import OPENAI_MEAN, OPENAI_STD
-from grounding.data.images import BadImageError, Preprocess, TrainTransform, load_image
+from grounding.data.images import BadImageError, Preprocess, TrainTransform, load_batch, load_image
 
 
 def write_png(path, size=(40, 30)):
@@ -64,3 +64,15 @@ def test_train_transform_is_seeded():
     assert torch.equal(a, t(image, np.random.default_rng(5)))
     assert not torch.equal(a, t(image, np.random.default_rng(6)))
     assert a.shape == (3, 32, 32)
+
+
+def test_bad_images_can_be_skipped_and_counted(tmp_path):
+    good = [write_png(tmp_path / f"ok{i}.png") for i in range(2)]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    pre = Preprocess(16, OPENAI_MEAN, OPENAI_STD)
+    with pytest.raises(BadImageError, match="bad.png"):
+        load_batch([good[0], bad, good[1]], pre)
+    pixels, kept, skipped = load_batch([good[0], bad, good[1]], pre, skip_bad=True)
+    assert pixels.shape == (2, 3, 16, 16) and kept == good
+    assert len(skipped) == 1 and "bad.png" in skipped[0]

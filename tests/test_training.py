@@ -134,3 +134,12 @@ def test_contrastive_loss_can_detach_the_scale():
     feats = torch.nn.functional.normalize(torch.randn(4, 32), dim=-1).requires_grad_()
     contrastive_loss(model, feats, feats, learn_scale=False).backward()
     assert model.logit_scale.grad is None
+
+
+def test_compositionality_score_of_an_untrained_model_is_near_chance(tiny_model):
+    from grounding.evaluation.compositionality import compositionality_score
+
+    result = compositionality_score(tiny_model, World(), n_scenes=60)
+    assert result["scenes"] > 40
+    assert 0 < result["chance"] < 0.5
+    assert abs(result["score"] - result["chance"]) < 0.25

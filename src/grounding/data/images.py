@@ -67,6 +67,23 @@ class Preprocess:
                           self.mean, self.std)
 
 
+def load_batch(paths: list[str | Path], preprocess: Preprocess, skip_bad: bool = False
+               ) -> tuple[torch.Tensor, list[Path], list[str]]:
+    """Preprocessed images stacked, the paths kept, and one message per file skipped. Without
+    `skip_bad` the first unreadable file raises BadImageError; with it, it is skipped and counted."""
+    tensors, kept, skipped = [], [], []
+    for path in paths:
+        try:
+            tensors.append(preprocess(load_image(path)))
+            kept.append(Path(path))
+        except BadImageError as e:
+            if not skip_bad:
+                raise
+            skipped.append(str(e))
+    size = preprocess.image_size
+    return (torch.stack(tensors) if tensors else torch.empty(0, 3, size, size)), kept, skipped
+
+
 def resize_shortest(image: Image.Image, size: int) -> Image.Image:
     w, h = image.size
     scale = size / min(w, h)

@@ -48,6 +48,8 @@ def train(
     weight_decay: float = typer.Option(0.2, help="AdamW weight decay on weight matrices only."),
     grad_clip: float = typer.Option(1.0, help="Clip the gradient's global norm to this."),
     precision: Precision = typer.Option(Precision.fp32, help="fp32, or bf16 autocast (weights stay fp32)."),
+    hard_negatives: bool = typer.Option(False, help="Add one near-miss caption per image (NegCLIP): "
+                                        "swapped or changed colours, shapes, relations."),
     seed: int = typer.Option(0, help="Seeds the weights and the data order."),
     save_every: int = typer.Option(100, help="Write a checkpoint every this many steps (and at the end)."),
     tensorboard: bool = typer.Option(False, help="Also log to OUT/tensorboard (needs grounding[tensorboard])."),
@@ -60,7 +62,8 @@ def train(
         raise typer.BadParameter("give exactly one of --out (a new run) or --resume (an existing run)")
     options = TrainConfig(steps=steps or 1000, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
                           grad_clip=grad_clip, accum=accum, precision=precision.value, seed=seed,
-                          save_every=save_every, data=data, tensorboard=tensorboard)
+                          save_every=save_every, data=data, hard_negatives=hard_negatives,
+                          tensorboard=tensorboard)
     if resume:
         run_training(None, TrainConfig(steps=steps) if steps else None, resume, resume=True)
         typer.echo(f"done: {resume} holds the latest weights (grounding.load('{resume}'))")
@@ -78,7 +81,7 @@ def train(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the run, its checkpoints and the PNG cards go."),
-    steps: int = typer.Option(400, help="Training steps; the default fits in under 5 minutes on 2 CPU cores."),
+    steps: int = typer.Option(300, help="Training steps; the default fits in under 5 minutes on 2 CPU cores."),
     examples: int = typer.Option(6, help="How many example results to print and draw as cards."),
     seed: int = typer.Option(0, help="Seeds training and the choice of examples."),
 ) -> None:

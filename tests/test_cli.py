@@ -1,0 +1,44 @@
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from grounding.interfaces.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["demo"]])
+def test_every_command_explains_every_option(command):
+    result = runner.invoke(app, command + ["--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
+    options = re.findall(r"^\s*│?\s*(--[a-z-]+)\s+(.*)$", text, flags=re.M)
+    assert options, text
+    for name, rest in options:
+        if name != "--help":
+            assert len(rest.split()) >= 3, f"{name} has no help text"
+
+
+def test_train_needs_out_or_resume():
+    result = runner.invoke(app, ["train", "--model", "tiny"])
+    assert result.exit_code != 0 and "--out" in result.output
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["train", "--model", "ViT-Z-99", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "neither a preset" in result.output
+
+
+def test_demo_trains_classifies_and_draws_cards(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-c", "from grounding.interfaces.cli import app; app()", "demo",
+                             "--out", str(out), "--steps", "3", "--examples", "2"],
+                            capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"correct rank: \d+/24 +correct probability: \d+\.\d\d%", result.stdout)
+    assert "never seen" in result.stdout
+    cards = sorted((out / "cards").glob("*.png"))
+    assert len(cards) == 2 and all(c.stat().st_size > 5000 for c in cards)
