@@ -65,8 +65,9 @@ def create_model(config: ModelConfig, tokenizer: Tokenizer | None = None) -> CLI
     return attach(CLIP(config), tokenizer)
 
 
-def save_model(model: CLIP, folder: str | Path) -> None:
-    """config.json, tokenizer.json and model.safetensors, each written atomically."""
+def save_model(model: CLIP, folder: str | Path, weights: bool = True) -> None:
+    """config.json, tokenizer.json and (unless `weights=False`) model.safetensors, each written
+    atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = ModelConfig.from_dict(model.config.to_dict())
@@ -74,7 +75,8 @@ def save_model(model: CLIP, folder: str | Path) -> None:
     with atomic_path(folder / TOKENIZER_FILE) as tmp:
         model.tokenizer.save(tmp)
     write_json_atomic(folder / CONFIG_FILE, config.to_dict())
-    save_weights(model, folder / WEIGHTS_FILE)
+    if weights:
+        save_weights(model, folder / WEIGHTS_FILE)
 
 
 def save_weights(model: CLIP, path: str | Path) -> None:

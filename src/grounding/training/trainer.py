@@ -116,8 +116,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         cfg = train_config or TrainConfig()
         torch.manual_seed(cfg.seed)
         model = create_model(model_config, build_tokenizer(model_config))
-        save_model(model, run.out)
-        (run.out / "model.safetensors").unlink()  # only checkpoints publish weights
+        save_model(model, run.out, weights=False)  # checkpoints publish the weights
     write_json_atomic(run.out / TRAIN_FILE, dataclasses.asdict(cfg))
     model.train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
