@@ -3,22 +3,22 @@ record the CLIP paper's figures show (correct label, its rank among all labels, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
+
+import hashlib
+import json
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
+from ..data.datasets import CACHE
 from ..models import CLIP
+from .templates import TEMPLATE_SETS
 
-# Written for this project: plain descriptions first, then the settings images come in.
-DEFAULT_TEMPLATES = (
-    "a photo of a {}.",
-    "a picture of a {}.",
-    "an image showing a {}.",
-    "a drawing of a {}.",
-    "a {}.",
-)
-SYNTHETIC_TEMPLATES = ("a {}.", "a small {}.", "a large {}.", "a photo of a {}.")
+DEFAULT_TEMPLATES = TEMPLATE_SETS["default"]
+SYNTHETIC_TEMPLATES = TEMPLATE_SETS["synthetic"]
 
 
 @torch.no_grad()
@@ -38,6 +38,35 @@ def build_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[str
     ])
     per_label = embeddings.view(len(labels), len(templates), -1).mean(dim=1)
     return F.normalize(per_label, dim=-1).t()
+
+
+def text_fingerprint(model: CLIP) -> str:
+    """A hash of everything a text embedding depends on: the text tower's weights and config,
+    and the tokenizer. Computed once per model object."""
+    if getattr(model, "_text_fingerprint", None) is None:
+        h = hashlib.sha256(json.dumps(model.config.text.__dict__, sort_keys=True).encode())
+        h.update(model.tokenizer.bpe.to_str().encode())
+        for name, tensor in sorted(model.text.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        model._text_fingerprint = h.hexdigest()
+    return model._text_fingerprint
+
+
+def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[str],
+                      cache_dir: Path | None = None) -> torch.Tensor:
+    """`build_classifier`, kept on disk under a key of the model's text side, the labels and the
+    templates, so a second evaluation with the same labels encodes nothing."""
+    from ..io import atomic_path
+
+    key = hashlib.sha256(json.dumps([text_fingerprint(model), list(labels), list(templates)]).encode()).hexdigest()
+    path = (cache_dir or CACHE / "classifiers") / f"{key[:32]}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["classifier"]
+    classifier = build_classifier(model, labels, templates)
+    with atomic_path(path) as tmp:
+        save_file({"classifier": classifier.contiguous()}, str(tmp))
+    return classifier
 
 
 @torch.no_grad()

@@ -91,5 +91,151 @@ def demo(
     run_demo(out, steps=steps, n_examples=examples, seed=seed)
 
 
+def _load_model(spec: str):
+    import grounding
+
+    try:
+        return grounding.load(spec)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--model")
+
+
+def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
+    if (labels is None) == (labels_file is None):
+        raise typer.BadParameter("give exactly one of --labels or --labels-file")
+    if labels_file is not None:
+        if not labels_file.is_file():
+            raise typer.BadParameter(f"{labels_file}: no such file", param_hint="--labels-file")
+        names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
+    else:
+        names = [part.strip() for part in labels.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise typer.BadParameter("the label list is empty")
+    return names
+
+
+@app.command()
+def classify(
+    images: list[Path] = typer.Argument(..., help="Image files to classify."),
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    labels: Optional[str] = typer.Option(None, help='Comma-separated labels, e.g. "cat,dog,spoon".'),
+    labels_file: Optional[Path] = typer.Option(None, help="A file with one label per line."),
+    templates: Optional[str] = typer.Option(None, help="A template file (one per line, with {}) or a built-in "
+                                            "set: default, synthetic, fashion, flags, emoji."),
+    top_k: int = typer.Option(5, help="How many labels to show per image."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
+) -> None:
+    """Classify images zero-shot: each image's top labels with their probabilities."""
+    import json
+
+    import torch
+
+    from ..data.images import BadImageError, load_image
+    from ..evaluation.templates import resolve_templates
+    from ..evaluation.zeroshot import cached_classifier, classify as score
+
+    names = _labels(labels, labels_file)
+    clip = _load_model(model)
+    try:
+        prompts = resolve_templates(templates)
+    except (OSError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--templates")
+    classifier = cached_classifier(clip, names, prompts)
+    failed = 0
+    for path in images:
+        try:
+            pixels = clip.preprocess(load_image(path))[None]
+        except BadImageError as e:
+            typer.echo(f"skipped: {e}", err=True)
+            failed += 1
+            continue
+        probs = score(clip, classifier, pixels)[0]
+        top = torch.topk(probs, min(top_k, len(names)))
+        pairs = [(names[int(i)], float(p)) for p, i in zip(top.values, top.indices)]
+        if json_output:
+            typer.echo(json.dumps({"path": str(path), "top": [{"label": n, "probability": p} for n, p in pairs]}))
+        else:
+            typer.echo(f"{path}: " + ", ".join(f"{n} {p:.1%}" for n, p in pairs))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def zeroshot(
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    dataset: str = typer.Option(..., help="folder:PATH, csv:PATH, synthetic[:OPTS], fashion-mnist, flags or "
+                                "emoji:VENDOR[:PATH] (README: Datasets)."),
+    out: Path = typer.Option(Path("runs/zeroshot"), help="Where summary.json, predictions.jsonl and report.html go."),
+    templates: Optional[str] = typer.Option(None, help="A template file or a built-in set; by default the "
+                                            "dataset's own set."),
+    batch_size: int = typer.Option(64, help="Images encoded per batch."),
+    workers: int = typer.Option(2, help="Processes decoding and preprocessing images beside the encoder."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random sample of this many examples."),
+    cards: bool = typer.Option(False, help="Also export one PNG card per example into OUT/cards."),
+    no_cache: bool = typer.Option(False, help="Re-encode the label texts even if a cached classifier exists."),
+) -> None:
+    """Evaluate zero-shot classification on a labelled dataset, with a report to look at."""
+    import numpy as np
+
+    from ..data.datasets import open_dataset
+    from ..evaluation.run import evaluate_zero_shot
+    from ..evaluation.templates import resolve_templates
+
+    try:
+        data = open_dataset(dataset)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--dataset")
+    if limit and limit < len(data):
+        data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:limit]))
+    clip = _load_model(model)
+    prompts = resolve_templates(templates, data.templates)
+    summary = evaluate_zero_shot(clip, data, prompts, out, batch_size, workers, cards, not no_cache)
+    if summary["multi_label"]:
+        typer.echo(f"mean average precision: {summary['mean_average_precision']:.3f} "
+                   f"over {summary['labels']} labels, {summary['examples']} images")
+    else:
+        lo, hi = summary["top1_ci"]
+        typer.echo(f"top-1 {summary['top1']:.2%} (95% CI {lo:.2%}-{hi:.2%}), top-5 {summary['top5']:.2%}, "
+                   f"mean per-class recall {summary['mean_per_class_recall']:.2%}, "
+                   f"ECE {summary['calibration']['ece']:.3f}, chance {summary['chance_top1']:.2%}")
+    if summary["skipped"]:
+        typer.echo(f"skipped {summary['skipped']} unreadable images (listed in {out / 'summary.json'})")
+    typer.echo(f"report: {out / 'report.html'}  predictions: {out / 'predictions.jsonl'}")
+
+
+@app.command()
+def probe(
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    dataset: str = typer.Option(..., help="A single-label dataset spec (as for zeroshot)."),
+    shots: list[int] = typer.Option([1, 4, 16], help="Examples per class to train on; repeat the option. "
+                                    "Full data is always added."),
+    train_limit: int = typer.Option(5000, help="At most this many training-pool examples are encoded."),
+    seed: int = typer.Option(0, help="Seeds the splits and the choice of shots."),
+    workers: int = typer.Option(2, help="Image-decoding processes."),
+) -> None:
+    """Linear probe on frozen features (K-shot and full), beside zero-shot accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..data.datasets import open_dataset
+    from ..evaluation.predict import predict
+    from ..evaluation.report import summarize
+    from ..evaluation.run import run_probe
+    from ..evaluation.templates import resolve_templates
+    from ..evaluation.zeroshot import cached_classifier
+
+    clip = _load_model(model)
+    data = open_dataset(dataset)
+    zs = summarize(data, predict(clip, data, cached_classifier(clip, data.classes, resolve_templates(None, data.templates)),
+                                 workers=workers, show_progress=False), bootstrap=0)
+    results = run_probe(clip, dataset, [*shots, None], zs, train_limit, seed, workers)
+    table = Table("shots per class", "train examples", "L2", "probe accuracy", "zero-shot top-1")
+    for r in results:
+        table.add_row(str(r["shots"]), str(r["train_examples"]), f"{r['l2']:.0e}", f"{r['test_accuracy']:.2%}",
+                      f"{r['zero_shot_top1']:.2%}")
+    Console().print(table)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,242 @@
+"""Labelled image datasets named by SPEC strings, for zero-shot evaluation and linear probes.
+
+    folder:PATH            one sub-folder per class (folder name as label, or PATH/classes.txt
+                           with lines "FOLDER<TAB>LABEL" or "FOLDER,LABEL")
+    csv:PATH               columns path,label; several labels as "a|b" make it multi-label
+    synthetic[:OPTS]       the built-in world; OPTS like per_label=10,seed=1,multi
+    fashion-mnist[:train]  Debian's dataset-fashion-mnist (10,000 test photos, 10 classes)
+    flags                  Debian's iso-flags-png-320x240, named by Debian's iso-codes
+    emoji:VENDOR[:PATH]    npm's emoji-datasource-VENDOR: a `npm pack` .tgz or a node_modules folder
+
+A dataset is indexable without loading its images, so that worker processes decode them.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import re
+import tarfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .images import load_image
+from .synthetic import World
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+CACHE = Path(os.environ.get("GROUNDING_CACHE", Path.home() / ".cache" / "grounding"))
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle boot"]
+FLAGS = Path("/usr/share/iso-flags-png-320x240")
+ISO_3166 = Path("/usr/share/iso-codes/json/iso_3166-1.json")
+
+
+class MissingPackageError(FileNotFoundError):
+    """A dataset whose package is not installed; the message says how to install it."""
+
+
+@dataclass
+class Dataset:
+    """Examples with one or more label indices each. `keys` name the examples in reports."""
+
+    name: str
+    classes: list[str]
+    keys: list[str]
+    targets: list[tuple[int, ...]]
+    templates: str = "default"  # the built-in template set that suits it
+    paths: list[Path] | None = None  # image files, or
+    pixels: np.ndarray | None = None  # in-memory uint8 images (N, H, W[, 3]), or
+    scenes: list | None = None  # synthetic scenes, rendered on demand
+    render_size: int = 224
+    notes: list[str] = field(default_factory=list)
+    categories: list[str] | None = None  # a group per example (emoji categories)
+
+    def __post_init__(self) -> None:
+        warn_label_collisions(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def multi_label(self) -> bool:
+        return any(len(t) != 1 for t in self.targets)
+
+    def image(self, i: int) -> Image.Image:
+        if self.paths is not None:
+            return load_image(self.paths[i])
+        if self.pixels is not None:
+            return Image.fromarray(self.pixels[i]).convert("RGB")
+        return self.scenes[i].render(self.render_size)
+
+    def subset(self, indices: list[int] | np.ndarray, name: str | None = None) -> "Dataset":
+        pick = lambda xs: None if xs is None else [xs[i] for i in indices]  # noqa: E731
+        return Dataset(name or self.name, self.classes, pick(self.keys), pick(self.targets), self.templates,
+                       pick(self.paths), None if self.pixels is None else self.pixels[np.asarray(indices, int)],
+                       pick(self.scenes), self.render_size, self.notes, pick(self.categories))
+
+
+def normalise_label(label: str) -> str:
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", label.lower()).split())
+
+
+def warn_label_collisions(classes: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for label in classes:
+        key = normalise_label(label)
+        if key in seen and seen[key] != label:
+            warnings.warn(f"labels {seen[key]!r} and {label!r} read the same once normalised; "
+                          "a zero-shot classifier cannot tell them apart", stacklevel=3)
+        seen.setdefault(key, label)
+
+
+def open_dataset(spec: str) -> Dataset:
+    kind, _, rest = spec.partition(":")
+    openers = {"folder": _folder, "csv": _csv, "synthetic": _synthetic, "fashion-mnist": _fashion_mnist,
+               "flags": _flags, "emoji": _emoji}
+    if kind not in openers:
+        raise ValueError(f"unknown dataset {spec!r}: use folder:PATH, csv:PATH, synthetic, fashion-mnist, "
+                         "flags or emoji:VENDOR[:PATH]")
+    return openers[kind](rest)
+
+
+def _folder(rest: str) -> Dataset:
+    root = Path(rest)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (folder:PATH wants one sub-folder per class)")
+    names = {}
+    if (root / "classes.txt").is_file():
+        for line in (root / "classes.txt").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                folder, _, label = line.partition("\t") if "\t" in line else line.partition(",")
+                names[folder.strip()] = label.strip()
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise ValueError(f"{root}: no class sub-folders")
+    classes = [names.get(f.name, f.name.replace("_", " ")) for f in folders]
+    paths, targets = [], []
+    for index, folder in enumerate(folders):
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(path)
+                targets.append((index,))
+    return Dataset(f"folder:{root}", classes, [str(p) for p in paths], targets, paths=paths)
+
+
+def _csv(rest: str) -> Dataset:
+    path = Path(rest)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (csv:PATH wants columns path,label)")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise ValueError(f"{path}: needs a header with the columns 'path' and 'label'")
+    label_lists = [[x.strip() for x in row["label"].split("|") if x.strip()] for row in rows]
+    classes = sorted({label for labels in label_lists for label in labels})
+    index = {c: i for i, c in enumerate(classes)}
+    paths = [(path.parent / row["path"]) for row in rows]
+    targets = [tuple(index[x] for x in labels) for labels in label_lists]
+    return Dataset(f"csv:{path}", classes, [str(p) for p in paths], targets, paths=paths)
+
+
+def _options(rest: str) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in rest.split(",") if item)
+
+
+def _synthetic(rest: str) -> Dataset:
+    """Single-object scenes of every colour-shape label; with `multi`, scenes of 1 to 4 objects
+    labelled with every pair present (the seed's 'detect all objects')."""
+    opts = _options(rest)
+    world, seed = World(), int(opts.get("seed", 1))
+    per_label = int(opts.get("per_label", 10))
+    if "multi" in opts:
+        rng = np.random.default_rng([seed, 4])
+        scenes = [world.sample(rng, "any") for _ in range(per_label * len(world.labels))]
+        index = {label: i for i, label in enumerate(world.labels)}
+        targets = [tuple(sorted({index[f"{o.colour} {o.shape}"] for o in s.objects})) for s in scenes]
+    else:
+        scenes, single = world.labelled(seed, per_label)
+        targets = [(t,) for t in single]
+    keys = [f"synthetic/{seed}/{i:05d}" for i in range(len(scenes))]
+    return Dataset("synthetic", world.labels, keys, targets, templates="synthetic", scenes=scenes,
+                   render_size=int(opts.get("size", 64)))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path) as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _fashion_mnist(rest: str) -> Dataset:
+    split = rest or "test"
+    prefix = {"test": "t10k", "train": "train"}.get(split)
+    if prefix is None:
+        raise ValueError("fashion-mnist takes :test (the default) or :train")
+    images, labels = FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz", FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz"
+    if not images.is_file():
+        raise MissingPackageError("fashion-mnist needs the Debian package dataset-fashion-mnist: "
+                                  "apt-get install dataset-fashion-mnist")
+    pixels, targets = _read_idx(images), _read_idx(labels)
+    keys = [f"fashion-mnist/{split}/{i:05d}" for i in range(len(targets))]
+    return Dataset(f"fashion-mnist:{split}", FASHION_CLASSES, keys, [(int(t),) for t in targets],
+                   templates="fashion", pixels=pixels)
+
+
+def _flags(rest: str) -> Dataset:
+    if not FLAGS.is_dir() or not ISO_3166.is_file():
+        raise MissingPackageError("flags needs the Debian packages iso-flags-png-320x240 and iso-codes: "
+                                  "apt-get install iso-flags-png-320x240 iso-codes")
+    countries = json.loads(ISO_3166.read_text(encoding="utf-8"))["3166-1"]
+    names = {c["alpha_2"].lower(): c.get("common_name", c["name"]) for c in countries}
+    paths = sorted(p for p in FLAGS.glob("*.png") if p.stem in names)
+    classes = [names[p.stem] for p in paths]
+    skipped = len(list(FLAGS.glob("*.png"))) - len(paths)
+    return Dataset("flags", classes, [str(p) for p in paths], [(i,) for i in range(len(paths))], templates="flags",
+                   paths=paths, notes=[f"{skipped} flags without an ISO 3166-1 code (regions, organisations) left out"])
+
+
+def _emoji_root(vendor: str, where: str) -> Path:
+    """The package folder holding emoji.json: PATH (a folder or an `npm pack` .tgz, unpacked once
+    into the cache), else ./node_modules, else an earlier unpacking in the cache."""
+    package = f"emoji-datasource-{vendor}"
+    if where:
+        candidates = [Path(where)]
+    else:
+        candidates = [Path("node_modules"), *sorted(CACHE.glob(f"{package}-*/package"))]
+    for candidate in candidates:
+        if candidate.is_file() and candidate.name.endswith(".tgz"):
+            target = CACHE / candidate.name.removesuffix(".tgz")
+            if not (target / "package" / "emoji.json").is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(candidate) as tar:
+                    tar.extractall(target, filter="data")
+            candidate = target / "package"
+        for folder in (candidate, candidate / "package", candidate / package, candidate / "node_modules" / package):
+            if (folder / "emoji.json").is_file():
+                return folder
+    raise MissingPackageError(f"emoji:{vendor} needs the npm package {package}: run `npm pack {package}` and "
+                              f"pass emoji:{vendor}:./{package}-VERSION.tgz (or `npm install {package}`)")
+
+
+def _emoji(rest: str) -> Dataset:
+    vendor, _, where = rest.partition(":")
+    if vendor not in {"google", "twitter", "apple", "facebook"}:
+        raise ValueError("emoji:VENDOR takes google or twitter (the npm emoji-datasource-VENDOR packages)")
+    root = _emoji_root(vendor, where)
+    entries = json.loads((root / "emoji.json").read_text(encoding="utf-8"))
+    # Skin-tone variants live under each entry's skin_variations: only the base image is used.
+    entries = [e for e in entries if e.get(f"has_img_{vendor}") and e.get("name")
+               and (root / "img" / vendor / "64" / e["image"]).is_file()]
+    entries.sort(key=lambda e: e.get("sort_order", 0))
+    classes = [e["name"].lower() for e in entries]
+    paths = [root / "img" / vendor / "64" / e["image"] for e in entries]
+    return Dataset(f"emoji:{vendor}", classes, [str(p) for p in paths], [(i,) for i in range(len(entries))],
+                   templates="emoji", paths=paths, categories=[e.get("category", "") for e in entries])

@@ -1,0 +1,76 @@
+"""Scoring a whole dataset against a zero-shot classifier, streamed: worker processes decode
+and preprocess batches while the main process encodes, and only the score matrix is kept."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
+
+from ..data.datasets import Dataset
+from ..data.images import BadImageError, Preprocess
+from ..models import CLIP
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, dataset: Dataset, preprocess: Preprocess):
+        self.dataset, self.preprocess = dataset, preprocess
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.preprocess(self.dataset.image(i)), i, ""
+        except BadImageError as e:
+            size = self.preprocess.image_size
+            return torch.zeros(3, size, size), i, str(e)
+
+
+@dataclass
+class Predictions:
+    """Scores of the examples that could be read, in dataset order, and what was skipped."""
+
+    logits: np.ndarray  # (examples, labels): scale * cosine similarity
+    indices: np.ndarray  # each row's index into the dataset
+    skipped: list[str]
+
+    @property
+    def probs(self) -> np.ndarray:
+        z = self.logits - self.logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@torch.no_grad()
+def encode_images(model: CLIP, dataset: Dataset, batch_size: int = 64, workers: int = 2,
+                  show_progress: bool = True):
+    """Yields (unit features, dataset indices, skipped messages) batch by batch."""
+    loader = DataLoader(_Decoded(dataset, model.preprocess), batch_size=batch_size, num_workers=workers,
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    columns = [TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    device = next(model.parameters()).device
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task("encode", total=len(dataset))
+        for pixels, index, errors in loader:
+            ok = torch.tensor([not e for e in errors], dtype=torch.bool)
+            features = model.encode_image(pixels[ok].to(device), normalize=True) if ok.any() else None
+            yield features, index[ok].numpy(), [e for e in errors if e]
+            progress.advance(task, len(index))
+
+
+@torch.no_grad()
+def predict(model: CLIP, dataset: Dataset, classifier: torch.Tensor, batch_size: int = 64, workers: int = 2,
+            show_progress: bool = True) -> Predictions:
+    logits, indices, skipped = [], [], []
+    scale = model.logit_scale.exp()
+    for features, index, errors in encode_images(model, dataset, batch_size, workers, show_progress):
+        skipped += errors
+        if features is not None:
+            logits.append((scale * features @ classifier).float().cpu().numpy())
+            indices.append(index)
+    n_labels = classifier.shape[1]
+    return Predictions(np.concatenate(logits) if logits else np.zeros((0, n_labels), np.float32),
+                       np.concatenate(indices) if indices else np.zeros(0, np.int64), skipped)

@@ -1,0 +1,73 @@
+"""The `zeroshot` and `probe` jobs: from a model and a dataset spec to files on disk."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..data.datasets import Dataset, open_dataset
+from ..io import write_json_atomic
+from ..models import CLIP
+from . import probe as probes
+from .predict import predict
+from .report import example_records, export_cards, summarize, write_html, write_predictions
+from .zeroshot import build_classifier, cached_classifier
+
+
+def evaluate_zero_shot(model: CLIP, dataset: Dataset, templates: tuple[str, ...], out: Path,
+                       batch_size: int = 64, workers: int = 2, cards: bool = False, cache: bool = True,
+                       show_progress: bool = True, title: str | None = None) -> dict:
+    """Writes OUT/summary.json, OUT/predictions.jsonl, OUT/report.html (and OUT/cards/*.png)."""
+    out.mkdir(parents=True, exist_ok=True)
+    make = cached_classifier if cache else build_classifier
+    classifier = make(model, dataset.classes, templates)
+    predictions = predict(model, dataset, classifier, batch_size, workers, show_progress)
+    summary = summarize(dataset, predictions)
+    summary["templates"] = list(templates)
+    summary["skipped_files"] = predictions.skipped
+    records = example_records(dataset, predictions)
+    write_json_atomic(out / "summary.json", summary)
+    write_predictions(out / "predictions.jsonl", records)
+    write_html(out / "report.html", dataset, predictions, summary, records,
+               title or f"Zero-shot on {dataset.name}")
+    if cards:
+        export_cards(out / "cards", dataset, records)
+    return summary
+
+
+def _train_split(spec: str, dataset: Dataset, seed: int) -> tuple[Dataset, Dataset]:
+    """(training pool, test set): a dataset's own training split where it has one, else a seeded
+    half of the examples each."""
+    if spec.startswith("fashion-mnist"):
+        return open_dataset("fashion-mnist:train"), dataset
+    if spec.startswith("synthetic"):
+        options = dict(item.partition("=")[::2] for item in spec.partition(":")[2].split(",") if item)
+        options["seed"] = str(int(options.get("seed", 1)) + 1000)
+        train_spec = "synthetic:" + ",".join(f"{k}={v}" if v else k for k, v in options.items())
+        return open_dataset(train_spec), dataset
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    half = len(order) // 2
+    return dataset.subset(order[:half], dataset.name + " (train half)"), dataset.subset(order[half:])
+
+
+def run_probe(model: CLIP, spec: str, shots: list[int | None], zero_shot: dict | None = None,
+              train_limit: int = 5000, seed: int = 0, workers: int = 2) -> list[dict]:
+    """Linear-probe accuracy for each K in `shots` (None: all training examples)."""
+    dataset = open_dataset(spec)
+    if dataset.multi_label:
+        raise ValueError(f"{spec}: a linear probe needs single-label data")
+    train, test = _train_split(spec, dataset, seed)
+    if len(train) > train_limit:
+        train = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:train_limit]))
+    train_x, train_y = probes.features(model, train, workers=workers)
+    test_x, test_y = probes.features(model, test, workers=workers)
+    results = [probes.probe(train_x, train_y, test_x, test_y, len(dataset.classes), k, seed) for k in shots]
+    if zero_shot is not None:
+        for r in results:
+            r["zero_shot_top1"] = zero_shot["top1"]
+    return results
+
+
+def load_summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())

@@ -1,0 +1,34 @@
+"""Prompt templates, written for this project. A label goes where `{}` stands; a classifier
+averages a label's embeddings over its set's templates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "default": ("a photo of a {}.", "a picture of a {}.", "an image showing a {}.", "a drawing of a {}.", "a {}."),
+    "synthetic": ("a {}.", "a small {}.", "a large {}.", "a photo of a {}."),
+    "fashion": ("a photo of a {}, a piece of clothing.", "a black and white photo of a {}.",
+                "a low resolution photo of a {}.", "a product photo of a {}."),
+    "flags": ("the flag of {}.", "the national flag of {}.", "a flag of the country {}.", "{} flag."),
+    "emoji": ("an emoji of {}.", "the {} emoji.", "an icon of {}.", "a cartoon of {}."),
+}
+
+
+def read_templates(path: str | Path) -> tuple[str, ...]:
+    """One template per line, each with `{}`; blank lines and lines starting with # are skipped."""
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    templates = tuple(line for line in lines if line and not line.startswith("#"))
+    bad = [t for t in templates if "{}" not in t]
+    if not templates or bad:
+        raise ValueError(f"{path}: every template needs '{{}}' where the label goes"
+                         + (f"; these lack it: {bad[:3]}" if bad else "; the file has none"))
+    return templates
+
+
+def resolve_templates(name_or_path: str | None, default: str = "default") -> tuple[str, ...]:
+    """A built-in set's name or a file; None gives `default`."""
+    if name_or_path is None:
+        return TEMPLATE_SETS[default]
+    if name_or_path in TEMPLATE_SETS:
+        return TEMPLATE_SETS[name_or_path]
+    return read_templates(name_or_path)
