@@ -188,6 +188,12 @@ def write_html(path: Path, dataset: Dataset, predictions: Predictions, summary: 
     options = "".join(f"<option>{html.escape(c)}</option>" for c in shown)
     table = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     notes = "".join(f"<p>{html.escape(n)}</p>" for n in summary["notes"])
+    per_class = summary["per_label_ap"] if summary["multi_label"] else summary["per_class_accuracy"]
+    heading = "average precision" if summary["multi_label"] else "accuracy (recall)"
+    per_class_rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{'-' if v is None else f'{v:.2%}'}</td></tr>"
+                             for c, v in sorted(per_class.items(), key=lambda kv: -1 if kv[1] is None else kv[1]))
+    plots += (f"<details><summary>per class: {heading}</summary><table><tr><th>class</th><th>{heading}</th></tr>"
+              f"{per_class_rows}</table></details>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>{notes}"
             f"<table>{table}</table>{plots}<h2>Examples</h2><p>show <select id='group' onchange='show()'>"
