@@ -41,3 +41,13 @@ def openai_bpe() -> Path:
 def tiny_model():
     torch.manual_seed(0)
     return create_model(preset("tiny")).eval()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory):
+    """The tiny preset trained for 150 steps on the synthetic world (about 10 s), and its run folder."""
+    from grounding.training.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    options = TrainConfig(steps=150, batch_size=32, lr=2e-3, warmup=10, save_every=1000)
+    return train(preset("tiny"), options, out, show_progress=False), out

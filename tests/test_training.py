@@ -21,10 +21,9 @@ from grounding.training.trainer import TrainConfig, train, train_step
 CLI = [sys.executable, "-c", "from grounding.interfaces.cli import app; app()"]
 
 
-def test_training_lowers_the_loss_and_zero_shot_beats_chance(tmp_path):
-    options = TrainConfig(steps=150, batch_size=32, lr=2e-3, warmup=10, save_every=1000)
-    model = train(preset("tiny"), options, tmp_path / "run", show_progress=False)
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+def test_training_lowers_the_loss_and_zero_shot_beats_chance(trained_tiny):
+    model, run = trained_tiny
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
     world = World()
     scenes, targets = world.labelled(seed=11, per_label=8)  # new images, held-out pairs among them

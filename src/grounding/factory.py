@@ -3,6 +3,8 @@ tokenizer and preprocessing attached, from a preset name or a saved folder (a tr
 output folder included, which holds its latest weights)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -101,6 +103,22 @@ def load_weights(model: CLIP, path: str | Path) -> None:
                    ([f"unexpected {', '.join(unexpected[:8])}"] if unexpected else []) + wrong[:8]
         raise ValueError(f"{path} does not fit the model config: " + "; ".join(problems))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+def fingerprint(model: CLIP, part: str | None = None) -> str:
+    """A hash of what a model's embeddings depend on: its config, tokenizer and weights, or only
+    those of one tower (`part='text'` or `'visual'`). Cached on the model object; recompute after
+    changing weights by deleting `model._fingerprints`."""
+    cache = model.__dict__.setdefault("_fingerprints", {})
+    if part not in cache:
+        module = model if part is None else getattr(model, part)
+        h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+        h.update(model.tokenizer.bpe.to_str().encode())
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        cache[part] = h.hexdigest()
+    return cache[part]
 
 
 def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> CLIP:

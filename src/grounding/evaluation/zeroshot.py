@@ -40,26 +40,14 @@ def build_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[str
     return F.normalize(per_label, dim=-1).t()
 
 
-def text_fingerprint(model: CLIP) -> str:
-    """A hash of everything a text embedding depends on: the text tower's weights and config,
-    and the tokenizer. Computed once per model object."""
-    if getattr(model, "_text_fingerprint", None) is None:
-        h = hashlib.sha256(json.dumps(model.config.text.__dict__, sort_keys=True).encode())
-        h.update(model.tokenizer.bpe.to_str().encode())
-        for name, tensor in sorted(model.text.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        model._text_fingerprint = h.hexdigest()
-    return model._text_fingerprint
-
-
 def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[str],
                       cache_dir: Path | None = None) -> torch.Tensor:
     """`build_classifier`, kept on disk under a key of the model's text side, the labels and the
     templates, so a second evaluation with the same labels encodes nothing."""
+    from ..factory import fingerprint
     from ..io import atomic_path
 
-    key = hashlib.sha256(json.dumps([text_fingerprint(model), list(labels), list(templates)]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates)]).encode()).hexdigest()
     path = (cache_dir or CACHE / "classifiers") / f"{key[:32]}.safetensors"
     if path.is_file():
         return load_file(str(path))["classifier"]

@@ -237,5 +237,157 @@ def probe(
     Console().print(table)
 
 
+index_app = typer.Typer(no_args_is_help=True, help="Build vector indexes over embedding stores.")
+app.add_typer(index_app, name="index")
+
+
+class IndexKind(str, Enum):
+    flat = "flat"
+    hnsw = "hnsw"
+    ivfpq = "ivfpq"
+
+
+class GroundMethod(str, Enum):
+    occlusion = "occlusion"
+    similarity = "similarity"
+
+
+@app.command()
+def embed(
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    out: Path = typer.Option(..., help="The embedding store's folder (sharded; a killed run resumes here)."),
+    images: Optional[str] = typer.Option(None, help="A folder, folder:PATH, csv:PATH (a 'path' column, optional "
+                                         "'caption'), or tar:SHARDS-{000..009}.tar (webdataset)."),
+    texts: Optional[Path] = typer.Option(None, help="A file with one text per line, instead of --images."),
+    shard_size: int = typer.Option(4096, help="Items per shard; each finished shard is kept on a restart."),
+    batch_size: int = typer.Option(64, help="Items encoded per batch."),
+    workers: int = typer.Option(2, help="Image-decoding processes."),
+) -> None:
+    """Encode a collection of images (or texts) into a sharded embedding store."""
+    from ..tasks.retrieval.embed import embed_images, embed_texts
+
+    if (images is None) == (texts is None):
+        raise typer.BadParameter("give exactly one of --images or --texts")
+    clip = _load_model(model)
+    try:
+        if images:
+            store = embed_images(clip, images, out, model, shard_size, batch_size, workers)
+        else:
+            store = embed_texts(clip, texts, out, model, shard_size)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e))
+    _, keys, _, skipped = store.read()
+    typer.echo(f"{len(keys)} embeddings in {out}" + (f"; skipped {len(skipped)} unreadable files:" if skipped else ""))
+    for message in skipped:
+        typer.echo(f"  {message}")
+
+
+@index_app.command("build")
+def index_build(
+    folder: Path = typer.Argument(..., help="An embedding store made by `grounding embed`."),
+    kind: Optional[IndexKind] = typer.Option(None, help="flat (exact), hnsw (graph) or ivfpq (compressed); by "
+                                             "default exact up to 100,000 vectors, hnsw above."),
+) -> None:
+    """Build a faiss index over an embedding store (written atomically beside it)."""
+    from ..tasks.retrieval.index import build_index
+
+    try:
+        meta = build_index(folder, kind and kind.value)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e))
+    typer.echo(f"{meta['kind']} index of {meta['count']} {meta['store']['kind']} embeddings in {folder / 'index'}")
+
+
+@app.command()
+def search(
+    index: Path = typer.Argument(..., help="An embedding store with a built index."),
+    query: Optional[str] = typer.Argument(None, help='Words to search for, e.g. "spoon".'),
+    k: int = typer.Option(10, "-k", "--top-k", help="How many hits per query."),
+    image: Optional[Path] = typer.Option(None, help="Search with an image instead of words."),
+    queries: Optional[Path] = typer.Option(None, help="A file of queries, one per line, answered in one batch."),
+    model: Optional[str] = typer.Option(None, help="The model to encode queries with; by default the index's own. "
+                                        "Another model is refused."),
+    sheet: Optional[Path] = typer.Option(None, help="Draw the hits of the first query as a contact sheet PNG."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per query."),
+) -> None:
+    """Search an index with words (text to image) or an image (image to image or to text)."""
+    import json
+
+    from ..tasks.retrieval.index import Index
+    from ..tasks.retrieval.search import contact_sheet, search as run_search
+
+    given = [x is not None for x in (query, image, queries)]
+    if sum(given) != 1:
+        raise typer.BadParameter("give exactly one of QUERY, --image or --queries")
+    try:
+        found = Index(index)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e))
+    clip = _load_model(model or found.meta["store"]["model"])
+    texts = [query] if query is not None else None
+    if queries is not None:
+        texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        results = run_search(clip, found, k, texts=texts, images=[image] if image else None)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+    labels = texts or [str(image)]
+    for label, hits in zip(labels, results):
+        if json_output:
+            typer.echo(json.dumps({"query": label, "hits": [{"key": key, "score": s} for key, s in hits]}))
+        else:
+            typer.echo(f"{label}:")
+            for rank, (key, score) in enumerate(hits, 1):
+                typer.echo(f"  {rank:3d}. {score:.4f}  {key}")
+    if sheet:
+        contact_sheet(results[0], labels[0], sheet, found.kind)
+        typer.echo(f"contact sheet: {sheet}")
+
+
+@app.command("retrieval-eval")
+def retrieval_eval(
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2] or csv:PATH with path,caption columns."),
+    out: Path = typer.Option(Path("runs/retrieval"), help="Where summary.json and ranks.jsonl go."),
+    workers: int = typer.Option(2, help="Image-decoding processes."),
+) -> None:
+    """Text-to-image and image-to-text recall@1/5/10 and ranks over paired data."""
+    from ..tasks.retrieval.evaluate import retrieval_eval as run_eval
+
+    clip = _load_model(model)
+    try:
+        summary = run_eval(clip, pairs, out, workers)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--pairs")
+    for direction in ("text_to_image", "image_to_text"):
+        r = summary[direction]
+        typer.echo(f"{direction.replace('_', ' ')}: R@1 {r['recall@1']:.1%}  R@5 {r['recall@5']:.1%}  "
+                   f"R@10 {r['recall@10']:.1%}  mean rank {r['mean_rank']:.1f}  median rank {r['median_rank']:.0f}")
+    typer.echo(f"{summary['examples']} pairs (chance R@1 {summary['chance_recall@1']:.2%}); ranks in {out / 'ranks.jsonl'}")
+
+
+@app.command()
+def ground(
+    image: Path = typer.Argument(..., help="The image."),
+    phrase: str = typer.Argument(..., help='What to find, e.g. "the red circle".'),
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    out: Path = typer.Option(Path("ground.png"), help="Where to draw the heat map and the box."),
+    method: GroundMethod = typer.Option(GroundMethod.occlusion, help="occlusion (any tower) or similarity "
+                                        "(patch tokens; README: Phrase grounding)."),
+    window: Optional[int] = typer.Option(None, help="Occlusion window in pixels; default half a ViT patch."),
+) -> None:
+    """Show which part of an image a phrase refers to: a heat map and a box."""
+    from ..data.images import BadImageError, load_image
+    from ..tasks.phrase_grounding import ground as run_ground, save_overlay
+
+    clip = _load_model(model)
+    try:
+        heat, box, view = run_ground(clip, load_image(image), phrase, method.value, window)
+    except (BadImageError, ValueError) as e:
+        raise typer.BadParameter(str(e))
+    save_overlay(view, heat, box, phrase, out)
+    typer.echo(f"strongest region (x0, y0, x1, y1) in the model's {view.width}px view: {box}; drawn in {out}")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,89 @@
+"""Image collections to embed: a folder (searched recursively), a CSV with a `path` column (and
+optionally `caption`), or webdataset tar shards (`shards-{000..099}.tar`: members sharing a
+basename form a sample, `KEY.jpg` with `KEY.txt` as its caption)."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .datasets import IMAGE_SUFFIXES
+from .images import BadImageError, load_image
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str  # the path, or SHARD:KEY inside a tar
+    path: str  # the file, or the tar holding it
+    member: str | None = None  # the image's name inside the tar,
+    offset: int = 0  # where its bytes start in the tar,
+    size: int = 0  # and how many there are
+    caption: str | None = None
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """`a-{000..002}.tar` -> a-000.tar a-001.tar a-002.tar; `{x,y}` -> x y; nested and repeated."""
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match:
+        return [pattern]
+    body, head, tail = match.group(1), pattern[:match.start()], pattern[match.end():]
+    numeric = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if numeric:
+        lo, hi = numeric.groups()
+        width = len(lo) if lo.startswith("0") else 0
+        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    else:
+        options = body.split(",")
+    return [expanded for option in options for expanded in expand_braces(head + option + tail)]
+
+
+def list_items(spec: str) -> list[Item]:
+    kind, _, rest = spec.partition(":")
+    if kind == "folder" or (not rest and Path(spec).is_dir()):
+        root = Path(rest or spec)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such folder")
+        return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if kind == "csv":
+        path = Path(rest)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file (csv:PATH wants a 'path' column)")
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "path" not in rows[0]:
+            raise ValueError(f"{path}: needs a header with a 'path' column (and optionally 'caption')")
+        return [Item(str(path.parent / r["path"]), str(path.parent / r["path"]), caption=r.get("caption"))
+                for r in rows]
+    if kind == "tar" or spec.endswith(".tar"):
+        return [item for shard in expand_braces(rest if kind == "tar" else spec) for item in _tar_items(Path(shard))]
+    raise ValueError(f"unknown collection {spec!r}: use a folder, folder:PATH, csv:PATH or tar:SHARDS-{{000..009}}.tar")
+
+
+def _tar_items(shard: Path) -> list[Item]:
+    if not shard.is_file():
+        raise FileNotFoundError(f"{shard}: no such tar shard")
+    with tarfile.open(shard) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        captions = {m.name.rsplit(".", 1)[0]: tar.extractfile(m).read().decode("utf-8").strip()
+                    for m in members if m.name.endswith(".txt")}
+    return [Item(f"{shard}:{m.name}", str(shard), m.name, m.offset_data, m.size, captions.get(m.name.rsplit(".", 1)[0]))
+            for m in members if Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
+
+
+def read_image(item: Item) -> Image.Image:
+    if item.member is None:
+        return load_image(item.path)
+    try:
+        with open(item.path, "rb") as f:
+            f.seek(item.offset)
+            data = f.read(item.size)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise BadImageError(f"{item.key}: cannot decode ({e}); the member is truncated or corrupt") from None

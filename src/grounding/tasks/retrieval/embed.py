@@ -1,0 +1,93 @@
+"""`grounding embed`: encode a collection into a sharded embedding store. Decoding runs in worker
+processes; each finished shard is on disk, so a killed run resumes by skipping them, and memory
+holds one shard at a time whatever the collection's size."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
+
+from ...data.collections import Item, list_items, read_image
+from ...data.images import BadImageError, Preprocess
+from ...factory import fingerprint
+from ...models import CLIP
+from .store import Store
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, items: list[Item], preprocess: Preprocess):
+        self.items, self.preprocess = items, preprocess
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.preprocess(read_image(self.items[i])), i, ""
+        except BadImageError as e:
+            return torch.zeros(3, self.preprocess.image_size, self.preprocess.image_size), i, str(e)
+
+
+def _progress() -> Progress:
+    columns = [TextColumn("[bold]embed"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} items/s"), TimeRemainingColumn()]
+    return Progress(*columns)
+
+
+@torch.no_grad()
+def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size: int = 4096,
+                 batch_size: int = 64, workers: int = 2, show_progress: bool = True) -> Store:
+    items = list_items(spec)
+    store = Store(Path(out))
+    store.begin({"kind": "image", "source": spec, "model": model_name, "model_fingerprint": fingerprint(model),
+                 "embed_dim": model.config.embed_dim, "shard_size": shard_size, "items": len(items)})
+    starts = range(0, len(items), shard_size)
+    todo = [s for s in starts if not store.done(s // shard_size)]
+    device = next(model.parameters()).device
+    with _progress() as progress:
+        task = progress.add_task("embed", total=len(items), completed=len(items) - sum(
+            min(shard_size, len(items) - s) for s in todo), rate="-", visible=show_progress)
+        began, count = time.perf_counter(), 0
+        for start in todo:
+            shard = items[start:start + shard_size]
+            loader = DataLoader(_Decoded(shard, model.preprocess), batch_size=batch_size, num_workers=workers)
+            vectors, keep, skipped = [], [], []
+            for pixels, index, errors in loader:
+                ok = torch.tensor([not e for e in errors], dtype=torch.bool)
+                if ok.any():
+                    vectors.append(model.encode_image(pixels[ok].to(device), normalize=True).float().cpu().numpy())
+                    keep += index[ok].tolist()
+                skipped += [e for e in errors if e]
+                count += len(index)
+                progress.update(task, advance=len(index), rate=f"{count / (time.perf_counter() - began):.1f}")
+            dim = model.config.embed_dim
+            store.write_shard(start // shard_size, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+                              [shard[i].key for i in keep], [shard[i].caption for i in keep], skipped)
+    return store
+
+
+@torch.no_grad()
+def embed_texts(model: CLIP, texts_file: Path, out: Path, model_name: str, shard_size: int = 4096,
+                batch_size: int = 256, show_progress: bool = True) -> Store:
+    """One text per line of `texts_file`; each row's key is the text itself."""
+    texts = [line.strip() for line in Path(texts_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    store = Store(Path(out))
+    store.begin({"kind": "text", "source": str(texts_file), "model": model_name,
+                 "model_fingerprint": fingerprint(model), "embed_dim": model.config.embed_dim,
+                 "shard_size": shard_size, "items": len(texts)})
+    device = next(model.parameters()).device
+    with _progress() as progress:
+        task = progress.add_task("embed", total=len(texts), rate="-", visible=show_progress)
+        for start in range(0, len(texts), shard_size):
+            shard = texts[start:start + shard_size]
+            if not store.done(start // shard_size):
+                vectors = [model.encode_text(model.tokenizer(shard[i:i + batch_size], truncate=True).to(device),
+                                             normalize=True).float().cpu().numpy()
+                           for i in range(0, len(shard), batch_size)]
+                store.write_shard(start // shard_size, np.concatenate(vectors), shard, list(shard), [])
+            progress.update(task, advance=len(shard))
+    return store

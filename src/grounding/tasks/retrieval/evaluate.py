@@ -1,0 +1,95 @@
+"""`grounding retrieval-eval`: text-to-image and image-to-text retrieval over paired data, with
+recall@1/5/10, mean and median rank, and a rank record per example."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...data.images import load_image
+from ...data.synthetic import World
+from ...evaluation.predict import encode_images
+from ...io import write_json_atomic, write_text_atomic
+from ...models import CLIP
+
+
+class Pairs:
+    """Images with one caption each, read lazily by worker processes."""
+
+    def __init__(self, keys: list[str], captions: list[str], paths: list[Path] | None = None, scenes=None,
+                 size: int = 64):
+        self.keys, self.captions, self.paths, self.scenes, self.size = keys, captions, paths, scenes, size
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def image(self, i: int):
+        return load_image(self.paths[i]) if self.paths is not None else self.scenes[i].render(self.size)
+
+
+def open_pairs(spec: str) -> Pairs:
+    """`synthetic[:n=500,seed=2,size=64]` (scenes with distinct captions) or `csv:PATH` (path,caption)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        opts = dict(item.partition("=")[::2] for item in rest.split(",") if item)
+        n, seed = int(opts.get("n", 500)), int(opts.get("seed", 2))
+        rng, world, scenes, seen = np.random.default_rng([seed, 6]), World(), [], set()
+        while len(scenes) < n:
+            scene = world.sample(rng, "any")
+            if scene.caption() not in seen:  # a caption shared by two images has no single right answer
+                seen.add(scene.caption())
+                scenes.append(scene)
+        return Pairs([f"synthetic/{seed}/{i:05d}" for i in range(n)], [s.caption() for s in scenes], scenes=scenes,
+                     size=int(opts.get("size", 64)))
+    if kind == "csv":
+        path = Path(rest)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file (csv:PATH wants columns path,caption)")
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or not {"path", "caption"} <= set(rows[0]):
+            raise ValueError(f"{path}: needs a header with the columns 'path' and 'caption'")
+        paths = [path.parent / r["path"] for r in rows]
+        return Pairs([str(p) for p in paths], [r["caption"] for r in rows], paths=paths)
+    raise ValueError(f"unknown pairs {spec!r}: use synthetic[:n=500] or csv:PATH")
+
+
+def correct_ranks(similarity: np.ndarray) -> np.ndarray:
+    """Rank (1-based) of the diagonal entry in each row; ties count in its favour."""
+    diagonal = np.diagonal(similarity)[:, None]
+    return (similarity > diagonal).sum(axis=1) + 1
+
+
+def rank_summary(ranks: np.ndarray) -> dict:
+    return {**{f"recall@{k}": float(np.mean(ranks <= k)) for k in (1, 5, 10)},
+            "mean_rank": float(ranks.mean()), "median_rank": float(np.median(ranks))}
+
+
+@torch.no_grad()
+def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = 2, show_progress: bool = True) -> dict:
+    pairs = open_pairs(spec)
+    image_rows, skipped = [], []
+    feats = []
+    for batch, index, errors in encode_images(model, pairs, workers=workers, show_progress=show_progress):
+        skipped += errors
+        if batch is not None:
+            feats.append(batch.float().numpy())
+            image_rows += index.tolist()
+    images = np.concatenate(feats)
+    captions = [pairs.captions[i] for i in image_rows]
+    texts = np.concatenate([model.encode_text(model.tokenizer(captions[i:i + 256], truncate=True), normalize=True)
+                            .float().numpy() for i in range(0, len(captions), 256)])
+    similarity = images @ texts.T  # rows: images, columns: their captions, same order
+    i2t, t2i = correct_ranks(similarity), correct_ranks(similarity.T)
+    n = len(image_rows)
+    summary = {"pairs": spec, "examples": n, "skipped": skipped, "text_to_image": rank_summary(t2i),
+               "image_to_text": rank_summary(i2t), "chance_recall@1": 1 / n}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "summary.json", summary)
+    write_text_atomic(out / "ranks.jsonl", "".join(
+        json.dumps({"path": pairs.keys[row], "caption": pairs.captions[row], "text_to_image_rank": f"{int(a)}/{n}",
+                    "image_to_text_rank": f"{int(b)}/{n}"}) + "\n" for row, a, b in zip(image_rows, t2i, i2t)))
+    return summary

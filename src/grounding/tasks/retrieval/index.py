@@ -1,0 +1,108 @@
+"""faiss indexes over an embedding store. Exact inner-product search up to EXACT_LIMIT vectors;
+above it HNSW (a graph, about 1.3x the vectors' memory, no training) by default, or IVF-PQ
+(compressed codes, re-ranked exactly) with `kind='ivfpq'` when memory is short.
+
+    DIR/index/index.faiss  the faiss index
+    DIR/index/meta.json    kind, count, embed_dim, the store's manifest (model identity)
+    DIR/index/items.json   keys and captions of the rows
+
+The three files are written into a fresh folder that then replaces DIR/index by renames, so a
+reader finds the old index or the new one, never a mix.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ...io import write_json_atomic
+from .store import Store
+
+EXACT_LIMIT = 100_000
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 160
+
+
+def choose_kind(count: int) -> str:
+    return "flat" if count <= EXACT_LIMIT else "hnsw"
+
+
+def make_index(vectors: np.ndarray, kind: str) -> faiss.Index:
+    dim = vectors.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "ivfpq":
+        nlist = max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
+        m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0)
+        coarse = faiss.IndexFlatIP(dim)
+        ivf = faiss.IndexIVFPQ(coarse, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:max(nlist * 40, 10_000)]]
+        ivf.train(sample)
+        ivf.nprobe = min(nlist, 64)
+        index = faiss.IndexRefineFlat(ivf)
+        index.k_factor = 8
+    else:
+        raise ValueError(f"unknown index kind {kind!r}: use flat, hnsw or ivfpq")
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def build_index(folder: Path, kind: str | None = None) -> dict:
+    store = Store(Path(folder))
+    manifest = store.manifest
+    vectors, keys, captions, _ = store.read()
+    if len(vectors) == 0:
+        raise ValueError(f"{folder}: the store holds no embeddings")
+    kind = kind or choose_kind(len(vectors))
+    index = make_index(vectors, kind)
+    final, staging, old = store.folder / "index", store.folder / ".index-new", store.folder / ".index-old"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    faiss.write_index(index, str(staging / "index.faiss"))
+    write_json_atomic(staging / "items.json", {"keys": keys, "captions": captions})
+    meta = {"kind": kind, "count": len(keys), "embed_dim": int(vectors.shape[1]), "store": manifest}
+    write_json_atomic(staging / "meta.json", meta)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return meta
+
+
+class Index:
+    """A built index, searched with unit query vectors."""
+
+    def __init__(self, path: Path):
+        path = Path(path)
+        folder = path / "index" if (path / "index" / "meta.json").is_file() else path
+        if not (folder / "meta.json").is_file():
+            raise FileNotFoundError(f"{path}: no index here; build one with `grounding index build {path}`")
+        self.meta = json.loads((folder / "meta.json").read_text())
+        items = json.loads((folder / "items.json").read_text())
+        self.keys, self.captions = items["keys"], items["captions"]
+        self.index = faiss.read_index(str(folder / "index.faiss"))
+        if self.meta["kind"] == "hnsw":
+            faiss.downcast_index(self.index).hnsw.efSearch = HNSW_EF_SEARCH
+
+    @property
+    def kind(self) -> str:
+        """What the rows are: 'image' or 'text'."""
+        return self.meta["store"]["kind"]
+
+    def check_model(self, model_fingerprint: str, embed_dim: int) -> None:
+        store = self.meta["store"]
+        if store["model_fingerprint"] != model_fingerprint or store["embed_dim"] != embed_dim:
+            raise ValueError(f"this index was built with another model ({store['model']}, {store['embed_dim']}-d); "
+                             f"query it with that model (--model {store['model']})")
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        scores, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(self.keys)))
+        return [[(self.keys[r], float(s)) for s, r in zip(srow, rrow) if r >= 0] for srow, rrow in zip(scores, rows)]

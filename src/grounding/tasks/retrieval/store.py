@@ -1,0 +1,74 @@
+"""An embedding store: a folder of shards, each a float32 matrix of unit vectors and a JSON list
+of what each row is, plus a manifest naming the model that made them.
+
+    DIR/manifest.json      kind (image or text), model path and fingerprint, embed_dim, shard size
+    DIR/shard-00000.npy    (rows, embed_dim) float32
+    DIR/shard-00000.json   {"keys": [...], "captions": [...], "skipped": [...]}, written last:
+                           a shard is finished when its JSON exists
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...io import atomic_path, write_json_atomic
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Store:
+    folder: Path
+
+    @property
+    def manifest(self) -> dict:
+        path = self.folder / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.folder}: no {MANIFEST}; make one with `grounding embed`")
+        return json.loads(path.read_text())
+
+    def begin(self, manifest: dict) -> None:
+        """Starts a store, or checks that a resumed one was made the same way."""
+        path = self.folder / MANIFEST
+        if path.is_file():
+            old = json.loads(path.read_text())
+            differ = [k for k in ("kind", "source", "model_fingerprint", "shard_size") if old.get(k) != manifest.get(k)]
+            if differ:
+                raise ValueError(f"{self.folder} holds embeddings made differently ({', '.join(differ)} differ); "
+                                 "choose another --out or delete it")
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, manifest)
+
+    def shard_path(self, index: int) -> Path:
+        return self.folder / f"shard-{index:05d}"
+
+    def done(self, index: int) -> bool:
+        return self.shard_path(index).with_suffix(".json").is_file()
+
+    def write_shard(self, index: int, vectors: np.ndarray, keys: list[str], captions: list[str | None],
+                    skipped: list[str]) -> None:
+        base = self.shard_path(index)
+        with atomic_path(base.with_suffix(".npy")) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, vectors.astype(np.float32))
+        write_json_atomic(base.with_suffix(".json"), {"keys": keys, "captions": captions, "skipped": skipped})
+
+    def shards(self) -> list[int]:
+        return sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("shard-*.json"))
+
+    def read(self) -> tuple[np.ndarray, list[str], list[str | None], list[str]]:
+        """All vectors, keys, captions and skipped messages, in shard order."""
+        vectors, keys, captions, skipped = [], [], [], []
+        for index in self.shards():
+            base = self.shard_path(index)
+            meta = json.loads(base.with_suffix(".json").read_text())
+            vectors.append(np.load(base.with_suffix(".npy")))
+            keys += meta["keys"]
+            captions += meta["captions"]
+            skipped += meta["skipped"]
+        dim = self.manifest["embed_dim"]
+        return (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)), keys, captions, skipped
