@@ -126,6 +126,10 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> CLIP:
     if str(name_or_path) in PRESETS:
         return create_model(preset(str(name_or_path))).to(device)
     folder = Path(name_or_path)
+    from .formats import huggingface
+
+    if huggingface.is_hf_folder(folder):
+        return _load_hf(folder).to(device).eval()
     if not (folder / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}) "
                                 "or a folder saved by grounding (a training run's --out folder)")
@@ -139,3 +143,20 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> CLIP:
         raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
     load_weights(model, folder / WEIGHTS_FILE)
     return model.to(device).eval()
+
+
+def _load_hf(folder: Path) -> CLIP:
+    """A Hugging Face CLIP folder; its tokenizer files if present, else OpenAI's vocabulary."""
+    from .formats import huggingface
+
+    config = huggingface.hf_to_config(json.loads((folder / CONFIG_FILE).read_text()))
+    huggingface.read_preprocessing(folder, config)
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        tokenizer = Tokenizer.from_hf_files(folder / "vocab.json", folder / "merges.txt", config.text.context_length)
+    else:
+        tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
+    config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+    model = attach(CLIP(config), tokenizer)
+    state = huggingface.hf_to_state(huggingface.read_hf_weights(folder), config, str(folder))
+    model.load_state_dict(state)
+    return model

@@ -389,5 +389,28 @@ def ground(
     typer.echo(f"strongest region (x0, y0, x1, y1) in the model's {view.width}px view: {box}; drawn in {out}")
 
 
+class Format(str, Enum):
+    hf = "hf"
+    grounding = "grounding"
+
+
+@app.command()
+def convert(
+    source: str = typer.Argument(..., help="A model folder (grounding or Hugging Face) or a preset name."),
+    destination: Path = typer.Argument(..., help="The folder to write."),
+    to: Format = typer.Option(..., help="hf (Hugging Face CLIPModel folder) or grounding."),
+) -> None:
+    """Convert a checkpoint between formats, preprocessing settings and tokenizer included."""
+    from ..factory import save_model
+    from ..formats.huggingface import write_hf_folder
+
+    clip = _load_model(source)
+    try:
+        write_hf_folder(clip, destination) if to == Format.hf else save_model(clip, destination)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+    typer.echo(f"wrote {to.value} model to {destination}")
+
+
 def main() -> None:
     app()

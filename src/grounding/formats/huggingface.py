@@ -1,0 +1,162 @@
+"""Hugging Face CLIP folders (`config.json` with `text_config` and `vision_config`, and
+`model.safetensors` or `pytorch_model.bin`): read into this project's model, and written back.
+
+HF keeps separate q, k and v projections and stores projections as Linear weights (out x in);
+this project fuses q, k, v into one in_proj and keeps projections as (in x out) matrices."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import ModelConfig, TextConfig, VisionConfig
+from ..io import atomic_path, write_json_atomic
+
+_BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
+          "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+_ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
+
+
+def is_hf_folder(folder: Path) -> bool:
+    config = Path(folder) / "config.json"
+    return config.is_file() and "vision_config" in json.loads(config.read_text())
+
+
+def hf_to_config(hf: dict) -> ModelConfig:
+    t, v = hf.get("text_config", {}), hf.get("vision_config", {})
+    for part, name in ((t, "text"), (v, "vision")):
+        if part.get("hidden_act", "quick_gelu") not in _ACTIVATIONS:
+            raise ValueError(f"unsupported {name} activation {part['hidden_act']!r}")
+    text = TextConfig(context_length=t.get("max_position_embeddings", 77), vocab_size=t.get("vocab_size", 49408),
+                      width=t.get("hidden_size", 512), layers=t.get("num_hidden_layers", 12),
+                      heads=t.get("num_attention_heads", 8),
+                      mlp_ratio=t.get("intermediate_size", 2048) / t.get("hidden_size", 512),
+                      activation=_ACTIVATIONS[t.get("hidden_act", "quick_gelu")])
+    vision = VisionConfig(image_size=v.get("image_size", 224), width=v.get("hidden_size", 768),
+                          layers=v.get("num_hidden_layers", 12), heads=v.get("num_attention_heads", 12),
+                          patch_size=v.get("patch_size", 32),
+                          mlp_ratio=v.get("intermediate_size", 3072) / v.get("hidden_size", 768),
+                          activation=_ACTIVATIONS[v.get("hidden_act", "quick_gelu")])
+    return ModelConfig(embed_dim=hf.get("projection_dim", 512), vision=vision, text=text, tokenizer="openai")
+
+
+def config_to_hf(config: ModelConfig) -> dict:
+    if config.vision.kind != "vit" or config.text.kind != "transformer":
+        raise ValueError("Hugging Face's CLIPModel holds a ViT and a text Transformer only")
+    t, v = config.text, config.vision
+    return {
+        "model_type": "clip", "architectures": ["CLIPModel"], "projection_dim": config.embed_dim,
+        "logit_scale_init_value": config.init_logit_scale,
+        "text_config": {"vocab_size": t.vocab_size, "hidden_size": t.width, "intermediate_size": int(t.width * t.mlp_ratio),
+                        "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
+                        "max_position_embeddings": t.context_length, "hidden_act": t.activation,
+                        "eos_token_id": t.eot_token_id, "bos_token_id": t.eot_token_id - 1, "pad_token_id": t.pad_token_id,
+                        "projection_dim": config.embed_dim},
+        "vision_config": {"hidden_size": v.width, "intermediate_size": int(v.width * v.mlp_ratio),
+                          "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "image_size": v.image_size,
+                          "patch_size": v.patch_size, "hidden_act": v.activation, "projection_dim": config.embed_dim},
+    }
+
+
+def _tower_pairs(prefix_hf: str, prefix_ours: str, layers: int) -> list[tuple[str, str]]:
+    pairs = []
+    for i in range(layers):
+        for hf_name, our_name in _BLOCK.items():
+            for p in ("weight", "bias"):
+                pairs.append((f"{prefix_hf}.encoder.layers.{i}.{hf_name}.{p}",
+                              f"{prefix_ours}.transformer.resblocks.{i}.{our_name}.{p}"))
+    return pairs
+
+
+def _plain_pairs(config: ModelConfig) -> list[tuple[str, str]]:
+    """Keys that map one to one (projections and q/k/v are handled apart)."""
+    pairs = [("text_model.embeddings.token_embedding.weight", "text.token_embedding.weight"),
+             ("text_model.embeddings.position_embedding.weight", "text.positional_embedding"),
+             ("vision_model.embeddings.class_embedding", "visual.class_embedding"),
+             ("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight"),
+             ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding"),
+             ("logit_scale", "logit_scale")]
+    for p in ("weight", "bias"):
+        pairs += [(f"text_model.final_layer_norm.{p}", f"text.ln_final.{p}"),
+                  (f"vision_model.pre_layrnorm.{p}", f"visual.ln_pre.{p}"),
+                  (f"vision_model.post_layernorm.{p}", f"visual.ln_post.{p}")]
+    pairs += _tower_pairs("text_model", "text", config.text.layers)
+    pairs += _tower_pairs("vision_model", "visual", config.vision.layers)
+    return pairs
+
+
+def _attention_prefixes(config: ModelConfig):
+    for hf_tower, ours, layers in (("text_model", "text", config.text.layers),
+                                   ("vision_model", "visual", config.vision.layers)):
+        for i in range(layers):
+            yield f"{hf_tower}.encoder.layers.{i}.self_attn", f"{ours}.transformer.resblocks.{i}.attn.in_proj"
+
+
+def hf_to_state(hf_state: dict[str, torch.Tensor], config: ModelConfig, source: str) -> dict[str, torch.Tensor]:
+    state, missing = {}, []
+
+    def take(key):
+        if key not in hf_state:
+            missing.append(key)
+            return None
+        return hf_state[key].float()
+
+    for hf_key, ours in _plain_pairs(config):
+        state[ours] = take(hf_key)
+    for hf_prefix, ours in _attention_prefixes(config):
+        for p in ("weight", "bias"):
+            parts = [take(f"{hf_prefix}.{x}_proj.{p}") for x in "qkv"]
+            state[f"{ours}.{p}"] = None if None in parts else torch.cat(parts)
+    text_proj, visual_proj = take("text_projection.weight"), take("visual_projection.weight")
+    if missing:
+        raise ValueError(f"{source} is not a complete CLIP checkpoint; missing {', '.join(missing[:6])}"
+                         + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
+    state["text.text_projection"] = text_proj.t().contiguous()
+    state["visual.proj"] = visual_proj.t().contiguous()
+    if state["visual.class_embedding"].dim() == 1 and state["logit_scale"].dim() == 1:
+        state["logit_scale"] = state["logit_scale"][0]
+    return state
+
+
+def state_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    hf = {hf_key: state[ours] for hf_key, ours in _plain_pairs(config)}
+    for hf_prefix, ours in _attention_prefixes(config):
+        for p in ("weight", "bias"):
+            for name, chunk in zip("qkv", state[f"{ours}.{p}"].chunk(3)):
+                hf[f"{hf_prefix}.{name}_proj.{p}"] = chunk
+    hf["text_projection.weight"] = state["text.text_projection"].t()
+    hf["visual_projection.weight"] = state["visual.proj"].t()
+    return {k: v.detach().contiguous().clone() for k, v in hf.items()}
+
+
+def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
+    if (folder / "model.safetensors").is_file():
+        return load_file(str(folder / "model.safetensors"))
+    if (folder / "pytorch_model.bin").is_file():
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{folder}: no model.safetensors or pytorch_model.bin")
+
+
+def read_preprocessing(folder: Path, config: ModelConfig) -> None:
+    path = folder / "preprocessor_config.json"
+    if path.is_file():
+        pre = json.loads(path.read_text())
+        config.vision.mean = tuple(pre.get("image_mean", config.vision.mean))
+        config.vision.std = tuple(pre.get("image_std", config.vision.std))
+
+
+def write_hf_folder(model, folder: Path) -> None:
+    """config.json, model.safetensors, preprocessor_config.json and the tokenizer's files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "config.json", config_to_hf(model.config))
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state_to_hf(model.state_dict(), model.config), str(tmp), metadata={"format": "pt"})
+    v = model.config.vision
+    write_json_atomic(folder / "preprocessor_config.json", {
+        "image_processor_type": "CLIPImageProcessor", "image_mean": list(v.mean), "image_std": list(v.std),
+        "size": {"shortest_edge": v.image_size}, "crop_size": {"height": v.image_size, "width": v.image_size},
+        "do_resize": True, "do_center_crop": True, "do_normalize": True, "resample": 3})
+    model.tokenizer.save_hf_files(folder)

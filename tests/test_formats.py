@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+import grounding
+from grounding.formats.huggingface import write_hf_folder
+
+transformers = pytest.importorskip("transformers", reason="install the test extra: pip install -e '.[test]'")
+
+
+def hf_model(shapes: str, act: str = "quick_gelu"):
+    if shapes == "tiny":
+        text = dict(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+                    num_attention_heads=4, max_position_embeddings=77, hidden_act=act, eos_token_id=49407)
+        vision = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                      image_size=64, patch_size=16, hidden_act=act)
+        dim = 32
+    else:  # the ViT-B/32 shapes
+        text = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
+                    num_attention_heads=8, max_position_embeddings=77, hidden_act=act, eos_token_id=49407)
+        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                      image_size=224, patch_size=32, hidden_act=act)
+        dim = 512
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=dim)
+    return transformers.CLIPModel(config).eval()
+
+
+def features(output):
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+@pytest.mark.parametrize("shapes,act", [("tiny", "quick_gelu"), ("tiny", "gelu"), ("ViT-B-32", "quick_gelu")])
+def test_hf_clip_loads_with_parity(shapes, act, tmp_path, openai_bpe, monkeypatch):
+    monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))
+    hf = hf_model(shapes, act)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = grounding.load(tmp_path / "hf")
+    assert ours.config.text.activation == act and ours.config.vision.activation == act
+    size = ours.config.vision.image_size
+    pixels = torch.randn(2, 3, size, size)
+    ids = ours.tokenizer(["a photo of a cat", "the girl is licking the spoon of batter"])
+    with torch.no_grad():
+        hf_image = features(hf.get_image_features(pixel_values=pixels))
+        hf_text = features(hf.get_text_features(input_ids=ids))
+        hf_logits = hf(input_ids=ids, pixel_values=pixels).logits_per_image
+        assert (ours.encode_image(pixels) - hf_image).abs().max() < 1e-4
+        assert (ours.encode_text(ids) - hf_text).abs().max() < 1e-4
+        assert (ours(pixels, ids)[0] - hf_logits).abs().max() < 1e-4
+
+    write_hf_folder(ours, tmp_path / "back")  # and the other way
+    again = transformers.CLIPModel.from_pretrained(tmp_path / "back").eval()
+    with torch.no_grad():
+        assert (features(again.get_image_features(pixel_values=pixels)) - hf_image).abs().max() < 1e-4
+        assert (features(again.get_text_features(input_ids=ids)) - hf_text).abs().max() < 1e-4
+
+
+def test_incomplete_hf_checkpoint_lists_what_is_missing(tmp_path, openai_bpe, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))
+    hf_model("tiny").save_pretrained(tmp_path / "hf")
+    state = load_file(tmp_path / "hf" / "model.safetensors")
+    del state["text_projection.weight"]
+    save_file(state, tmp_path / "hf" / "model.safetensors")
+    with pytest.raises(ValueError, match="missing text_projection.weight"):
+        grounding.load(tmp_path / "hf")
