@@ -1,3 +1,7 @@
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -64,3 +68,53 @@ def test_incomplete_hf_checkpoint_lists_what_is_missing(tmp_path, openai_bpe, mo
     save_file(state, tmp_path / "hf" / "model.safetensors")
     with pytest.raises(ValueError, match="missing text_projection.weight"):
         grounding.load(tmp_path / "hf")
+
+
+PEERS = [Path(os.environ["GROUNDING_PEERS_PYTHON"])] if os.environ.get("GROUNDING_PEERS_PYTHON") else []
+PEERS.append(Path(__file__).resolve().parents[1] / "benchmarks" / ".peers-venv" / "bin" / "python")
+OPEN_CLIP_MODELS = {"ViT-B-32": "gelu", "RN50": "gelu", "ViT-B-32-quickgelu": "quick_gelu"}
+
+
+def test_open_clip_state_dicts_load_with_parity_both_ways(tmp_path, openai_bpe, monkeypatch):
+    from grounding.formats.openai import write_open_clip
+
+    peer = next((p for p in PEERS if p.exists()), None)
+    if peer is None:
+        pytest.skip("open_clip's environment is missing: README 'Testing' says how to make it "
+                    "(python benchmarks/train_throughput.py --preset small --precision fp32)")
+    monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))
+    tokenizer = grounding.Tokenizer.from_openai_merges(openai_bpe)
+    torch.manual_seed(1)
+    inputs = {"ids": tokenizer(["a photo of a cat", "the girl is licking the spoon of batter"]),
+              "pixels224": torch.randn(2, 3, 224, 224)}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = Path(__file__).parent / "peers" / "open_clip_side.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([str(peer), str(script), "make", str(tmp_path / "inputs.pt"), str(tmp_path / "made.pt"),
+                    *OPEN_CLIP_MODELS], check=True, capture_output=True, env=env)
+    made = torch.load(tmp_path / "made.pt", weights_only=True)
+    for name, act in OPEN_CLIP_MODELS.items():
+        ours = grounding.load(tmp_path / f"made.pt.{name}.pt", activation=act)
+        with torch.no_grad():
+            assert (ours.encode_image(inputs["pixels224"]) - made[f"{name}/image"]).abs().max() < 1e-4, name
+            assert (ours.encode_text(inputs["ids"]) - made[f"{name}/text"]).abs().max() < 1e-4, name
+            assert (ours(inputs["pixels224"], inputs["ids"])[0] - made[f"{name}/logits"]).abs().max() < 1e-3, name
+        write_open_clip(ours, tmp_path / f"back.{name}.pt")
+        inputs[f"{name}/path"] = str(tmp_path / f"back.{name}.pt")
+    torch.save(inputs, tmp_path / "inputs.pt")
+    subprocess.run([str(peer), str(script), "check", str(tmp_path / "inputs.pt"), str(tmp_path / "checked.pt"),
+                    *OPEN_CLIP_MODELS], check=True, capture_output=True, env=env)
+    checked = torch.load(tmp_path / "checked.pt", weights_only=True)
+    for key, value in made.items():
+        assert (checked[key] - value).abs().max() < 1e-4, key
+
+
+def test_a_state_dict_without_activation_is_refused(tmp_path, tiny_model):
+    from grounding.formats.openai import write_open_clip
+
+    write_open_clip(tiny_model, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="activation cannot be read from weights"):
+        grounding.load(tmp_path / "w.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "w.pt").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated"):
+        grounding.load(tmp_path / "cut.pt", activation="gelu")

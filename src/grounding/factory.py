@@ -121,13 +121,17 @@ def fingerprint(model: CLIP, part: str | None = None) -> str:
     return cache[part]
 
 
-def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> CLIP:
-    """A preset (random weights) or a saved folder, ready to encode images and text."""
+def load(name_or_path: str | Path, device: str | torch.device = "cpu", activation: str | None = None) -> CLIP:
+    """A preset (random weights), a saved folder (this project's or Hugging Face's), or an
+    OpenAI / open_clip state dict file, ready to encode images and text. A state dict carries no
+    config: give its `activation` ('quick_gelu' for OpenAI's weights, 'gelu' for most others)."""
     if str(name_or_path) in PRESETS:
         return create_model(preset(str(name_or_path))).to(device)
     folder = Path(name_or_path)
     from .formats import huggingface
 
+    if folder.is_file():
+        return _load_state_dict_file(folder, activation).to(device).eval()
     if huggingface.is_hf_folder(folder):
         return _load_hf(folder).to(device).eval()
     if not (folder / CONFIG_FILE).is_file():
@@ -159,4 +163,29 @@ def _load_hf(folder: Path) -> CLIP:
     model = attach(CLIP(config), tokenizer)
     state = huggingface.hf_to_state(huggingface.read_hf_weights(folder), config, str(folder))
     model.load_state_dict(state)
+    return model
+
+
+def _load_state_dict_file(path: Path, activation: str | None) -> CLIP:
+    from .formats import openai
+
+    state = openai.read_state(path)
+    if not openai.is_openai_state(state):
+        raise ValueError(f"{path}: not an OpenAI or open_clip CLIP state dict (no visual.conv1.weight and "
+                         "token_embedding.weight)")
+    if activation not in ("gelu", "quick_gelu"):
+        raise ValueError(f"{path} holds no config, and the activation cannot be read from weights: pass "
+                         "activation='quick_gelu' (OpenAI's weights) or 'gelu' (most open_clip-trained ones)")
+    config = openai.infer_config(state, activation)
+    tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
+    config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+    model = attach(CLIP(config), tokenizer)
+    ours = openai.openai_to_state(state)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
+    wrong = [k for k in set(ours) & set(expected) if ours[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path} does not fit the architecture read from it: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
+    model.load_state_dict(ours)
     return model
