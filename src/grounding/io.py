@@ -39,3 +39,28 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """A matplotlib figure as a PNG, atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def read_csv_rows(path: str | Path, required: set[str], usage: str) -> list[dict[str, str]]:
+    """A CSV's rows as dicts; the file must exist and its header name every `required` column."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file ({usage})")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not required <= set(rows[0]):
+        raise ValueError(f"{path}: needs a header with the column(s) {', '.join(sorted(required))} ({usage})")
+    return rows

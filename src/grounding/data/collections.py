@@ -3,7 +3,6 @@ optionally `caption`), or webdataset tar shards (`shards-{000..099}.tar`: member
 basename form a sample, `KEY.jpg` with `KEY.txt` as its caption)."""
 from __future__ import annotations
 
-import csv
 import io
 import re
 import tarfile
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..io import read_csv_rows
 from .datasets import IMAGE_SUFFIXES
 from .images import BadImageError, load_image
 
@@ -51,12 +51,7 @@ def list_items(spec: str) -> list[Item]:
         return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
     if kind == "csv":
         path = Path(rest)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file (csv:PATH wants a 'path' column)")
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or "path" not in rows[0]:
-            raise ValueError(f"{path}: needs a header with a 'path' column (and optionally 'caption')")
+        rows = read_csv_rows(path, {"path"}, "csv:PATH wants a 'path' column, and optionally 'caption'")
         return [Item(str(path.parent / r["path"]), str(path.parent / r["path"]), caption=r.get("caption"))
                 for r in rows]
     if kind == "tar" or spec.endswith(".tar"):

@@ -12,7 +12,6 @@ A dataset is indexable without loading its images, so that worker processes deco
 """
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..io import read_csv_rows
 from .images import load_image
 from .synthetic import World
 
@@ -130,12 +130,7 @@ def _folder(rest: str) -> Dataset:
 
 def _csv(rest: str) -> Dataset:
     path = Path(rest)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (csv:PATH wants columns path,label)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "label"} <= set(rows[0]):
-        raise ValueError(f"{path}: needs a header with the columns 'path' and 'label'")
+    rows = read_csv_rows(path, {"path", "label"}, "csv:PATH wants columns path,label")
     label_lists = [[x.strip() for x in row["label"].split("|") if x.strip()] for row in rows]
     classes = sorted({label for labels in label_lists for label in labels})
     index = {c: i for i, c in enumerate(classes)}

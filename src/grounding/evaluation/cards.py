@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..io import save_figure  # noqa: E402
 from .zeroshot import Example  # noqa: E402
 
 CORRECT, OTHER = "#2e7d32", "#90a4ae"
@@ -32,8 +32,4 @@ def save_card(image: Image.Image, example: Example, path: str | Path) -> Path:
     fig.suptitle(f"correct label: {example.label}\ncorrect rank: {example.rank}/{example.num_labels}"
                  f" · correct probability: {example.probability:.2%}", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

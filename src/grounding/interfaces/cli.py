@@ -11,24 +11,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ground language in images: train CLIP-style models and classify images zero-shot.")
 
 
-class ImageTower(str, Enum):
-    vit = "vit"
-    resnet = "resnet"
+def choice(name: str, *values: str) -> type[Enum]:
+    """A string enum, which typer shows as the option's allowed values."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class TextTower(str, Enum):
-    transformer = "transformer"
-    lstm = "lstm"
+ImageTower = choice("ImageTower", "vit", "resnet")
+TextTower = choice("TextTower", "transformer", "lstm")
+Precision = choice("Precision", "fp32", "bf16")
+Loss = choice("Loss", "clip", "siglip")
+IndexKind = choice("IndexKind", "flat", "hnsw", "ivfpq")
+GroundMethod = choice("GroundMethod", "occlusion", "similarity")
+Format = choice("Format", "hf", "grounding")
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
 
 
-class Loss(str, Enum):
-    clip = "clip"
-    siglip = "siglip"
 
 
 @app.command()
@@ -241,15 +239,6 @@ index_app = typer.Typer(no_args_is_help=True, help="Build vector indexes over em
 app.add_typer(index_app, name="index")
 
 
-class IndexKind(str, Enum):
-    flat = "flat"
-    hnsw = "hnsw"
-    ivfpq = "ivfpq"
-
-
-class GroundMethod(str, Enum):
-    occlusion = "occlusion"
-    similarity = "similarity"
 
 
 @app.command()
@@ -388,10 +377,6 @@ def ground(
     save_overlay(view, heat, box, phrase, out)
     typer.echo(f"strongest region (x0, y0, x1, y1) in the model's {view.width}px view: {box}; drawn in {out}")
 
-
-class Format(str, Enum):
-    hf = "hf"
-    grounding = "grounding"
 
 
 @app.command()

@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..data.synthetic import World  # noqa: E402
-from ..io import atomic_path  # noqa: E402
+from ..io import save_figure  # noqa: E402
 from ..models import CLIP, ModifiedResNet  # noqa: E402
 
 
@@ -133,11 +133,7 @@ def save_overlay(view: Image.Image, heat: np.ndarray, box: tuple[int, int, int, 
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def pointing_game(model: CLIP, n_scenes: int = 200, seed: int = 3, world: World | None = None,

@@ -2,7 +2,6 @@
 recall@1/5/10, mean and median rank, and a rank record per example."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from ...data.images import load_image
 from ...data.synthetic import World
 from ...evaluation.predict import encode_images
-from ...io import write_json_atomic, write_text_atomic
+from ...io import read_csv_rows, write_json_atomic, write_text_atomic
 from ...models import CLIP
 
 
@@ -46,12 +45,7 @@ def open_pairs(spec: str) -> Pairs:
                      size=int(opts.get("size", 64)))
     if kind == "csv":
         path = Path(rest)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file (csv:PATH wants columns path,caption)")
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or not {"path", "caption"} <= set(rows[0]):
-            raise ValueError(f"{path}: needs a header with the columns 'path' and 'caption'")
+        rows = read_csv_rows(path, {"path", "caption"}, "csv:PATH wants columns path,caption")
         paths = [path.parent / r["path"] for r in rows]
         return Pairs([str(p) for p in paths], [r["caption"] for r in rows], paths=paths)
     raise ValueError(f"unknown pairs {spec!r}: use synthetic[:n=500] or csv:PATH")
