@@ -118,3 +118,29 @@ def test_a_state_dict_without_activation_is_refused(tmp_path, tiny_model):
     (tmp_path / "cut.pt").write_bytes((tmp_path / "w.pt").read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated"):
         grounding.load(tmp_path / "cut.pt", activation="gelu")
+
+
+def test_convert_command_round_trips_through_every_format(tmp_path):
+    from typer.testing import CliRunner
+
+    from grounding.factory import save_model
+    from grounding.interfaces.cli import app
+
+    config = grounding.preset("tiny")
+    config.vision.activation = config.text.activation = "quick_gelu"
+    torch.manual_seed(0)
+    model = grounding.create_model(config).eval()
+    save_model(model, tmp_path / "mine")
+    runner = CliRunner()
+    steps = [([str(tmp_path / "mine"), str(tmp_path / "hf"), "--to", "hf"], tmp_path / "hf"),
+             ([str(tmp_path / "hf"), str(tmp_path / "again"), "--to", "grounding"], tmp_path / "again")]
+    for args, out in steps:
+        result = runner.invoke(app, ["convert", *args])
+        assert result.exit_code == 0, result.output
+    again = grounding.load(tmp_path / "again")
+    pixels, ids = torch.randn(2, 3, 32, 32), model.tokenizer(["a red circle", "a blue square"])
+    with torch.no_grad():
+        assert torch.allclose(again(pixels, ids)[0], model(pixels, ids)[0], atol=1e-5)
+    assert again.preprocess == model.preprocess
+    result = runner.invoke(app, ["convert", str(tmp_path / "mine"), str(tmp_path / "oc.safetensors"), "--to", "open_clip"])
+    assert result.exit_code == 0 and (tmp_path / "oc.safetensors").stat().st_size > 1000

@@ -22,7 +22,7 @@ Precision = choice("Precision", "fp32", "bf16")
 Loss = choice("Loss", "clip", "siglip")
 IndexKind = choice("IndexKind", "flat", "hnsw", "ivfpq")
 GroundMethod = choice("GroundMethod", "occlusion", "similarity")
-Format = choice("Format", "hf", "grounding")
+Format = choice("Format", "hf", "open_clip", "grounding")
 
 
 
@@ -382,17 +382,28 @@ def ground(
 @app.command()
 def convert(
     source: str = typer.Argument(..., help="A model folder (grounding or Hugging Face) or a preset name."),
-    destination: Path = typer.Argument(..., help="The folder to write."),
-    to: Format = typer.Option(..., help="hf (Hugging Face CLIPModel folder) or grounding."),
+    destination: Path = typer.Argument(..., help="The folder to write (for open_clip: a .pt or .safetensors file)."),
+    to: Format = typer.Option(..., help="hf (a Hugging Face CLIPModel folder), open_clip (a state dict in "
+                              "open_clip's and OpenAI's naming) or grounding."),
+    activation: Optional[str] = typer.Option(None, help="For a SOURCE state dict, which carries no config: "
+                                             "quick_gelu (OpenAI's weights) or gelu."),
 ) -> None:
     """Convert a checkpoint between formats, preprocessing settings and tokenizer included."""
+    import grounding
+
     from ..factory import save_model
     from ..formats.huggingface import write_hf_folder
+    from ..formats.openai import write_open_clip
 
-    clip = _load_model(source)
     try:
-        write_hf_folder(clip, destination) if to == Format.hf else save_model(clip, destination)
-    except ValueError as e:
+        clip = grounding.load(source, activation=activation)
+        if to == Format.hf:
+            write_hf_folder(clip, destination)
+        elif to == Format.open_clip:
+            write_open_clip(clip, destination)
+        else:
+            save_model(clip, destination)
+    except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e))
     typer.echo(f"wrote {to.value} model to {destination}")
 
