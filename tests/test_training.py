@@ -142,3 +142,23 @@ def test_compositionality_score_of_an_untrained_model_is_near_chance(tiny_model)
     assert result["scenes"] > 40
     assert 0 < result["chance"] < 0.5
     assert abs(result["score"] - result["chance"]) < 0.25
+
+
+@pytest.mark.parametrize("image_tower", ["vit", "resnet"])
+def test_locked_tower_stays_fixed_except_its_unlocked_layers(tmp_path, image_tower):
+    from grounding.config import resolve_config
+
+    config = resolve_config("tiny", image_tower=image_tower if image_tower == "resnet" else None)
+    torch.manual_seed(0)
+    before = {k: v.clone() for k, v in create_model(config).state_dict().items()}
+    options = TrainConfig(steps=3, batch_size=8, lr=1e-2, warmup=1, lock_image=True, lock_image_unlocked_layers=1)
+    model = train(config, options, tmp_path / "run", show_progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    visual_changed = {k for k in changed if k.startswith("visual.")}
+    last = "visual.transformer.resblocks.1." if image_tower == "vit" else "visual.layer4.0."
+    head = "visual.ln_post." if image_tower == "vit" else "visual.attnpool."
+    assert visual_changed and all(k.startswith((last, head, "visual.proj")) for k in visual_changed)
+    assert any(k.startswith("text.") for k in changed)  # the text side learns
+    if image_tower == "resnet":  # locked BatchNorm statistics stay put
+        assert torch.equal(before["visual.bn1.running_mean"], after["visual.bn1.running_mean"])

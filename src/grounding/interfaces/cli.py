@@ -48,6 +48,10 @@ def train(
     precision: Precision = typer.Option(Precision.fp32, help="fp32, or bf16 autocast (weights stay fp32)."),
     hard_negatives: bool = typer.Option(False, help="Add one near-miss caption per image (NegCLIP): "
                                         "swapped or changed colours, shapes, relations."),
+    lock_image: bool = typer.Option(False, help="Freeze the image tower (LiT: only the text side learns)."),
+    lock_image_unlocked_layers: int = typer.Option(0, help="With --lock-image, still train its last N layers."),
+    lock_text: bool = typer.Option(False, help="Freeze the text tower."),
+    lock_text_unlocked_layers: int = typer.Option(0, help="With --lock-text, still train its last N layers."),
     seed: int = typer.Option(0, help="Seeds the weights and the data order."),
     save_every: int = typer.Option(100, help="Write a checkpoint every this many steps (and at the end)."),
     tensorboard: bool = typer.Option(False, help="Also log to OUT/tensorboard (needs grounding[tensorboard])."),
@@ -61,6 +65,8 @@ def train(
     options = TrainConfig(steps=steps or 1000, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
                           grad_clip=grad_clip, accum=accum, precision=precision.value, seed=seed,
                           save_every=save_every, data=data, hard_negatives=hard_negatives,
+                          lock_image=lock_image, lock_image_unlocked_layers=lock_image_unlocked_layers,
+                          lock_text=lock_text, lock_text_unlocked_layers=lock_text_unlocked_layers,
                           tensorboard=tensorboard)
     if resume:
         run_training(None, TrainConfig(steps=steps) if steps else None, resume, resume=True)

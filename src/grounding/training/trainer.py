@@ -24,6 +24,7 @@ from ..losses import contrastive_loss
 from ..models import CLIP
 from ..tokenizer import Tokenizer
 from .checkpoint import RunFolder
+from .lock import freeze_locked_batch_norms, lock_tower
 from .optim import cosine_lr, make_optimizer
 
 TRAIN_FILE = "train.json"
@@ -44,6 +45,10 @@ class TrainConfig:
     keep: int = 2  # checkpoints kept on disk
     data: str = "synthetic"
     hard_negatives: bool = False  # one near-miss caption per image joins the captions it chooses among
+    lock_image: bool = False  # freeze the image tower (LiT)...
+    lock_image_unlocked_layers: int = 0  # ...except its last N layers
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
     tensorboard: bool = False
 
     @classmethod
@@ -118,7 +123,12 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         model = create_model(model_config, build_tokenizer(model_config))
         save_model(model, run.out, weights=False)  # checkpoints publish the weights
     write_json_atomic(run.out / TRAIN_FILE, dataclasses.asdict(cfg))
+    if cfg.lock_image:
+        lock_tower(model.visual, cfg.lock_image_unlocked_layers)
+    if cfg.lock_text:
+        lock_tower(model.text, cfg.lock_text_unlocked_layers)
     model.train()
+    freeze_locked_batch_norms(model)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start = run.restore(model, optimizer)
     source = make_source(cfg.data, model, cfg.seed, cfg.hard_negatives)
