@@ -67,6 +67,24 @@ class Preprocess:
                           self.mean, self.std)
 
 
+class DecodedImages(torch.utils.data.Dataset):
+    """`source.image(i)` preprocessed, for DataLoader workers: yields (pixels, i, error). An
+    unreadable image gives zeros and its error message instead of stopping the run."""
+
+    def __init__(self, source, preprocess: Preprocess):
+        self.source, self.preprocess = source, preprocess
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.preprocess(self.source.image(i)), i, ""
+        except BadImageError as e:
+            size = self.preprocess.image_size
+            return torch.zeros(3, size, size), i, str(e)
+
+
 def load_batch(paths: list[str | Path], preprocess: Preprocess, skip_bad: bool = False
                ) -> tuple[torch.Tensor, list[Path], list[str]]:
     """Preprocessed images stacked, the paths kept, and one message per file skipped. Without

@@ -10,23 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from ..data.datasets import Dataset
-from ..data.images import BadImageError, Preprocess
+from ..data.images import DecodedImages
 from ..models import CLIP
-
-
-class _Decoded(torch.utils.data.Dataset):
-    def __init__(self, dataset: Dataset, preprocess: Preprocess):
-        self.dataset, self.preprocess = dataset, preprocess
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        try:
-            return self.preprocess(self.dataset.image(i)), i, ""
-        except BadImageError as e:
-            size = self.preprocess.image_size
-            return torch.zeros(3, size, size), i, str(e)
 
 
 @dataclass
@@ -48,7 +33,7 @@ class Predictions:
 def encode_images(model: CLIP, dataset: Dataset, batch_size: int = 64, workers: int = 2,
                   show_progress: bool = True):
     """Yields (unit features, dataset indices, skipped messages) batch by batch."""
-    loader = DataLoader(_Decoded(dataset, model.preprocess), batch_size=batch_size, num_workers=workers,
+    loader = DataLoader(DecodedImages(dataset, model.preprocess), batch_size=batch_size, num_workers=workers,
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     columns = [TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     device = next(model.parameters()).device

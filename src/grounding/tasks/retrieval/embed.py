@@ -12,24 +12,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from ...data.collections import Item, list_items, read_image
-from ...data.images import BadImageError, Preprocess
+from ...data.images import DecodedImages
 from ...factory import fingerprint
 from ...models import CLIP
 from .store import Store
 
 
-class _Decoded(torch.utils.data.Dataset):
-    def __init__(self, items: list[Item], preprocess: Preprocess):
-        self.items, self.preprocess = items, preprocess
+class _ItemImages:
+    def __init__(self, items: list[Item]):
+        self.items = items
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int):
-        try:
-            return self.preprocess(read_image(self.items[i])), i, ""
-        except BadImageError as e:
-            return torch.zeros(3, self.preprocess.image_size, self.preprocess.image_size), i, str(e)
+    def image(self, i: int):
+        return read_image(self.items[i])
 
 
 def _progress() -> Progress:
@@ -54,7 +51,7 @@ def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size:
         began, count = time.perf_counter(), 0
         for start in todo:
             shard = items[start:start + shard_size]
-            loader = DataLoader(_Decoded(shard, model.preprocess), batch_size=batch_size, num_workers=workers)
+            loader = DataLoader(DecodedImages(_ItemImages(shard), model.preprocess), batch_size=batch_size, num_workers=workers)
             vectors, keep, skipped = [], [], []
             for pixels, index, errors in loader:
                 ok = torch.tensor([not e for e in errors], dtype=torch.bool)
