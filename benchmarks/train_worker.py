@@ -7,7 +7,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 
 def shapes(preset: str) -> dict:

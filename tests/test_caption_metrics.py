@@ -33,7 +33,7 @@ def corpus(seed=0, n=60):
 
 
 def test_agrees_with_pycocoevalcap_to_1e_6():
-    cocoeval = pytest.importorskip("pycocoevalcap", reason="install the test extra: pip install -e '.[test]'")
+    pytest.importorskip("pycocoevalcap", reason="install the test extra: pip install -e '.[test]'")
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge

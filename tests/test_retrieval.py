@@ -15,7 +15,6 @@ from grounding.tasks.phrase_grounding import pointing_game, strongest_box
 from grounding.tasks.retrieval.embed import embed_images
 from grounding.tasks.retrieval.evaluate import correct_ranks, rank_summary
 from grounding.tasks.retrieval.index import Index, build_index, make_index
-from grounding.tasks.retrieval.store import Store
 
 runner = CliRunner()
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 import grounding
 from grounding.config import preset
 from grounding.data.synthetic import World
-from grounding.evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify, topk_accuracy
+from grounding.evaluation.metrics import topk_accuracy
+from grounding.evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify
 from grounding.factory import create_model
 from grounding.losses import contrastive_loss
 from grounding.training.optim import cosine_lr, param_groups

@@ -15,7 +15,8 @@ from .config import resolve_config
 from .data.synthetic import World
 from .evaluation.cards import save_card
 from .evaluation.compositionality import compositionality_score
-from .evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify, examples, topk_accuracy
+from .evaluation.metrics import topk_accuracy
+from .evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify, examples
 from .models import CLIP
 from .training.checkpoint import RunFolder
 from .training.trainer import TrainConfig, train

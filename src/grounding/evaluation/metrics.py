@@ -7,7 +7,9 @@ import numpy as np
 from .zeroshot import correct_ranks
 
 
-def topk_accuracy(scores: np.ndarray, targets: np.ndarray, k: int = 1) -> float:
+def topk_accuracy(scores, targets, k: int = 1) -> float:
+    """Share of examples whose correct label ranks k-th or better (arrays or CPU tensors)."""
+    scores, targets = np.asarray(scores), np.asarray(targets)
     if len(targets) == 0:
         return float("nan")
     return float(np.mean(ranks(scores, targets) <= k))

@@ -71,10 +71,6 @@ def correct_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (scores > correct).sum(dim=1) + 1
 
 
-def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, k: int = 1) -> float:
-    return float((correct_ranks(scores, targets) <= k).float().mean()) if len(targets) else float("nan")
-
-
 @dataclass
 class Example:
     """One example's zero-shot result, as printed and drawn on a card."""
