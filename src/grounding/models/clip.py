@@ -7,12 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .pretrained import EfficientNetTower, MiniLMTower
 from .resnet import ModifiedResNet
 from .text import TextLSTM, TextTransformer
 from .vit import VisionTransformer
 
-IMAGE_TOWERS = {"vit": VisionTransformer, "resnet": ModifiedResNet}
-TEXT_TOWERS = {"transformer": TextTransformer, "lstm": TextLSTM}
+IMAGE_TOWERS = {"vit": VisionTransformer, "resnet": ModifiedResNet, "efficientnet_lite0": EfficientNetTower}
+TEXT_TOWERS = {"transformer": TextTransformer, "lstm": TextLSTM, "minilm": MiniLMTower}
 
 
 class CLIP(nn.Module):
