@@ -144,3 +144,64 @@ def test_convert_command_round_trips_through_every_format(tmp_path):
     assert again.preprocess == model.preprocess
     result = runner.invoke(app, ["convert", str(tmp_path / "mine"), str(tmp_path / "oc.safetensors"), "--to", "open_clip"])
     assert result.exit_code == 0 and (tmp_path / "oc.safetensors").stat().st_size > 1000
+
+
+class _Attributes(torch.nn.Module):
+    """A module tree that holds a state dict under the same dotted names, so that it can be
+    scripted and saved as a TorchScript archive the way OpenAI's checkpoints are."""
+
+    def __init__(self, state: dict):
+        super().__init__()
+        children: dict = {}
+        for key, tensor in state.items():
+            head, _, rest = key.partition(".")
+            if rest:
+                children.setdefault(head, {})[rest] = tensor
+            else:
+                self.register_parameter(head, torch.nn.Parameter(tensor.clone(), requires_grad=False))
+        for name, part in children.items():
+            self.add_module(name, _Attributes(part))
+
+    def forward(self) -> int:
+        return 0
+
+
+def test_torchscript_archives_load_as_data_with_parity(tmp_path, openai_bpe, monkeypatch):
+    from grounding.config import preset
+    from grounding.factory import create_model
+    from grounding.formats.openai import write_open_clip
+
+    monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))
+    config = preset("tiny")
+    config.text.vocab_size, config.text.context_length, config.tokenizer = 49408, 77, "openai"
+    config.vision.width = config.text.width = 64  # OpenAI's shapes: one head per 64 channels
+    config.vision.heads = config.text.heads = 1
+    torch.manual_seed(0)
+    model = create_model(config).half().float().eval()  # OpenAI's archives hold fp16 weights
+    write_open_clip(model, tmp_path / "sd.pt")
+    state = {k: v.half() if v.is_floating_point() else v
+             for k, v in torch.load(tmp_path / "sd.pt", weights_only=True).items()}
+    torch.jit.save(torch.jit.script(_Attributes(state)), str(tmp_path / "ViT-tiny.pt"))
+
+    loaded = grounding.load(tmp_path / "ViT-tiny.pt", activation="gelu")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    pixels, ids = torch.randn(2, 3, 32, 32), loaded.tokenizer(["a red circle", "two blue squares"])
+    with torch.no_grad():
+        assert (loaded.encode_image(pixels) - model.encode_image(pixels)).abs().max() < 1e-5
+        assert (loaded.encode_text(ids) - model.encode_text(ids)).abs().max() < 1e-5
+
+
+def test_torchscript_archive_referring_to_code_is_refused(tmp_path):
+    import pickle
+    import zipfile
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    with zipfile.ZipFile(tmp_path / "evil.pt", "w") as archive:
+        archive.writestr("evil/data.pkl", pickle.dumps(Exploit()))
+        archive.writestr("evil/code/__torch__.py", "")
+    with pytest.raises(Exception, match="refusing to load it"):
+        grounding.load(tmp_path / "evil.pt", activation="gelu")
+    assert not Path("pwned").exists()

@@ -80,6 +80,16 @@ class Dataset:
                        pick(self.paths), None if self.pixels is None else self.pixels[np.asarray(indices, int)],
                        pick(self.scenes), self.render_size, self.notes, pick(self.categories))
 
+    def only_categories(self, categories: set[str] | tuple[str, ...]) -> "Dataset":
+        """The examples of the given categories, classified among their own labels only."""
+        keep = [i for i, c in enumerate(self.categories or []) if c in categories]
+        labels = sorted({self.classes[t] for i in keep for t in self.targets[i]})
+        index = {label: n for n, label in enumerate(labels)}
+        part = self.subset(keep, f"{self.name} ({', '.join(sorted(categories))})")
+        part.classes = labels
+        part.targets = [tuple(index[self.classes[t]] for t in self.targets[i]) for i in keep]
+        return part
+
 
 def normalise_label(label: str) -> str:
     return " ".join(re.sub(r"[^0-9a-z]+", " ", label.lower()).split())

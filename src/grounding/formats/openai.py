@@ -1,5 +1,5 @@
 """OpenAI and open_clip state dicts (`.pt`, `.bin` or `.safetensors`, with or without a
-`state_dict` wrapper or a `module.` prefix). They carry no config, so the architecture is read
+`state_dict` wrapper or a `module.` prefix), and OpenAI's TorchScript archives. They carry no config, so the architecture is read
 from the tensor shapes; the activation cannot be, and must be given (OpenAI's weights use
 QuickGELU, most open_clip-trained ones GELU)."""
 from __future__ import annotations
@@ -21,6 +21,10 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    from .torchscript import is_torchscript, read_torchscript
+
+    if is_torchscript(path):
+        return read_torchscript(path)
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))
@@ -28,7 +32,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated zip, a TorchScript archive, pickled classes...
         raise ValueError(f"{path}: cannot be read as a plain state dict ({type(e).__name__}: {str(e)[:200]}); "
-                         "it may be truncated, or a TorchScript archive, which this version does not read") from None
+                         "it may be truncated or not a checkpoint") from None
     while isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

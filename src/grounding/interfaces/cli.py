@@ -55,11 +55,18 @@ def train(
     seed: int = typer.Option(0, help="Seeds the weights and the data order."),
     save_every: int = typer.Option(100, help="Write a checkpoint every this many steps (and at the end)."),
     tensorboard: bool = typer.Option(False, help="Also log to OUT/tensorboard (needs grounding[tensorboard])."),
+    recipe: Optional[str] = typer.Option(None, help="'lit-real': heads over the pretrained MiniLM and "
+                                         "EfficientNet-Lite0 towers, on openclipart and emoji (README). Uses --out, "
+                                         "--seed and --emoji only."),
+    emoji: str = typer.Option("emoji:google", help="With --recipe lit-real: the emoji dataset spec, or '' for none."),
 ) -> None:
     """Train a CLIP model from scratch, with a live progress bar; kill it any time and --resume."""
     from ..config import resolve_config
     from ..training.trainer import TrainConfig, train as run_training
 
+    if recipe is not None:
+        _train_recipe(recipe, out or resume, seed, emoji)
+        return
     if (out is None) == (resume is None):
         raise typer.BadParameter("give exactly one of --out (a new run) or --resume (an existing run)")
     options = TrainConfig(steps=steps or 1000, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
@@ -80,6 +87,21 @@ def train(
         config.loss = loss.value
     run_training(config, options, out)
     typer.echo(f"done: {out} holds the latest weights (grounding.load('{out}'))")
+
+
+def _train_recipe(recipe: str, out: Optional[Path], seed: int, emoji: str) -> None:
+    from ..data.datasets import MissingPackageError
+    from ..training.lit_real import LitRecipe, run_lit_real
+
+    if recipe != "lit-real":
+        raise typer.BadParameter(f"unknown recipe {recipe!r}: the one recipe is lit-real", param_hint="--recipe")
+    if out is None:
+        raise typer.BadParameter("give --out: the folder for the features cache and the trained model")
+    try:
+        run_lit_real(out, LitRecipe(seed=seed, emoji=emoji))
+    except (MissingPackageError, ModuleNotFoundError, ImportError) as e:
+        raise typer.BadParameter(str(e), param_hint="--recipe")
+    typer.echo(f"done: grounding classify IMAGE --model {out} --labels 'a cat,a dog,...'")
 
 
 @app.command()

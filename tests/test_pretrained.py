@@ -1,0 +1,120 @@
+"""The real model: the two pretrained towers against their reference implementations, the
+shipped heads on real photos, saving without copying packaged weights, and the recipe end to end."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import grounding
+from grounding.evaluation.zeroshot import build_classifier, classify
+from grounding.factory import save_model
+from grounding.models import bert, efficientnet
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def lit():
+    return grounding.load("lit-minilm-effnet")
+
+
+def test_efficientnet_lite0_matches_the_reference_package():
+    reference_package = pytest.importorskip("efficientnet_lite_pytorch")
+    reference = reference_package.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=str(efficientnet.packaged_weights())).eval()
+    ours = efficientnet.load_pretrained(efficientnet.EfficientNetLite0()).eval()
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference.extract_features(pixels).mean(dim=(2, 3))
+        logits = reference(pixels)
+        features = ours(pixels)
+    assert (features - expected).abs().max() < 1e-4
+    assert (ours.classifier(features) - logits).abs().max() < 1e-4
+
+
+def test_minilm_matches_sentence_transformers(lit):
+    st = pytest.importorskip("sentence_transformers")
+    reference = st.SentenceTransformer(str(bert.packaged_folder()), device="cpu")
+    texts = ["a cup of coffee", "A photo of a cat sitting on the mat, looking at the camera.", "rocket"]
+    expected = reference.encode(texts, convert_to_tensor=True)  # mean-pooled, then normalised
+    with torch.no_grad():
+        ours = F.normalize(lit.text.features(lit.tokenizer(texts)), dim=-1)
+    assert (ours - expected).abs().max() < 1e-5
+
+
+def test_shipped_model_names_the_scikit_image_photos(lit):
+    data = pytest.importorskip("skimage.data")
+    photos = {"coffee": data.coffee(), "cat": data.chelsea(), "rocket": data.rocket(), "astronaut": data.astronaut()}
+    labels = ["coffee", "cat", "rocket", "astronaut", "dog", "car", "house", "tree", "bicycle", "pizza", "guitar",
+              "clock"]
+    pixels = torch.stack([lit.preprocess(Image.fromarray(array)) for array in photos.values()])
+    probs = classify(lit, build_classifier(lit, labels), pixels)
+    predicted = [labels[i] for i in probs.argmax(dim=1)]
+    assert predicted == list(photos)
+
+
+def test_saving_keeps_only_what_is_not_in_the_packages(lit, tmp_path):
+    save_model(lit, tmp_path)
+    size = (tmp_path / "model.safetensors").stat().st_size
+    assert size < 12e6  # the heads; the towers' 27M weights stay in their packages
+    again = grounding.load(tmp_path)
+    pixels = torch.randn(1, 3, 224, 224)
+    ids = lit.tokenizer(["a red apple"])
+    with torch.no_grad():
+        assert torch.equal(again.encode_image(pixels), lit.encode_image(pixels))
+        assert torch.equal(again.encode_text(ids), lit.encode_text(ids))
+    # a changed backbone is no longer the package's, so its weights are saved too
+    with torch.no_grad():
+        again.visual.backbone.stem.conv.weight.mul_(1.01)
+    save_model(again, tmp_path / "tuned")
+    assert (tmp_path / "tuned" / "model.safetensors").stat().st_size > size + 10e6
+
+
+def _fake_openclipart(root, names):
+    """The package's layout: png/CATEGORY/NAME.png beside svg/CATEGORY/NAME.svg with metadata."""
+    rng = np.random.default_rng(0)
+    for i, (title, keywords) in enumerate(names):
+        (root / "png" / "things").mkdir(parents=True, exist_ok=True)
+        (root / "svg" / "things").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 50, 4), dtype=np.uint8), "RGBA").save(
+            root / "png" / "things" / f"thing_{i}.png")
+        subjects = "".join(f"<rdf:li>{k}</rdf:li>" for k in keywords)
+        (root / "svg" / "things" / f"thing_{i}.svg").write_text(
+            '<svg xmlns="http://www.w3.org/2000/svg" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            'xmlns:cc="http://web.resource.org/cc/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f"<metadata><rdf:RDF><cc:Work><dc:title>{title}</dc:title><dc:subject><rdf:Bag>{subjects}"
+            "</rdf:Bag></dc:subject></cc:Work></rdf:RDF></metadata></svg>")
+
+
+def test_lit_real_recipe_trains_heads_resumably_and_reproducibly(tmp_path):
+    from grounding.data.clipart import clipart_pairs
+    from grounding.training.lit_real import LitRecipe, run_lit_real
+
+    art = tmp_path / "openclipart"
+    _fake_openclipart(art, [("Red apple", ["fruit", "unsorted"]), ("Blue car", ["vehicle"]), ("Old house", []),
+                            ("Green tree", ["plant", "nature"])])
+    pairs = clipart_pairs(art)
+    assert [p.captions for p in pairs][0] == ["Red apple", "Red apple: fruit"]  # noise keywords dropped
+    recipe = LitRecipe(epochs=2, batch_size=4, warmup=1, emoji="", clipart_root=str(art))
+    first = run_lit_real(tmp_path / "a", recipe)
+    cached = sorted(p.name for p in (tmp_path / "a" / "features").iterdir())
+    assert cached and all(name.endswith(".safetensors") for name in cached)
+    second = run_lit_real(tmp_path / "b", recipe)
+    assert torch.equal(first.visual.head[0].weight, second.visual.head[0].weight)
+    model = grounding.load(tmp_path / "a")
+    assert torch.equal(model.visual.label_head.weight, model.text.head.weight)  # the route's copy of the text head
+    probs = classify(model, build_classifier(model, ["apple", "car"]), torch.randn(1, 3, 224, 224))
+    assert probs.shape == (1, 2) and torch.allclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_recipe_says_what_to_install_when_openclipart_is_missing(tmp_path):
+    from grounding.data.clipart import clipart_pairs
+    from grounding.data.datasets import MissingPackageError
+
+    with pytest.raises(MissingPackageError, match="apt-get install openclipart-png openclipart-svg"):
+        clipart_pairs(tmp_path / "nowhere")
