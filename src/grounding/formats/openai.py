@@ -1,7 +1,7 @@
 """OpenAI and open_clip state dicts (`.pt`, `.bin` or `.safetensors`, with or without a
-`state_dict` wrapper or a `module.` prefix), and OpenAI's TorchScript archives. They carry no config, so the architecture is read
-from the tensor shapes; the activation cannot be, and must be given (OpenAI's weights use
-QuickGELU, most open_clip-trained ones GELU)."""
+`state_dict` wrapper or a `module.` prefix), and OpenAI's TorchScript archives. They carry no
+config, so the architecture is read from the tensor shapes; the activation cannot be, and must
+be given (OpenAI's weights use QuickGELU, most open_clip-trained ones GELU)."""
 from __future__ import annotations
 
 import re

@@ -84,7 +84,8 @@ def cached_features(folder: Path, name: str, keys: Sequence[str], compute: Calla
 
 
 @torch.no_grad()
-def image_features(model: CLIP, paths: Sequence[Path], folder: Path, console: Console) -> tuple[torch.Tensor, list[str]]:
+def image_features(model: CLIP, paths: Sequence[Path], folder: Path,
+                   console: Console) -> tuple[torch.Tensor, list[str]]:
     """Backbone features of every image, and the messages of the images that could not be read
     (their rows are NaN)."""
     data = DecodedImages(_Images(paths), model.preprocess)
