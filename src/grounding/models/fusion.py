@@ -1,0 +1,79 @@
+"""Cross-attention fusion, the seed's joint language-vision layer: text tokens attend over image
+tokens (ViT patches or ResNet grid cells). A block is self-attention (bidirectional with a
+padding mask for questions, or causal with a key/value cache for decoding), cross-attention to
+the image, and an MLP, each pre-norm with a residual."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .transformer import MLP
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by {heads} heads")
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        return x.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(source).chunk(2, dim=-1)
+        return self.split(k), self.split(v)
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+               causal: bool = False) -> torch.Tensor:
+        y = F.scaled_dot_product_attention(self.split(self.q(x)), k, v, attn_mask=mask, is_causal=causal)
+        return self.out(y.transpose(1, 2).reshape(x.shape))
+
+
+class FusionBlock(nn.Module):
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.ln_self, self.self_attn = nn.LayerNorm(width), MultiHeadAttention(width, heads)
+        self.ln_cross, self.cross_attn = nn.LayerNorm(width), MultiHeadAttention(width, heads)
+        self.ln_mlp, self.mlp = nn.LayerNorm(width), MLP(width, int(width * mlp_ratio), "gelu")
+
+    def forward(self, x: torch.Tensor, image: tuple[torch.Tensor, torch.Tensor] | None,
+                keep: torch.Tensor | None = None, causal: bool = False,
+                cache: dict | None = None) -> torch.Tensor:
+        """`image` is the cross-attention's (keys, values) of the image tokens, or None for a
+        model that does not see the image. `keep` (batch, length) masks padding keys. With a
+        `cache` dict, the new tokens' keys and values join those of earlier calls, so decoding
+        one token costs one token's work."""
+        h = self.ln_self(x)
+        k, v = self.self_attn.keys_values(h)
+        if cache is not None:
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        mask = None if keep is None else keep[:, None, None, :]
+        # A cached step's single query sees every earlier key, so it needs no causal mask.
+        x = x + self.self_attn.attend(h, k, v, mask, causal=causal and x.shape[1] > 1)
+        if image is not None:
+            x = x + self.cross_attn.attend(self.ln_cross(x), *image)
+        return x + self.mlp(self.ln_mlp(x))
+
+    def image_keys_values(self, image_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Computed once per image and reused at every decoding step."""
+        return self.cross_attn.keys_values(image_tokens)
+
+
+def image_tokens(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """Every token an image tower makes: (batch, tokens, width), ViT class token and patches, or
+    ResNet pooled query and grid cells."""
+    return tower.forward_tokens(pixels)
+
+
+def image_width(tower: nn.Module) -> int:
+    if hasattr(tower, "attnpool"):
+        return tower.attnpool.q_proj.in_features
+    return tower.ln_post.normalized_shape[0]

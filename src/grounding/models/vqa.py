@@ -1,0 +1,67 @@
+"""Visual question answering: the question's tokens, from the text tower, attend over the
+image's tokens, from the image tower, through layers of cross-attention; the fused state at the
+question's end token predicts the answer, as a classification over the answer vocabulary.
+With `blind=True` the same model never sees the image: the question-only baseline."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .clip import CLIP
+from .fusion import FusionBlock, image_width
+
+
+@dataclass
+class VQAConfig:
+    towers: ModelConfig
+    answers: list[str] = field(default_factory=list)
+    width: int = 256
+    layers: int = 2
+    heads: int = 4
+    blind: bool = False
+    task: str = "vqa"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VQAConfig":
+        return cls(**{**d, "towers": ModelConfig.from_dict(d["towers"])})
+
+
+def text_width(tower: nn.Module) -> int:
+    if hasattr(tower, "lstm"):
+        return tower.ln_final.normalized_shape[0]
+    return tower.config.width
+
+
+class VQAModel(nn.Module):
+    def __init__(self, config: VQAConfig):
+        super().__init__()
+        if not config.answers:
+            raise ValueError("a VQA model needs an answer vocabulary")
+        self.config = config
+        towers = CLIP(config.towers)
+        self.visual, self.text = towers.visual, towers.text
+        self.image_in = nn.Linear(image_width(self.visual), config.width)
+        self.text_in = nn.Linear(text_width(self.text), config.width)
+        self.blocks = nn.ModuleList(FusionBlock(config.width, config.heads) for _ in range(config.layers))
+        self.ln = nn.LayerNorm(config.width)
+        self.head = nn.Sequential(nn.Linear(config.width, config.width), nn.GELU(),
+                                  nn.Linear(config.width, len(config.answers)))
+        self.tokenizer = None  # attached when built or loaded
+        self.preprocess = None
+
+    def forward(self, pixels: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+        """Answer logits, (batch, answers)."""
+        states, eot = self.text.forward_tokens(ids)
+        x = self.text_in(states)
+        keep = torch.arange(x.shape[1], device=x.device)[None] <= eot[:, None]
+        image = None if self.config.blind else self.image_in(self.visual.forward_tokens(pixels))
+        for block in self.blocks:
+            x = block(x, None if image is None else block.image_keys_values(image), keep)
+        return self.head(self.ln(x[torch.arange(len(x), device=x.device), eot]))

@@ -1,0 +1,96 @@
+"""Captioned images: the synthetic world's scenes (training never shows the held-out colour-
+shape pairs), any CSV of image,caption (several rows per image give several references), and
+the stamps of Debian's tuxpaint-stamps-default, each with an English caption in a .txt file
+beside it (GPL: use it to evaluate, and do not ship weights trained on it)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ...data.datasets import MissingPackageError
+from ...data.images import load_image
+from ...data.synthetic import Scene, World
+from ...io import read_csv_rows
+
+TUXPAINT = Path("/usr/share/tuxpaint/stamps")
+_SPLITS = {"train": 0, "held_out": 1, "any": 2}
+
+
+@dataclass
+class CaptionExample:
+    captions: list[str]
+    scene: Scene | None = None
+    path: Path | None = None
+    meta: dict = field(default_factory=dict)
+
+    def image(self, size: int) -> Image.Image:
+        return self.scene.render(size) if self.scene is not None else load_image(self.path)
+
+    @property
+    def key(self) -> str:
+        return str(self.path) if self.path is not None else self.scene.caption()
+
+
+def normalise_caption(text: str) -> str:
+    """Lowercase words without punctuation, as the COCO evaluation's tokeniser leaves them."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+class SyntheticCaptions:
+    def __init__(self, world: World | None = None, seed: int = 0, split: str = "train"):
+        self.world, self.seed, self.split = world or World(), seed, split
+
+    def batch(self, step: int, size: int) -> list[CaptionExample]:
+        scenes = self.world.batch(self.seed, step, size, self.split)
+        return [CaptionExample([s.caption()], scene=s) for s in scenes]
+
+
+class ListCaptions:
+    """A fixed list of examples, walked in seeded permutations."""
+
+    def __init__(self, examples: list[CaptionExample], seed: int = 0):
+        self.examples, self.seed = examples, seed
+
+    def batch(self, step: int, size: int) -> list[CaptionExample]:
+        n = len(self.examples)
+        epoch, offset = divmod(step * size, n)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        return [self.examples[order[(offset + i) % n]] for i in range(size)]
+
+
+def csv_captions(path: str | Path) -> list[CaptionExample]:
+    path = Path(path)
+    rows = read_csv_rows(path, {"image", "caption"}, "columns image,caption")
+    by_image: dict[str, list[str]] = {}
+    for row in rows:
+        by_image.setdefault(row["image"], []).append(row["caption"])
+    return [CaptionExample(captions, path=path.parent / image) for image, captions in by_image.items()]
+
+
+def tuxpaint_captions(root: Path = TUXPAINT) -> list[CaptionExample]:
+    """Each stamp PNG with the first (English) line of the .txt beside it."""
+    if not root.is_dir():
+        raise MissingPackageError(f"{root}: no Tux Paint stamps; install them with "
+                                  "`apt-get install tuxpaint-stamps-default`")
+    examples = []
+    for text in sorted(root.rglob("*.txt")):
+        png = text.with_suffix(".png")
+        lines = text.read_text(encoding="utf-8", errors="replace").splitlines()
+        if png.is_file() and lines and lines[0].strip():
+            examples.append(CaptionExample([lines[0].strip()], path=png))
+    return examples
+
+
+def open_captions(spec: str, seed: int = 0):
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        return SyntheticCaptions(seed=seed)
+    if kind == "csv":
+        return ListCaptions(csv_captions(rest), seed)
+    if kind == "tuxpaint":
+        return ListCaptions(tuxpaint_captions(Path(rest) if rest else TUXPAINT), seed)
+    raise ValueError(f"unknown --data {spec!r}: use synthetic, csv:PATH (columns image,caption) or tuxpaint")

@@ -1,0 +1,65 @@
+"""Training a captioner into a run folder; running the same command again resumes it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...models.captioner import Captioner, CaptionerConfig
+from ...training.task_loop import LoopConfig, fit
+from ..saved import attach, build_task_model, save_task_model
+from ..towers import clip_towers, copy_towers, freeze_towers, tower_config
+from .data import open_captions
+
+
+@dataclass
+class CaptionOptions:
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    data: str = "synthetic"
+    towers: str = "small"
+    image_tower: str | None = None
+    decoder: str = "transformer"
+    init: str | None = None  # a CLIP model whose image tower (and tokenizer) to start from
+    freeze: bool = False
+    width: int = 256
+    layers: int = 2
+    heads: int = 4
+
+
+def new_model(options: CaptionOptions) -> Captioner:
+    torch.manual_seed(options.loop.seed)
+    if options.init:
+        towers, tokenizer, clip = clip_towers(options.init)
+    else:
+        (towers, tokenizer), clip = tower_config(options.towers, options.image_tower), None
+    config = CaptionerConfig(towers, options.decoder, options.width, options.layers, options.heads,
+                             max_length=towers.text.context_length, sot_token_id=tokenizer.sot_token_id)
+    model = attach(Captioner(config), tokenizer)
+    if clip is not None:
+        copy_towers(model, clip)
+    return model
+
+
+def train_captioner(options: CaptionOptions, out: str | Path, show_progress: bool = True) -> Captioner:
+    out = Path(out)
+    data = open_captions(options.data, options.loop.seed)
+    if (out / "config.json").is_file():
+        model = build_task_model(out, "caption")
+        torch.manual_seed(options.loop.seed)
+    else:
+        model = new_model(options)
+        save_task_model(model, out, weights=False)
+    if options.freeze:
+        freeze_towers(model)
+    size = model.config.towers.vision.image_size
+
+    def loss_at(step: int) -> torch.Tensor:
+        examples = data.batch(step, options.loop.batch_size)
+        rng = np.random.default_rng([options.loop.seed, step, 11])
+        captions = [e.captions[int(rng.integers(len(e.captions)))] for e in examples]
+        pixels = torch.stack([model.preprocess(e.image(size)) for e in examples])
+        return model.loss(pixels, model.tokenizer(captions, truncate=True))
+
+    return fit(model, loss_at, options.loop, out, f"train-caption ({model.config.decoder})", show_progress)

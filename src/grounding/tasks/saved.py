@@ -1,0 +1,58 @@
+"""Saving and loading the task models (VQA, captioning): a folder with config.json (which names
+its task), tokenizer.json and model.safetensors, each written atomically, like a CLIP model's."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from ..data.images import Preprocess
+from ..factory import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load_weights, save_weights
+from ..io import atomic_path, write_json_atomic
+from ..models.captioner import Captioner, CaptionerConfig
+from ..models.vqa import VQAConfig, VQAModel
+from ..tokenizer import Tokenizer
+
+TASKS = {"vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig)}
+
+
+def attach(model: nn.Module, tokenizer: Tokenizer) -> nn.Module:
+    model.tokenizer = tokenizer
+    v = model.config.towers.vision
+    model.preprocess = Preprocess(v.image_size, tuple(v.mean), tuple(v.std))
+    return model
+
+
+def save_task_model(model: nn.Module, folder: str | Path, weights: bool = True) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / TOKENIZER_FILE) as tmp:
+        model.tokenizer.save(tmp)
+    write_json_atomic(folder / CONFIG_FILE, model.config.to_dict())
+    if weights:
+        save_weights(model, folder / WEIGHTS_FILE)
+
+
+def build_task_model(folder: str | Path, task: str) -> nn.Module:
+    """The folder's model with fresh weights (what a resumed run starts from)."""
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; pass a folder written by grounding train-{task}")
+    raw = json.loads((folder / CONFIG_FILE).read_text())
+    if raw.get("task") != task:
+        found = raw.get("task", "a CLIP model")
+        raise ValueError(f"{folder} holds {found}, not a {task} model: train one with grounding train-{task}")
+    model_class, config_class = TASKS[task]
+    config = config_class.from_dict(raw)
+    tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE, config.towers.text.context_length)
+    return attach(model_class(config), tokenizer)
+
+
+def load_task_model(folder: str | Path, task: str) -> nn.Module:
+    model = build_task_model(folder, task)
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
+    load_weights(model, path)
+    return model.eval()

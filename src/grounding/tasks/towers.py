@@ -1,0 +1,39 @@
+"""The image and text towers of a task model: a preset's (optionally with other tower kinds), or
+those of a trained CLIP model, copied in and optionally frozen."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ModelConfig, resolve_config
+from ..factory import build_tokenizer, load
+from ..tokenizer import Tokenizer
+from ..training.lock import lock_tower
+
+
+def tower_config(spec: str, image_tower: str | None = None, text_tower: str | None = None
+                 ) -> tuple[ModelConfig, Tokenizer]:
+    """A preset or JSON config; a ViT keeps 8-pixel patches at 64 px, since counting and
+    relations need a finer grid than 16 tokens."""
+    config = resolve_config(spec, image_tower, text_tower)
+    if config.vision.kind == "vit" and config.vision.image_size <= 64:
+        config.vision.patch_size = min(config.vision.patch_size, 8)
+    return config, build_tokenizer(config)
+
+
+def clip_towers(path: str) -> tuple[ModelConfig, Tokenizer, nn.Module]:
+    """A trained CLIP model's config, tokenizer and the model itself (its towers get copied)."""
+    clip = load(path)
+    return clip.config, clip.tokenizer, clip
+
+
+def copy_towers(model: nn.Module, clip: nn.Module) -> None:
+    model.visual.load_state_dict(clip.visual.state_dict())
+    if hasattr(model, "text"):
+        model.text.load_state_dict(clip.text.state_dict())
+
+
+def freeze_towers(model: nn.Module) -> None:
+    """Fixes the towers' weights (and BatchNorm statistics, once in train mode: see lock.py)."""
+    lock_tower(model.visual)
+    if hasattr(model, "text"):
+        lock_tower(model.text)

@@ -1,0 +1,118 @@
+"""Question/answer examples: the synthetic world's (a question type drawn uniformly per scene,
+yes and no equally likely, so that no answer prior is free accuracy) or a CSV's, with VQA's
+soft scores where several annotators answered."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ...data.images import load_image
+from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, Scene, World
+from ...io import read_csv_rows
+
+QUESTION_TYPES = ("count", "colour", "shape", "relation", "existence")
+SYNTHETIC_ANSWERS = [*NUMBER_WORDS, *COLOURS, *SHAPES, "yes", "no"]
+_SPLITS = {"train": 0, "held_out": 1, "any": 2}
+
+
+@dataclass
+class QAExample:
+    question: str
+    answers: dict[str, float]  # answer -> score in [0, 1]
+    qtype: str = ""
+    scene: Scene | None = None
+    path: Path | None = None
+
+    def image(self, size: int) -> Image.Image:
+        return self.scene.render(size) if self.scene is not None else load_image(self.path)
+
+    @property
+    def key(self) -> str:
+        return str(self.path) if self.path is not None else self.scene.caption()
+
+
+def soft_scores(annotations: list[str]) -> dict[str, float]:
+    """VQA's rule: an answer given by 3 or more of the annotators scores 1, fewer score n/3. With a
+    single annotator, the answer scores 1."""
+    counts = Counter(a.strip().lower() for a in annotations if a.strip())
+    if len(annotations) == 1:
+        return {a: 1.0 for a in counts}
+    return {a: min(1.0, n / 3) for a, n in counts.items()}
+
+
+def pick_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
+    by_type: dict[str, list] = {}
+    for q, a, t in scene.questions():
+        by_type.setdefault(t, []).append((q, a, t))
+    qtype = sorted(by_type)[int(rng.integers(len(by_type)))]
+    pool = by_type[qtype]
+    if qtype == "existence":
+        wanted = "yes" if rng.random() < 0.5 else "no"
+        pool = [qa for qa in pool if qa[1] == wanted] or pool
+    return pool[int(rng.integers(len(pool)))]
+
+
+class SyntheticQA:
+    """A seeded stream of examples: batch `step` is always the same."""
+
+    answers = SYNTHETIC_ANSWERS
+
+    def __init__(self, world: World | None = None, seed: int = 0, split: str = "train"):
+        self.world, self.seed, self.split = world or World(), seed, split
+
+    def batch(self, step: int, size: int) -> list[QAExample]:
+        rng = np.random.default_rng([self.seed, step, _SPLITS[self.split], 7])
+        examples = []
+        for _ in range(size):
+            scene = self.world.sample(rng, self.split)
+            q, a, t = pick_question(scene, rng)
+            examples.append(QAExample(q, {a: 1.0}, t, scene=scene))
+        return examples
+
+
+class CSVQA:
+    """Rows of image, question, answer (several annotators' answers as "a|b|c") and optionally
+    type; image paths are relative to the CSV's folder. Batches walk seeded permutations."""
+
+    def __init__(self, path: str | Path, seed: int = 0):
+        path = Path(path)
+        rows = read_csv_rows(path, {"image", "question", "answer"}, "columns image,question,answer[,type]")
+        self.examples = [QAExample(r["question"], soft_scores(r["answer"].split("|")), r.get("type", "") or "",
+                                   path=(path.parent / r["image"])) for r in rows]
+        self.answers = sorted({a for e in self.examples for a in e.answers})
+        self.seed = seed
+
+    def batch(self, step: int, size: int) -> list[QAExample]:
+        n = len(self.examples)
+        epoch, offset = divmod(step * size, n)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        picks = [order[(offset + i) % n] for i in range(size)]
+        return [self.examples[i] for i in picks]
+
+
+def open_qa(spec: str, seed: int = 0):
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        return SyntheticQA(seed=seed)
+    if kind == "csv":
+        return CSVQA(rest, seed)
+    raise ValueError(f"unknown --data {spec!r}: use synthetic or csv:PATH (columns image,question,answer[,type])")
+
+
+def to_tensors(model, examples: list[QAExample], answers: list[str]):
+    """Pixels, question ids, and the answer scores as a (batch, answers) matrix."""
+    size = model.config.towers.vision.image_size
+    pixels = torch.stack([model.preprocess(e.image(size)) for e in examples])
+    ids = model.tokenizer([e.question for e in examples], truncate=True)
+    index = {a: i for i, a in enumerate(answers)}
+    targets = torch.zeros(len(examples), len(answers))
+    for row, e in enumerate(examples):
+        for a, s in e.answers.items():
+            if a in index:
+                targets[row, index[a]] = s
+    return pixels, ids, targets

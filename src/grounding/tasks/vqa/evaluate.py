@@ -1,0 +1,75 @@
+"""VQA evaluation: accuracy overall and per question type (VQA's soft score of the predicted
+answer), beside the two honest baselines: the question-only model and the majority answer of
+each question type in training. Writes summary.json and one record per example."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+
+from ...io import atomic_path, write_json_atomic
+from .data import QUESTION_TYPES, QAExample, to_tensors
+
+
+@torch.no_grad()
+def answer_probs(model, examples: list[QAExample], batch_size: int = 256) -> torch.Tensor:
+    answers = model.config.answers
+    rows = []
+    for i in range(0, len(examples), batch_size):
+        pixels, ids, _ = to_tensors(model, examples[i:i + batch_size], answers)
+        rows.append(model(pixels, ids).softmax(dim=-1))
+    return torch.cat(rows)
+
+
+def majority_answers(data, batches: int = 40, batch_size: int = 256) -> dict[str, str]:
+    """The most frequent answer of each question type in (a sample of) the training stream, and
+    overall under the key ''."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for step in range(batches):
+        for e in data.batch(step, batch_size):
+            for answer, score in e.answers.items():
+                counts[e.qtype][answer] += score
+                counts[""][answer] += score
+    return {t: c.most_common(1)[0][0] for t, c in counts.items()}
+
+
+def accuracy_by_type(scores: list[float], types: list[str]) -> dict[str, float]:
+    by_type: dict[str, list[float]] = defaultdict(list)
+    for s, t in zip(scores, types):
+        by_type[t].append(s)
+    result = {"overall": sum(scores) / max(1, len(scores))}
+    result.update({t: sum(v) / len(v) for t in [*QUESTION_TYPES, *sorted(by_type)] if (v := by_type.get(t))})
+    return result
+
+
+def evaluate_vqa(model, examples: list[QAExample], out: str | Path | None = None, blind=None,
+                 majority: dict[str, str] | None = None) -> dict:
+    """{'model': {...}, 'blind': {...}, 'majority': {...}}: accuracy overall and per type."""
+    answers = model.config.answers
+    probs = answer_probs(model, examples)
+    predicted = [answers[i] for i in probs.argmax(dim=1).tolist()]
+    types = [e.qtype for e in examples]
+    summary = {"examples": len(examples),
+               "model": accuracy_by_type([e.answers.get(p, 0.0) for e, p in zip(examples, predicted)], types)}
+    blind_predicted = None
+    if blind is not None:
+        blind_predicted = [answers[i] for i in answer_probs(blind, examples).argmax(dim=1).tolist()]
+        summary["blind"] = accuracy_by_type([e.answers.get(p, 0.0) for e, p in zip(examples, blind_predicted)], types)
+    if majority is not None:
+        guesses = [majority.get(e.qtype, majority[""]) for e in examples]
+        summary["majority"] = accuracy_by_type([e.answers.get(g, 0.0) for e, g in zip(examples, guesses)], types)
+    if out is not None:
+        out = Path(out)
+        write_json_atomic(out / "summary.json", summary)
+        top = probs.topk(min(3, len(answers)), dim=1)
+        with atomic_path(out / "predictions.jsonl") as tmp, open(tmp, "w") as f:
+            for n, e in enumerate(examples):
+                record = {"image": e.key, "question": e.question, "type": e.qtype, "answers": e.answers,
+                          "predicted": predicted[n], "score": e.answers.get(predicted[n], 0.0),
+                          "top3": [[answers[i], round(float(p), 4)] for p, i in zip(top.values[n], top.indices[n])]}
+                if blind_predicted is not None:
+                    record["blind_predicted"] = blind_predicted[n]
+                f.write(json.dumps(record) + "\n")
+    return summary

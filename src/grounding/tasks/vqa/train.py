@@ -1,0 +1,72 @@
+"""Training a VQA model (or its question-only baseline) into a run folder; running the same
+command again resumes it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ...models.vqa import VQAConfig, VQAModel
+from ...training.task_loop import LoopConfig, fit
+from ..saved import attach, build_task_model, save_task_model
+from ..towers import clip_towers, copy_towers, freeze_towers, tower_config
+from .data import open_qa, to_tensors
+
+
+@dataclass
+class VQAOptions:
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    data: str = "synthetic"
+    towers: str = "small"
+    image_tower: str | None = None
+    text_tower: str | None = None
+    init: str | None = None  # a CLIP model whose towers to start from
+    freeze: bool = False  # keep those towers fixed
+    width: int = 256
+    layers: int = 2
+    heads: int = 4
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against the answer scores normalised to a distribution; rows with no known
+    answer are left out."""
+    total = targets.sum(dim=1)
+    known = total > 0
+    target = targets[known] / total[known, None]
+    return -(target * F.log_softmax(logits[known], dim=-1)).sum(dim=1).mean()
+
+
+def new_model(options: VQAOptions, answers: list[str], blind: bool) -> VQAModel:
+    torch.manual_seed(options.loop.seed)
+    if options.init:
+        towers, tokenizer, clip = clip_towers(options.init)
+    else:
+        (towers, tokenizer), clip = tower_config(options.towers, options.image_tower, options.text_tower), None
+    config = VQAConfig(towers, list(answers), options.width, options.layers, options.heads, blind)
+    model = attach(VQAModel(config), tokenizer)
+    if clip is not None:
+        copy_towers(model, clip)
+    return model
+
+
+def train_vqa(options: VQAOptions, out: str | Path, blind: bool = False, show_progress: bool = True) -> VQAModel:
+    out = Path(out)
+    data = open_qa(options.data, options.loop.seed)
+    if (out / "config.json").is_file():
+        model = build_task_model(out, "vqa")
+        torch.manual_seed(options.loop.seed)
+    else:
+        model = new_model(options, data.answers, blind)
+        save_task_model(model, out, weights=False)  # checkpoints publish the weights
+    if options.freeze:
+        freeze_towers(model)
+    answers = model.config.answers
+
+    def loss_at(step: int) -> torch.Tensor:
+        pixels, ids, targets = to_tensors(model, data.batch(step, options.loop.batch_size), answers)
+        return soft_cross_entropy(model(pixels, ids), targets)
+
+    label = "train-vqa (blind)" if blind else "train-vqa"
+    return fit(model, loss_at, options.loop, out, label, show_progress)
