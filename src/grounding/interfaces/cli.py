@@ -436,5 +436,10 @@ def convert(
     typer.echo(f"wrote {to.value} model to {destination}")
 
 
+from .task_commands import register  # noqa: E402  (the task commands join this app)
+
+register(app)
+
+
 def main() -> None:
     app()

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .clip import IMAGE_TOWERS
-from .fusion import FusionBlock, image_width
+from .fusion import FusionBlock, ImageTokens
 
 
 @dataclass
@@ -34,6 +34,8 @@ class CaptionerConfig:
     heads: int = 4
     max_length: int = 32
     sot_token_id: int = 1
+    vocab_size: int = 0  # the tokenizer's, so that no id without a token is ever written
+    grid_stage: int = 4  # ResNet towers: the stage whose grid cells are the image tokens
     task: str = "caption"
 
     def to_dict(self) -> dict:
@@ -47,7 +49,7 @@ class CaptionerConfig:
 class TransformerDecoder(nn.Module):
     def __init__(self, config: CaptionerConfig):
         super().__init__()
-        vocab, width = config.towers.text.vocab_size, config.width
+        vocab, width = config.vocab_size or config.towers.text.vocab_size, config.width
         self.token_embedding = nn.Embedding(vocab, width)
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(config.max_length, width))
         self.blocks = nn.ModuleList(FusionBlock(width, config.heads) for _ in range(config.layers))
@@ -78,7 +80,7 @@ class TransformerDecoder(nn.Module):
 class LSTMDecoder(nn.Module):
     def __init__(self, config: CaptionerConfig):
         super().__init__()
-        vocab, width = config.towers.text.vocab_size, config.width
+        vocab, width = config.vocab_size or config.towers.text.vocab_size, config.width
         self.token_embedding = nn.Embedding(vocab, width)
         self.init_state = nn.Linear(width, 2 * width)
         self.cell = nn.LSTMCell(2 * width, width)
@@ -115,14 +117,14 @@ class Captioner(nn.Module):
         self.config = config
         vision = config.towers.vision
         self.visual = IMAGE_TOWERS[vision.kind](vision, config.towers.embed_dim)
-        self.image_in = nn.Linear(image_width(self.visual), config.width)
+        self.image_in = ImageTokens(self.visual, vision, config.width, config.grid_stage)
         self.decoder = DECODERS[config.decoder](config)
         self.tokenizer = None  # attached when built or loaded
         self.preprocess = None
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """The image tokens the decoder attends over, (batch, tokens, width)."""
-        return self.image_in(self.visual.forward_tokens(pixels))
+        return self.image_in(self.visual, pixels)
 
     def forward(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: the logits that predict ids[:, 1:] from ids[:, :-1]."""

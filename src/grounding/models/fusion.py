@@ -67,13 +67,29 @@ class FusionBlock(nn.Module):
         return self.cross_attn.keys_values(image_tokens)
 
 
-def image_tokens(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """Every token an image tower makes: (batch, tokens, width), ViT class token and patches, or
-    ResNet pooled query and grid cells."""
-    return tower.forward_tokens(pixels)
+class ImageTokens(nn.Module):
+    """An image tower's tokens, projected to the fusion width: a ViT's class token and patches,
+    or the cells of a ResNet's grid after `grid_stage` stages (stage 3 doubles the final grid,
+    which counting and relations need at small image sizes), with learned positions."""
 
+    def __init__(self, tower: nn.Module, config, width: int, grid_stage: int = 4):
+        super().__init__()
+        self.grid_stage = grid_stage
+        if hasattr(tower, "attnpool"):
+            if not 1 <= grid_stage <= 4:
+                raise ValueError(f"a ResNet has grid stages 1 to 4, not {grid_stage}")
+            channels = config.width * 4 * 2 ** (grid_stage - 1)
+            cells = (config.image_size // 2 ** (grid_stage + 1)) ** 2
+            self.positions = nn.Parameter(0.02 * torch.randn(cells, width))
+        else:
+            channels = tower.ln_post.normalized_shape[0]
+            self.positions = None  # the ViT's tokens carry their positions
+        self.proj = nn.Linear(channels, width)
 
-def image_width(tower: nn.Module) -> int:
-    if hasattr(tower, "attnpool"):
-        return tower.attnpool.q_proj.in_features
-    return tower.ln_post.normalized_shape[0]
+    def forward(self, tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """`tower` is the model's own image tower (not a submodule here, so its weights are
+        saved once)."""
+        if self.positions is None:
+            return self.proj(tower.forward_tokens(pixels))
+        grid = tower.forward_grid(pixels, self.grid_stage)
+        return self.proj(grid.flatten(2).transpose(1, 2)) + self.positions

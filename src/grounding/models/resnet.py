@@ -91,12 +91,15 @@ class ModifiedResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.attnpool = AttentionPool2d(config.image_size // 32, width * 32, config.heads, embed_dim)
 
-    def forward_grid(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The last stage's feature grid, (batch, width * 32, size / 32, size / 32)."""
+    def forward_grid(self, pixels: torch.Tensor, stages: int = 4) -> torch.Tensor:
+        """The feature grid after the first `stages` stages; after all four, (batch, width * 32,
+        size / 32, size / 32). Each earlier stage halves the channels and doubles the grid."""
         x = F.relu(self.bn1(self.conv1(pixels)))
         x = F.relu(self.bn2(self.conv2(x)))
         x = self.avgpool(F.relu(self.bn3(self.conv3(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4)[:stages]:
+            x = stage(x)
+        return x
 
     def forward_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """The pooled-query token and the grid cells as tokens, (batch, 1 + cells, width * 32)."""

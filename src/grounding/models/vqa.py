@@ -12,7 +12,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .clip import CLIP
-from .fusion import FusionBlock, image_width
+from .fusion import FusionBlock, ImageTokens
 
 
 @dataclass
@@ -23,6 +23,7 @@ class VQAConfig:
     layers: int = 2
     heads: int = 4
     blind: bool = False
+    grid_stage: int = 4  # ResNet towers: the stage whose grid cells are the image tokens
     task: str = "vqa"
 
     def to_dict(self) -> dict:
@@ -47,7 +48,7 @@ class VQAModel(nn.Module):
         self.config = config
         towers = CLIP(config.towers)
         self.visual, self.text = towers.visual, towers.text
-        self.image_in = nn.Linear(image_width(self.visual), config.width)
+        self.image_in = ImageTokens(self.visual, config.towers.vision, config.width, config.grid_stage)
         self.text_in = nn.Linear(text_width(self.text), config.width)
         self.blocks = nn.ModuleList(FusionBlock(config.width, config.heads) for _ in range(config.layers))
         self.ln = nn.LayerNorm(config.width)
@@ -61,7 +62,7 @@ class VQAModel(nn.Module):
         states, eot = self.text.forward_tokens(ids)
         x = self.text_in(states)
         keep = torch.arange(x.shape[1], device=x.device)[None] <= eot[:, None]
-        image = None if self.config.blind else self.image_in(self.visual.forward_tokens(pixels))
+        image = None if self.config.blind else self.image_in(self.visual, pixels)
         for block in self.blocks:
             x = block(x, None if image is None else block.image_keys_values(image), keep)
         return self.head(self.ln(x[torch.arange(len(x), device=x.device), eot]))

@@ -85,12 +85,22 @@ def tuxpaint_captions(root: Path = TUXPAINT) -> list[CaptionExample]:
     return examples
 
 
-def open_captions(spec: str, seed: int = 0):
+def caption_examples(spec: str) -> list[CaptionExample]:
     kind, _, rest = spec.partition(":")
-    if kind == "synthetic":
-        return SyntheticCaptions(seed=seed)
     if kind == "csv":
-        return ListCaptions(csv_captions(rest), seed)
+        return csv_captions(rest)
     if kind == "tuxpaint":
-        return ListCaptions(tuxpaint_captions(Path(rest) if rest else TUXPAINT), seed)
-    raise ValueError(f"unknown --data {spec!r}: use synthetic, csv:PATH (columns image,caption) or tuxpaint")
+        return tuxpaint_captions(Path(rest) if rest else TUXPAINT)
+    raise ValueError(f"unknown caption data {spec!r}: use synthetic, csv:PATH (columns image,caption) or tuxpaint")
+
+
+def open_captions(spec: str, seed: int = 0, held_out: float = 0.2
+                  ) -> tuple[SyntheticCaptions | ListCaptions, list[CaptionExample] | None]:
+    """The training source, and for a fixed list the seeded share of its images kept out of
+    training for evaluation (None for the synthetic world, whose test scenes are new draws)."""
+    if spec == "synthetic":
+        return SyntheticCaptions(seed=seed), None
+    examples = caption_examples(spec)
+    order = np.random.default_rng(seed).permutation(len(examples))
+    cut = max(1, int(len(examples) * held_out))
+    return ListCaptions([examples[i] for i in order[cut:]], seed), [examples[i] for i in order[:cut]]

@@ -26,6 +26,7 @@ class CaptionOptions:
     width: int = 256
     layers: int = 2
     heads: int = 4
+    grid_stage: int = 3  # ResNet towers: image tokens from this stage's grid (models/fusion.py)
 
 
 def new_model(options: CaptionOptions) -> Captioner:
@@ -35,16 +36,18 @@ def new_model(options: CaptionOptions) -> Captioner:
     else:
         (towers, tokenizer), clip = tower_config(options.towers, options.image_tower), None
     config = CaptionerConfig(towers, options.decoder, options.width, options.layers, options.heads,
-                             max_length=towers.text.context_length, sot_token_id=tokenizer.sot_token_id)
+                             max_length=towers.text.context_length, sot_token_id=tokenizer.sot_token_id,
+                             vocab_size=len(tokenizer), grid_stage=options.grid_stage)
     model = attach(Captioner(config), tokenizer)
     if clip is not None:
         copy_towers(model, clip)
     return model
 
 
-def train_captioner(options: CaptionOptions, out: str | Path, show_progress: bool = True) -> Captioner:
+def train_captioner(options: CaptionOptions, out: str | Path, data=None, show_progress: bool = True) -> Captioner:
+    """Trains on `data` (a source with .batch(step, size)), by default `options.data`'s."""
     out = Path(out)
-    data = open_captions(options.data, options.loop.seed)
+    data = data or open_captions(options.data, options.loop.seed)[0]
     if (out / "config.json").is_file():
         model = build_task_model(out, "caption")
         torch.manual_seed(options.loop.seed)

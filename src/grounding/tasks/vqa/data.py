@@ -75,33 +75,41 @@ class SyntheticQA:
         return examples
 
 
-class CSVQA:
+def csv_questions(path: str | Path) -> list[QAExample]:
     """Rows of image, question, answer (several annotators' answers as "a|b|c") and optionally
-    type; image paths are relative to the CSV's folder. Batches walk seeded permutations."""
+    type; image paths are relative to the CSV's folder."""
+    path = Path(path)
+    rows = read_csv_rows(path, {"image", "question", "answer"}, "columns image,question,answer[,type]")
+    return [QAExample(r["question"], soft_scores(r["answer"].split("|")), r.get("type", "") or "",
+                      path=path.parent / r["image"]) for r in rows]
 
-    def __init__(self, path: str | Path, seed: int = 0):
-        path = Path(path)
-        rows = read_csv_rows(path, {"image", "question", "answer"}, "columns image,question,answer[,type]")
-        self.examples = [QAExample(r["question"], soft_scores(r["answer"].split("|")), r.get("type", "") or "",
-                                   path=(path.parent / r["image"])) for r in rows]
-        self.answers = sorted({a for e in self.examples for a in e.answers})
-        self.seed = seed
+
+class ListQA:
+    """A fixed list of examples, walked in seeded permutations."""
+
+    def __init__(self, examples: list[QAExample], seed: int = 0):
+        self.examples, self.seed = examples, seed
+        self.answers = sorted({a for e in examples for a in e.answers})
 
     def batch(self, step: int, size: int) -> list[QAExample]:
         n = len(self.examples)
         epoch, offset = divmod(step * size, n)
         order = np.random.default_rng([self.seed, epoch]).permutation(n)
-        picks = [order[(offset + i) % n] for i in range(size)]
-        return [self.examples[i] for i in picks]
+        return [self.examples[order[(offset + i) % n]] for i in range(size)]
 
 
-def open_qa(spec: str, seed: int = 0):
+def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQA | ListQA, list[QAExample] | None]:
+    """The training source, and for a CSV the seeded share of its rows kept out of training for
+    evaluation (None for the synthetic world, whose test scenes are new draws)."""
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
-        return SyntheticQA(seed=seed)
-    if kind == "csv":
-        return CSVQA(rest, seed)
-    raise ValueError(f"unknown --data {spec!r}: use synthetic or csv:PATH (columns image,question,answer[,type])")
+        return SyntheticQA(seed=seed), None
+    if kind != "csv":
+        raise ValueError(f"unknown --data {spec!r}: use synthetic or csv:PATH (columns image,question,answer[,type])")
+    examples = csv_questions(rest)
+    order = np.random.default_rng(seed).permutation(len(examples))
+    cut = max(1, int(len(examples) * held_out))
+    return ListQA([examples[i] for i in order[cut:]], seed), [examples[i] for i in order[:cut]]
 
 
 def to_tensors(model, examples: list[QAExample], answers: list[str]):

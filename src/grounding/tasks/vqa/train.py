@@ -27,6 +27,7 @@ class VQAOptions:
     width: int = 256
     layers: int = 2
     heads: int = 4
+    grid_stage: int = 3  # ResNet towers: image tokens from this stage's grid (models/fusion.py)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -44,16 +45,19 @@ def new_model(options: VQAOptions, answers: list[str], blind: bool) -> VQAModel:
         towers, tokenizer, clip = clip_towers(options.init)
     else:
         (towers, tokenizer), clip = tower_config(options.towers, options.image_tower, options.text_tower), None
-    config = VQAConfig(towers, list(answers), options.width, options.layers, options.heads, blind)
+    config = VQAConfig(towers, list(answers), options.width, options.layers, options.heads, blind,
+                       options.grid_stage)
     model = attach(VQAModel(config), tokenizer)
     if clip is not None:
         copy_towers(model, clip)
     return model
 
 
-def train_vqa(options: VQAOptions, out: str | Path, blind: bool = False, show_progress: bool = True) -> VQAModel:
+def train_vqa(options: VQAOptions, out: str | Path, data=None, blind: bool = False,
+              show_progress: bool = True) -> VQAModel:
+    """Trains on `data` (a source with .batch(step, size) and .answers), by default `options.data`'s."""
     out = Path(out)
-    data = open_qa(options.data, options.loop.seed)
+    data = data or open_qa(options.data, options.loop.seed)[0]
     if (out / "config.json").is_file():
         model = build_task_model(out, "vqa")
         torch.manual_seed(options.loop.seed)
