@@ -41,9 +41,10 @@ def test_cached_decoding_equals_recomputing_the_prefix(decoder):
 
 
 @pytest.fixture(scope="module")
-def tiny_captioner(tmp_path_factory):
+def tiny_captioner(tmp_path_factory, trained_tiny):
+    """A tiny captioner whose image tower and tokenizer start from the tiny CLIP model's."""
     out = tmp_path_factory.mktemp("caption")
-    return train_captioner(_options(250), out / "model", show_progress=False), out
+    return train_captioner(_options(250, init=str(trained_tiny[1])), out / "model", show_progress=False), out
 
 
 def test_decoding_methods_agree_where_they_should(tiny_captioner):

@@ -42,10 +42,12 @@ def _options(steps: int, **kw) -> VQAOptions:
 
 
 @pytest.fixture(scope="module")
-def tiny_vqa(tmp_path_factory):
+def tiny_vqa(tmp_path_factory, trained_tiny):
+    """A tiny VQA model and its blind twin, both starting from the tiny CLIP model's towers."""
     out = tmp_path_factory.mktemp("vqa")
-    model = train_vqa(_options(200), out / "model", show_progress=False)
-    blind = train_vqa(_options(200), out / "blind", blind=True, show_progress=False)
+    init = str(trained_tiny[1])
+    model = train_vqa(_options(200, init=init), out / "model", show_progress=False)
+    blind = train_vqa(_options(200, init=init), out / "blind", blind=True, show_progress=False)
     return model, blind, out
 
 
@@ -53,8 +55,8 @@ def test_tiny_vqa_model_beats_its_blind_baseline(tiny_vqa):
     model, blind, out = tiny_vqa
     examples = SyntheticQA(seed=77).batch(0, 400)
     summary = evaluate_vqa(model, examples, out / "eval", blind, majority_answers(SyntheticQA(), 4, 128))
-    assert summary["model"]["overall"] > summary["blind"]["overall"] + 0.08
-    assert summary["model"]["colour"] > summary["blind"]["colour"] + 0.2  # colour needs the image
+    assert summary["model"]["overall"] > summary["blind"]["overall"] + 0.05
+    assert summary["model"]["colour"] > summary["blind"]["colour"] + 0.25  # colour needs the image
     records = [json.loads(line) for line in (out / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == 400 and {"question", "type", "predicted", "top3", "blind_predicted"} <= set(records[0])
 

@@ -88,6 +88,17 @@ class ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+class TaskConfig:
+    """JSON round-trip for a task model's config dataclass, whose `towers` is a ModelConfig."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**{**d, "towers": ModelConfig.from_dict(d["towers"])})
+
+
 def _tiny() -> ModelConfig:
     return ModelConfig(
         embed_dim=32,

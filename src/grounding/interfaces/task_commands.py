@@ -41,8 +41,8 @@ def train_vqa_command(
     from ..tasks.vqa.run import run_train_vqa
     from ..tasks.vqa.train import VQAOptions
 
-    options = VQAOptions(_loop(steps, batch_size, lr, seed), data, model, image_tower, text_tower, init, freeze,
-                         width, layers)
+    options = VQAOptions(_loop(steps, batch_size, lr, seed), data=data, towers=model, image_tower=image_tower,
+                         text_tower=text_tower, init=init, freeze=freeze, width=width, layers=layers)
     try:
         results = run_train_vqa(options, out, eval_data, baselines)
     except (FileNotFoundError, ValueError) as e:
@@ -107,8 +107,8 @@ def train_caption_command(
     from ..tasks.captioning.run import run_train_caption
     from ..tasks.captioning.train import CaptionOptions
 
-    options = CaptionOptions(_loop(steps, batch_size, lr, seed), data, model, image_tower, decoder, init, freeze,
-                             width, layers)
+    options = CaptionOptions(_loop(steps, batch_size, lr, seed), data=data, towers=model, image_tower=image_tower,
+                             init=init, freeze=freeze, width=width, layers=layers, decoder=decoder)
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
     try:
         results = run_train_caption(options, out, eval_data, **decoding)

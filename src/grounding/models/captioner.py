@@ -12,7 +12,6 @@ Both expose the same three calls that decoding (tasks/captioning/decode.py) uses
 (for beam search)."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, TaskConfig
 from .clip import IMAGE_TOWERS
 from .fusion import FusionBlock, ImageTokens
 
 
 @dataclass
-class CaptionerConfig:
+class CaptionerConfig(TaskConfig):
     towers: ModelConfig  # the image tower, and the tokenizer's ids (text.vocab_size, eot/pad)
     decoder: Literal["transformer", "lstm"] = "transformer"
     width: int = 256
@@ -37,13 +36,6 @@ class CaptionerConfig:
     vocab_size: int = 0  # the tokenizer's, so that no id without a token is ever written
     grid_stage: int = 4  # ResNet towers: the stage whose grid cells are the image tokens
     task: str = "caption"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CaptionerConfig":
-        return cls(**{**d, "towers": ModelConfig.from_dict(d["towers"])})
 
 
 class TransformerDecoder(nn.Module):

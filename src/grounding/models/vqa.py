@@ -4,19 +4,18 @@ question's end token predicts the answer, as a classification over the answer vo
 With `blind=True` the same model never sees the image: the question-only baseline."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, TaskConfig
 from .clip import CLIP
 from .fusion import FusionBlock, ImageTokens
 
 
 @dataclass
-class VQAConfig:
+class VQAConfig(TaskConfig):
     towers: ModelConfig
     answers: list[str] = field(default_factory=list)
     width: int = 256
@@ -25,13 +24,6 @@ class VQAConfig:
     blind: bool = False
     grid_stage: int = 4  # ResNet towers: the stage whose grid cells are the image tokens
     task: str = "vqa"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQAConfig":
-        return cls(**{**d, "towers": ModelConfig.from_dict(d["towers"])})
 
 
 def text_width(tower: nn.Module) -> int:

@@ -2,12 +2,32 @@
 those of a trained CLIP model, copied in and optionally frozen."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from torch import nn
 
 from ..config import ModelConfig, resolve_config
 from ..factory import build_tokenizer, load
 from ..tokenizer import Tokenizer
 from ..training.lock import lock_tower
+from ..training.task_loop import LoopConfig
+
+
+@dataclass
+class TaskOptions:
+    """What the task trainers share: the loop, the data, and where the towers come from."""
+
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    data: str = "synthetic"
+    towers: str = "small"  # a preset or JSON config...
+    image_tower: str | None = None  # ...with these tower kinds
+    text_tower: str | None = None
+    init: str | None = None  # or a CLIP model whose towers (and tokenizer) to start from
+    freeze: bool = False  # keep those towers fixed
+    width: int = 256  # of the fusion layers or the decoder
+    layers: int = 2
+    heads: int = 4
+    grid_stage: int = 3  # ResNet towers: image tokens from this stage's grid (models/fusion.py)
 
 
 def tower_config(spec: str, image_tower: str | None = None, text_tower: str | None = None
@@ -20,10 +40,12 @@ def tower_config(spec: str, image_tower: str | None = None, text_tower: str | No
     return config, build_tokenizer(config)
 
 
-def clip_towers(path: str) -> tuple[ModelConfig, Tokenizer, nn.Module]:
-    """A trained CLIP model's config, tokenizer and the model itself (its towers get copied)."""
-    clip = load(path)
-    return clip.config, clip.tokenizer, clip
+def towers_for(options: TaskOptions) -> tuple[ModelConfig, Tokenizer, nn.Module | None]:
+    """The towers' config and tokenizer, and the CLIP model to copy them from (None: fresh)."""
+    if options.init:
+        clip = load(options.init)
+        return clip.config, clip.tokenizer, clip
+    return *tower_config(options.towers, options.image_tower, options.text_tower), None
 
 
 def copy_towers(model: nn.Module, clip: nn.Module) -> None:

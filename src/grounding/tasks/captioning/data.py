@@ -8,11 +8,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from ...data.datasets import MissingPackageError
 from ...data.images import load_image
+from ...data.streams import ListStream, split_off
 from ...data.synthetic import Scene, World
 from ...io import read_csv_rows
 
@@ -49,19 +49,6 @@ class SyntheticCaptions:
         return [CaptionExample([s.caption()], scene=s) for s in scenes]
 
 
-class ListCaptions:
-    """A fixed list of examples, walked in seeded permutations."""
-
-    def __init__(self, examples: list[CaptionExample], seed: int = 0):
-        self.examples, self.seed = examples, seed
-
-    def batch(self, step: int, size: int) -> list[CaptionExample]:
-        n = len(self.examples)
-        epoch, offset = divmod(step * size, n)
-        order = np.random.default_rng([self.seed, epoch]).permutation(n)
-        return [self.examples[order[(offset + i) % n]] for i in range(size)]
-
-
 def csv_captions(path: str | Path) -> list[CaptionExample]:
     path = Path(path)
     rows = read_csv_rows(path, {"image", "caption"}, "columns image,caption")
@@ -95,12 +82,10 @@ def caption_examples(spec: str) -> list[CaptionExample]:
 
 
 def open_captions(spec: str, seed: int = 0, held_out: float = 0.2
-                  ) -> tuple[SyntheticCaptions | ListCaptions, list[CaptionExample] | None]:
+                  ) -> tuple[SyntheticCaptions | ListStream, list[CaptionExample] | None]:
     """The training source, and for a fixed list the seeded share of its images kept out of
     training for evaluation (None for the synthetic world, whose test scenes are new draws)."""
     if spec == "synthetic":
         return SyntheticCaptions(seed=seed), None
-    examples = caption_examples(spec)
-    order = np.random.default_rng(seed).permutation(len(examples))
-    cut = max(1, int(len(examples) * held_out))
-    return ListCaptions([examples[i] for i in order[cut:]], seed), [examples[i] for i in order[:cut]]
+    kept, held = split_off(caption_examples(spec), seed, held_out)
+    return ListStream(kept, seed), held

@@ -1,40 +1,27 @@
 """Training a captioner into a run folder; running the same command again resumes it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...models.captioner import Captioner, CaptionerConfig
-from ...training.task_loop import LoopConfig, fit
+from ...training.task_loop import fit
 from ..saved import attach, build_task_model, save_task_model
-from ..towers import clip_towers, copy_towers, freeze_towers, tower_config
+from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
 from .data import open_captions
 
 
 @dataclass
-class CaptionOptions:
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    data: str = "synthetic"
-    towers: str = "small"
-    image_tower: str | None = None
-    decoder: str = "transformer"
-    init: str | None = None  # a CLIP model whose image tower (and tokenizer) to start from
-    freeze: bool = False
-    width: int = 256
-    layers: int = 2
-    heads: int = 4
-    grid_stage: int = 3  # ResNet towers: image tokens from this stage's grid (models/fusion.py)
+class CaptionOptions(TaskOptions):
+    decoder: str = "transformer"  # or "lstm"
 
 
 def new_model(options: CaptionOptions) -> Captioner:
     torch.manual_seed(options.loop.seed)
-    if options.init:
-        towers, tokenizer, clip = clip_towers(options.init)
-    else:
-        (towers, tokenizer), clip = tower_config(options.towers, options.image_tower), None
+    towers, tokenizer, clip = towers_for(options)
     config = CaptionerConfig(towers, options.decoder, options.width, options.layers, options.heads,
                              max_length=towers.text.context_length, sot_token_id=tokenizer.sot_token_id,
                              vocab_size=len(tokenizer), grid_stage=options.grid_stage)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from ...data.images import load_image
+from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, Scene, World
 from ...io import read_csv_rows
 
@@ -84,18 +85,12 @@ def csv_questions(path: str | Path) -> list[QAExample]:
                       path=path.parent / r["image"]) for r in rows]
 
 
-class ListQA:
-    """A fixed list of examples, walked in seeded permutations."""
+class ListQA(ListStream[QAExample]):
+    """A CSV's examples, with their answer vocabulary."""
 
     def __init__(self, examples: list[QAExample], seed: int = 0):
-        self.examples, self.seed = examples, seed
+        super().__init__(examples, seed)
         self.answers = sorted({a for e in examples for a in e.answers})
-
-    def batch(self, step: int, size: int) -> list[QAExample]:
-        n = len(self.examples)
-        epoch, offset = divmod(step * size, n)
-        order = np.random.default_rng([self.seed, epoch]).permutation(n)
-        return [self.examples[order[(offset + i) % n]] for i in range(size)]
 
 
 def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQA | ListQA, list[QAExample] | None]:
@@ -106,10 +101,8 @@ def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQ
         return SyntheticQA(seed=seed), None
     if kind != "csv":
         raise ValueError(f"unknown --data {spec!r}: use synthetic or csv:PATH (columns image,question,answer[,type])")
-    examples = csv_questions(rest)
-    order = np.random.default_rng(seed).permutation(len(examples))
-    cut = max(1, int(len(examples) * held_out))
-    return ListQA([examples[i] for i in order[cut:]], seed), [examples[i] for i in order[:cut]]
+    kept, held = split_off(csv_questions(rest), seed, held_out)
+    return ListQA(kept, seed), held
 
 
 def to_tensors(model, examples: list[QAExample], answers: list[str]):

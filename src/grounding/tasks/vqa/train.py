@@ -2,32 +2,19 @@
 command again resumes it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ...models.vqa import VQAConfig, VQAModel
-from ...training.task_loop import LoopConfig, fit
+from ...training.task_loop import fit
 from ..saved import attach, build_task_model, save_task_model
-from ..towers import clip_towers, copy_towers, freeze_towers, tower_config
+from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
 from .data import open_qa, to_tensors
 
 
-@dataclass
-class VQAOptions:
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    data: str = "synthetic"
-    towers: str = "small"
-    image_tower: str | None = None
-    text_tower: str | None = None
-    init: str | None = None  # a CLIP model whose towers to start from
-    freeze: bool = False  # keep those towers fixed
-    width: int = 256
-    layers: int = 2
-    heads: int = 4
-    grid_stage: int = 3  # ResNet towers: image tokens from this stage's grid (models/fusion.py)
+VQAOptions = TaskOptions
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -41,10 +28,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 def new_model(options: VQAOptions, answers: list[str], blind: bool) -> VQAModel:
     torch.manual_seed(options.loop.seed)
-    if options.init:
-        towers, tokenizer, clip = clip_towers(options.init)
-    else:
-        (towers, tokenizer), clip = tower_config(options.towers, options.image_tower, options.text_tower), None
+    towers, tokenizer, clip = towers_for(options)
     config = VQAConfig(towers, list(answers), options.width, options.layers, options.heads, blind,
                        options.grid_stage)
     model = attach(VQAModel(config), tokenizer)
