@@ -52,9 +52,9 @@ def main() -> None:
         reference = best_of(one_token_steps, args.repeats)
         cached = best_of(lambda: generate(model, pixels, max_length=length), args.repeats)
         uncached = best_of(lambda: generate(model, pixels, max_length=length, cache=False), args.repeats)
-    table = Table(f"{args.tokens}-token greedy captions, batch {args.batch}, decoder width {args.width} x "
-                  f"{args.layers} layers, {torch.get_num_threads()} threads",
-                  "method", "seconds", "vs one-token passes", "uncached / this")
+    table = Table("method", "seconds", "vs one-token passes", "uncached / this",
+                  title=f"{args.tokens}-token greedy captions, batch {args.batch}, decoder width {args.width} x "
+                        f"{args.layers} layers, {torch.get_num_threads()} threads")
     table.add_row(f"{args.tokens} one-token forward passes", f"{reference:.3f}", "1.00x", f"{uncached / reference:.2f}x")
     table.add_row("cached (key/value cache)", f"{cached:.3f}", f"{cached / reference:.2f}x", f"{uncached / cached:.2f}x")
     table.add_row("uncached (whole prefix each step)", f"{uncached:.3f}", f"{uncached / reference:.2f}x", "1.00x")

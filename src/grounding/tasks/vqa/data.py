@@ -106,9 +106,10 @@ def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQ
 
 
 def to_tensors(model, examples: list[QAExample], answers: list[str]):
-    """Pixels, question ids, and the answer scores as a (batch, answers) matrix."""
+    """Pixels (None for a blind model, which never looks), question ids, and the answer scores
+    as a (batch, answers) matrix."""
     size = model.config.towers.vision.image_size
-    pixels = torch.stack([model.preprocess(e.image(size)) for e in examples])
+    pixels = None if model.config.blind else torch.stack([model.preprocess(e.image(size)) for e in examples])
     ids = model.tokenizer([e.question for e in examples], truncate=True)
     index = {a: i for i, a in enumerate(answers)}
     targets = torch.zeros(len(examples), len(answers))
