@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..data.images import Preprocess
@@ -47,6 +48,19 @@ def build_task_model(folder: str | Path, task: str) -> nn.Module:
     config = config_class.from_dict(raw)
     tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE, config.towers.text.context_length)
     return attach(model_class(config), tokenizer)
+
+
+def run_model(out: Path, task: str, create, seed: int) -> nn.Module:
+    """The model of the run in `out`: rebuilt from its config when the run exists (its newest
+    checkpoint then fills in the weights), else `create()`d and its config written. Either way
+    the global seed is left as a fresh run leaves it."""
+    if (Path(out) / CONFIG_FILE).is_file():
+        model = build_task_model(out, task)
+        torch.manual_seed(seed)
+        return model
+    model = create()
+    save_task_model(model, out, weights=False)  # checkpoints publish the weights
+    return model
 
 
 def load_task_model(folder: str | Path, task: str) -> nn.Module:

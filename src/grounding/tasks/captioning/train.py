@@ -9,7 +9,7 @@ import torch
 
 from ...models.captioner import Captioner, CaptionerConfig
 from ...training.task_loop import fit
-from ..saved import attach, build_task_model, save_task_model
+from ..saved import attach, run_model
 from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
 from .data import open_captions
 
@@ -35,12 +35,7 @@ def train_captioner(options: CaptionOptions, out: str | Path, data=None, show_pr
     """Trains on `data` (a source with .batch(step, size)), by default `options.data`'s."""
     out = Path(out)
     data = data or open_captions(options.data, options.loop.seed)[0]
-    if (out / "config.json").is_file():
-        model = build_task_model(out, "caption")
-        torch.manual_seed(options.loop.seed)
-    else:
-        model = new_model(options)
-        save_task_model(model, out, weights=False)
+    model = run_model(out, "caption", lambda: new_model(options), options.loop.seed)
     if options.freeze:
         freeze_towers(model)
     size = model.config.towers.vision.image_size

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ...models.vqa import VQAConfig, VQAModel
 from ...training.task_loop import fit
-from ..saved import attach, build_task_model, save_task_model
+from ..saved import attach, run_model
 from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
 from .data import open_qa, to_tensors
 
@@ -42,12 +42,7 @@ def train_vqa(options: VQAOptions, out: str | Path, data=None, blind: bool = Fal
     """Trains on `data` (a source with .batch(step, size) and .answers), by default `options.data`'s."""
     out = Path(out)
     data = data or open_qa(options.data, options.loop.seed)[0]
-    if (out / "config.json").is_file():
-        model = build_task_model(out, "vqa")
-        torch.manual_seed(options.loop.seed)
-    else:
-        model = new_model(options, data.answers, blind)
-        save_task_model(model, out, weights=False)  # checkpoints publish the weights
+    model = run_model(out, "vqa", lambda: new_model(options, data.answers, blind), options.loop.seed)
     if options.freeze:
         freeze_towers(model)
     answers = model.config.answers
