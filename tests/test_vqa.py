@@ -102,3 +102,12 @@ def test_vqa_commands_answer_with_top_three(tmp_path, tiny_vqa):
     assert answer.output.count("%") == 3
     empty = runner.invoke(app, ["vqa", str(tmp_path / "scene.png"), " ", "--model", str(out / "model")])
     assert empty.exit_code != 0 and "empty" in empty.output
+
+
+def test_accuracy_by_type_on_a_hand_computed_case():
+    from grounding.tasks.vqa.evaluate import accuracy_by_type
+
+    result = accuracy_by_type([1.0, 0.0, 2 / 3, 1.0], ["count", "count", "colour", "relation"])
+    assert result["overall"] == pytest.approx((1 + 0 + 2 / 3 + 1) / 4)
+    assert result["count"] == 0.5 and result["colour"] == pytest.approx(2 / 3) and result["relation"] == 1.0
+    assert "shape" not in result  # no questions of that type: no figure
