@@ -101,3 +101,19 @@ def test_caption_commands(tmp_path, tiny_captioner):
         assert shown.exit_code == 0 and shown.output.startswith(str(tmp_path / "scene.png")), shown.output
     wrong = runner.invoke(app, ["caption", str(tmp_path / "scene.png"), "--model", str(tmp_path / "run" / "eval")])
     assert wrong.exit_code != 0
+
+
+def test_tuxpaint_stamps_load_with_their_english_caption(tmp_path):
+    from PIL import Image
+
+    from grounding.data.datasets import MissingPackageError
+    from grounding.tasks.captioning.data import tuxpaint_captions
+
+    (tmp_path / "animals").mkdir()
+    Image.new("RGBA", (20, 20)).save(tmp_path / "animals" / "cat.png")
+    (tmp_path / "animals" / "cat.txt").write_text("A cat sitting down.\nfr.utf8=Un chat assis.\n", encoding="utf-8")
+    (tmp_path / "animals" / "svgonly.txt").write_text("No PNG beside this one.\n")
+    examples = tuxpaint_captions(tmp_path)
+    assert [e.captions for e in examples] == [["A cat sitting down."]]
+    with pytest.raises(MissingPackageError, match="apt-get install tuxpaint-stamps-default"):
+        tuxpaint_captions(tmp_path / "missing")
