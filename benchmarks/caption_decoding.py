@@ -42,7 +42,7 @@ def main() -> None:
     length = args.tokens + 1
     with torch.no_grad():
         image = model.encode(pixels)
-        one = torch.full((args.batch, 1), model.config.sot_token_id)
+        one = torch.full((args.batch, 1), model.tokenizer.sot_token_id)
 
         def one_token_steps():
             state = model.decoder.start(image)

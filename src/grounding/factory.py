@@ -12,11 +12,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import PRESETS, ModelConfig, preset
+from .config import PRESETS, ModelConfig, VisionConfig, preset
 from .data.images import Preprocess
 from .io import atomic_path, write_json_atomic
 from .models import CLIP
-from .models.pretrained import packaged_prefixes
+from .models.pretrained import hash_state, packaged_prefixes
 from .tokenizer import Tokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
@@ -65,9 +65,12 @@ def attach(model: CLIP, tokenizer: Tokenizer) -> CLIP:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the text tower only "
                          f"{model.config.text.vocab_size}; raise text.vocab_size")
     model.tokenizer = tokenizer
-    v = model.config.vision
-    model.preprocess = Preprocess(v.image_size, tuple(v.mean), tuple(v.std))
+    model.preprocess = preprocess_for(model.config.vision)
     return model
+
+
+def preprocess_for(vision: VisionConfig) -> Preprocess:
+    return Preprocess(vision.image_size, tuple(vision.mean), tuple(vision.std))
 
 
 def create_model(config: ModelConfig, tokenizer: Tokenizer | None = None) -> CLIP:
@@ -106,7 +109,7 @@ def load_weights(model: CLIP, path: str | Path) -> None:
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e}); the file may be truncated") from None
     expected = model.state_dict()
-    packaged = tuple(packaged_prefixes(model))  # just loaded from their packages
+    packaged = tuple(packaged_prefixes(model, unchanged_only=False))  # just loaded from their packages
     missing = sorted(k for k in set(expected) - set(state) if not k.startswith(packaged))
     unexpected = sorted(set(state) - set(expected))
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -127,10 +130,7 @@ def fingerprint(model: CLIP, part: str | None = None) -> str:
         module = model if part is None else getattr(model, part)
         h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
         h.update(model.tokenizer.bpe.to_str().encode())
-        for name, tensor in sorted(module.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        cache[part] = h.hexdigest()
+        cache[part] = hash_state(h, module).hexdigest()
     return cache[part]
 
 

@@ -79,6 +79,20 @@ class Preprocess:
                           self.mean, self.std)
 
 
+class ImageList:
+    """Images read on demand from a list of paths (or of other items, with their `read`), the
+    source `DecodedImages` decodes in worker processes."""
+
+    def __init__(self, items: list, read=None):
+        self.items, self.read = items, read or load_image
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def image(self, i: int) -> Image.Image:
+        return self.read(self.items[i])
+
+
 class DecodedImages(torch.utils.data.Dataset):
     """`source.image(i)` preprocessed, for DataLoader workers: yields (pixels, i, error). An
     unreadable image gives zeros and its error message instead of stopping the run."""

@@ -31,8 +31,6 @@ class CaptionerConfig(TaskConfig):
     width: int = 256
     layers: int = 2
     heads: int = 4
-    max_length: int = 32
-    sot_token_id: int = 1
     vocab_size: int = 0  # the tokenizer's, so that no id without a token is ever written
     grid_stage: int = 4  # ResNet towers: the stage whose grid cells are the image tokens
     task: str = "caption"
@@ -43,7 +41,7 @@ class TransformerDecoder(nn.Module):
         super().__init__()
         vocab, width = config.vocab_size or config.towers.text.vocab_size, config.width
         self.token_embedding = nn.Embedding(vocab, width)
-        self.positional_embedding = nn.Parameter(0.01 * torch.randn(config.max_length, width))
+        self.positional_embedding = nn.Parameter(0.01 * torch.randn(config.towers.text.context_length, width))
         self.blocks = nn.ModuleList(FusionBlock(width, config.heads) for _ in range(config.layers))
         self.ln = nn.LayerNorm(width)
         nn.init.normal_(self.token_embedding.weight, std=0.02)

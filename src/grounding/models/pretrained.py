@@ -21,12 +21,16 @@ def projection_head(features: int, hidden: int, embed_dim: int) -> nn.Module:
     return nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
 
-def digest(module: nn.Module) -> str:
-    h = hashlib.sha256()
+def hash_state(h, module: nn.Module):
+    """Feeds a module's tensors, by name, into the hash `h`; returns `h`."""
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return h
+
+
+def digest(module: nn.Module) -> str:
+    return hash_state(hashlib.sha256(), module).hexdigest()
 
 
 class PackagedBackbone(nn.Module):
@@ -90,7 +94,8 @@ class MiniLMTower(PackagedBackbone):
         return self.backbone(ids, self.config.pad_token_id)
 
 
-def packaged_prefixes(model: nn.Module) -> list[str]:
-    """State-dict prefixes of the backbones that still hold their package's weights."""
+def packaged_prefixes(model: nn.Module, unchanged_only: bool = True) -> list[str]:
+    """State-dict prefixes of the packaged backbones; with `unchanged_only`, only of those that
+    still hold their package's weights (a hash of each, so leave it off where that is known)."""
     return [f"{name}.backbone." for name, tower in model.named_children()
-            if isinstance(tower, PackagedBackbone) and tower.backbone_is_packaged()]
+            if isinstance(tower, PackagedBackbone) and (not unchanged_only or tower.backbone_is_packaged())]

@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.images import Preprocess
-from ..factory import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load_weights, save_weights
+from ..factory import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load_weights, preprocess_for, save_weights
 from ..io import atomic_path, write_json_atomic
 from ..models.captioner import Captioner, CaptionerConfig
 from ..models.vqa import VQAConfig, VQAModel
@@ -20,8 +19,7 @@ TASKS = {"vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig)}
 
 def attach(model: nn.Module, tokenizer: Tokenizer) -> nn.Module:
     model.tokenizer = tokenizer
-    v = model.config.towers.vision
-    model.preprocess = Preprocess(v.image_size, tuple(v.mean), tuple(v.std))
+    model.preprocess = preprocess_for(model.config.towers.vision)
     return model
 
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig, TextConfig, VisionConfig
 from ..data.clipart import Pair, clipart_pairs, emoji_pairs
-from ..data.images import DecodedImages, load_image
+from ..data.images import DecodedImages, ImageList
 from ..factory import create_model, save_model
 from ..io import atomic_path, write_json_atomic
 from ..losses import clip_loss
@@ -57,17 +57,6 @@ def lit_config(recipe: LitRecipe) -> ModelConfig:
     )
 
 
-class _Images:
-    def __init__(self, paths: Sequence[Path]):
-        self.paths = paths
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def image(self, i: int):
-        return load_image(self.paths[i])
-
-
 def cached_features(folder: Path, name: str, keys: Sequence[str], compute: Callable[[int, int], torch.Tensor],
                     chunk: int = 512) -> torch.Tensor:
     """compute(start, stop) for each chunk of `keys`, each chunk kept in its own file named by a
@@ -88,7 +77,7 @@ def image_features(model: CLIP, paths: Sequence[Path], folder: Path,
                    console: Console) -> tuple[torch.Tensor, list[str]]:
     """Backbone features of every image, and the messages of the images that could not be read
     (their rows are NaN)."""
-    data = DecodedImages(_Images(paths), model.preprocess)
+    data = DecodedImages(ImageList(list(paths)), model.preprocess)
     errors: list[str] = []
 
     def compute(start: int, stop: int) -> torch.Tensor:

@@ -30,10 +30,10 @@ def generate(model: Captioner, pixels: torch.Tensor, method: str = "greedy", bea
     if method not in ("greedy", "top-p"):
         raise ValueError(f"unknown decoding {method!r}: use greedy, beam or top-p")
     config = model.config
-    eot, length = config.towers.text.eot_token_id, max_length or config.max_length
+    eot, length = config.towers.text.eot_token_id, max_length or config.towers.text.context_length
     image = model.encode(pixels)
     state = model.decoder.start(image, cache=cache)
-    tokens = torch.full((len(pixels), 1), config.sot_token_id, dtype=torch.long, device=pixels.device)
+    tokens = torch.full((len(pixels), 1), model.tokenizer.sot_token_id, dtype=torch.long, device=pixels.device)
     done = torch.zeros(len(pixels), dtype=torch.bool, device=pixels.device)
     generator = torch.Generator(device=pixels.device).manual_seed(seed)
     for _ in range(length - 1):
@@ -65,11 +65,11 @@ def beam_search(model: Captioner, pixels: torch.Tensor, beam: int = 3, length_pe
     """The best of `beam` hypotheses per image by log-probability / ((5 + length) / 6) ** alpha
     (Wu et al., 2016), all images' beams decoded as one batch."""
     config = model.config
-    eot, length = config.towers.text.eot_token_id, max_length or config.max_length
+    eot, length = config.towers.text.eot_token_id, max_length or config.towers.text.context_length
     n, device = len(pixels), pixels.device
     image = model.encode(pixels).repeat_interleave(beam, dim=0)
     state = model.decoder.start(image)
-    tokens = torch.full((n * beam, 1), config.sot_token_id, dtype=torch.long, device=device)
+    tokens = torch.full((n * beam, 1), model.tokenizer.sot_token_id, dtype=torch.long, device=device)
     scores = torch.zeros(n, beam, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: keep one
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]

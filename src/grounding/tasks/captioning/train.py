@@ -23,7 +23,6 @@ def new_model(options: CaptionOptions) -> Captioner:
     torch.manual_seed(options.loop.seed)
     towers, tokenizer, clip = towers_for(options)
     config = CaptionerConfig(towers, options.decoder, options.width, options.layers, options.heads,
-                             max_length=towers.text.context_length, sot_token_id=tokenizer.sot_token_id,
                              vocab_size=len(tokenizer), grid_stage=options.grid_stage)
     model = attach(Captioner(config), tokenizer)
     if clip is not None:

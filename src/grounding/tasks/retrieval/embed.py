@@ -11,22 +11,11 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
-from ...data.collections import Item, list_items, read_image
-from ...data.images import DecodedImages
+from ...data.collections import list_items, read_image
+from ...data.images import DecodedImages, ImageList
 from ...factory import fingerprint
 from ...models import CLIP
 from .store import Store
-
-
-class _ItemImages:
-    def __init__(self, items: list[Item]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def image(self, i: int):
-        return read_image(self.items[i])
 
 
 def _progress() -> Progress:
@@ -51,7 +40,7 @@ def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size:
         began, count = time.perf_counter(), 0
         for start in todo:
             shard = items[start:start + shard_size]
-            loader = DataLoader(DecodedImages(_ItemImages(shard), model.preprocess), batch_size=batch_size, num_workers=workers)
+            loader = DataLoader(DecodedImages(ImageList(shard, read_image), model.preprocess), batch_size=batch_size, num_workers=workers)
             vectors, keep, skipped = [], [], []
             for pixels, index, errors in loader:
                 ok = torch.tensor([not e for e in errors], dtype=torch.bool)
