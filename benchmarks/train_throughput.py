@@ -6,7 +6,7 @@ captions (the synthetic world's, tokenised to the context length) and random pix
     python benchmarks/train_throughput.py --preset small --repeats 5
 
 Each measurement runs in a fresh process; the peers run in their own virtual environment,
-made on first use at benchmarks/.peers-venv with
+made on first use at ~/.cache/grounding/peers-venv (one per machine) with
 `pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch transformers`. All processes
 get the same allocator settings (see README: Performance) and the same thread count.
 """
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
-PEERS_VENV = HERE / ".peers-venv"
+PEERS_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grounding" / "peers-venv"
 CACHE = HERE / ".cache"
 PEERS = ["open_clip", "transformers"]
 BATCH = {"small": 64, "ViT-B-32": 32}

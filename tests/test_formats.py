@@ -71,7 +71,7 @@ def test_incomplete_hf_checkpoint_lists_what_is_missing(tmp_path, openai_bpe, mo
 
 
 PEERS = [Path(os.environ["GROUNDING_PEERS_PYTHON"])] if os.environ.get("GROUNDING_PEERS_PYTHON") else []
-PEERS.append(Path(__file__).resolve().parents[1] / "benchmarks" / ".peers-venv" / "bin" / "python")
+PEERS.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grounding" / "peers-venv" / "bin" / "python")
 OPEN_CLIP_MODELS = {"ViT-B-32": "gelu", "RN50": "gelu", "ViT-B-32-quickgelu": "quick_gelu"}
 
 
