@@ -163,3 +163,20 @@ def test_locked_tower_stays_fixed_except_its_unlocked_layers(tmp_path, image_tow
     assert any(k.startswith("text.") for k in changed)  # the text side learns
     if image_tower == "resnet":  # locked BatchNorm statistics stay put
         assert torch.equal(before["visual.bn1.running_mean"], after["visual.bn1.running_mean"])
+
+
+def test_locked_pretrained_towers_train_only_their_last_layers_and_heads(tmp_path):
+    """LiT over the packaged EfficientNet-Lite0 and MiniLM, each with its last layer unlocked."""
+    from grounding.config import ModelConfig, TextConfig, VisionConfig
+
+    config = ModelConfig(embed_dim=32, vision=VisionConfig(kind="efficientnet_lite0", mean=(0.5,) * 3, std=(0.5,) * 3),
+                         text=TextConfig(kind="minilm", context_length=64, eot_token_id=102), tokenizer="minilm")
+    before = {k: v.clone() for k, v in create_model(config).state_dict().items()}
+    options = TrainConfig(steps=2, batch_size=4, lr=1e-2, warmup=1, lock_image=True, lock_image_unlocked_layers=1,
+                          lock_text=True, lock_text_unlocked_layers=1)
+    after = train(config, options, tmp_path / "run", show_progress=False).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    unlocked = ("visual.backbone.head.", "visual.head.", "text.backbone.layers.5.", "text.head.", "logit_scale")
+    assert changed and all(k.startswith(unlocked) for k in changed), sorted(changed)
+    assert any(k.startswith("visual.backbone.head.") for k in changed)
+    assert any(k.startswith("text.backbone.layers.5.") for k in changed)

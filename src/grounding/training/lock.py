@@ -6,10 +6,16 @@ from __future__ import annotations
 from torch import nn
 
 from ..models import CLIP, ModifiedResNet, TextLSTM
+from ..models.bert import MiniLM
+from ..models.pretrained import PackagedBackbone
 
 
 def _layers_and_head(tower: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
     """The tower's layers in order, and the modules after the last one."""
+    if isinstance(tower, PackagedBackbone):
+        backbone = tower.backbone
+        layers = list(backbone.layers) if isinstance(backbone, MiniLM) else [*backbone.blocks, backbone.head]
+        return layers, [module for name, module in tower.named_children() if name != "backbone"]
     if isinstance(tower, ModifiedResNet):
         layers = [block for stage in (tower.layer1, tower.layer2, tower.layer3, tower.layer4) for block in stage]
         return layers, [tower.attnpool]
