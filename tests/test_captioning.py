@@ -14,7 +14,7 @@ from grounding.tasks.captioning.data import SyntheticCaptions, normalise_caption
 from grounding.tasks.captioning.decode import generate
 from grounding.tasks.captioning.evaluate import evaluate_captions
 from grounding.tasks.captioning.train import CaptionOptions, new_model, train_captioner
-from grounding.training.task_loop import LoopConfig
+from grounding.training.loop import LoopConfig
 
 runner = CliRunner()
 

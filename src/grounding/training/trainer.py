@@ -1,55 +1,45 @@
-"""The CLIP training loop: seeded batches, AdamW with a cosine schedule, gradient clipping,
-optional bf16 autocast, gradient accumulation that keeps the full contrastive batch, atomic
-checkpoints and exact resume."""
+"""CLIP training: seeded batches, optional bf16 autocast, gradient accumulation that keeps the
+full contrastive batch, locked towers, and the learnable temperature's clamp. The schedule,
+checkpoints and exact resume are the shared loop's (loop.py)."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..config import ModelConfig
 from ..data.images import TrainTransform
 from ..data.pairs import SyntheticPairs
 from ..data.synthetic import World
 from ..factory import CONFIG_FILE, TOKENIZER_FILE, build_tokenizer, create_model, save_model
-from ..io import write_json_atomic
 from ..losses import contrastive_loss
 from ..models import CLIP
 from ..tokenizer import Tokenizer
 from .checkpoint import RunFolder
-from .lock import freeze_locked_batch_norms, lock_tower
-from .optim import cosine_lr, make_optimizer
-
-TRAIN_FILE = "train.json"
+from .lock import lock_tower
+from .loop import TRAIN_FILE, LoopConfig, fit
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(LoopConfig):
     steps: int = 1000
-    batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.2
     warmup: int = 50
-    grad_clip: float = 1.0
+    save_every: int = 100
     accum: int = 1  # micro-batches per step; the contrastive batch stays `batch_size` pairs
     precision: Literal["fp32", "bf16"] = "fp32"
-    seed: int = 0
-    save_every: int = 100
-    keep: int = 2  # checkpoints kept on disk
     data: str = "synthetic"
     hard_negatives: bool = False  # one near-miss caption per image joins the captions it chooses among
     lock_image: bool = False  # freeze the image tower (LiT)...
     lock_image_unlocked_layers: int = 0  # ...except its last N layers
     lock_text: bool = False
     lock_text_unlocked_layers: int = 0
-    tensorboard: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -122,49 +112,21 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         torch.manual_seed(cfg.seed)
         model = create_model(model_config, build_tokenizer(model_config))
         save_model(model, run.out, weights=False)  # checkpoints publish the weights
-    write_json_atomic(run.out / TRAIN_FILE, dataclasses.asdict(cfg))
     if cfg.lock_image:
         lock_tower(model.visual, cfg.lock_image_unlocked_layers)
     if cfg.lock_text:
         lock_tower(model.text, cfg.lock_text_unlocked_layers)
-    model.train()
-    freeze_locked_batch_norms(model)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    start = run.restore(model, optimizer)
     source = make_source(cfg.data, model, cfg.seed, cfg.hard_negatives)
-    writer = _tensorboard(run.out) if cfg.tensorboard else None
 
-    columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-               TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress) as progress, open(run.metrics, "a") as log:
-        task = progress.add_task("train", total=cfg.steps, completed=start, stats="")
-        for step in range(start, cfg.steps):
-            began = time.perf_counter()
-            pixels, ids, negatives = source.batch(step, cfg.batch_size)
-            lr = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss = train_step(model, pixels, ids, cfg.accum, cfg.precision, negatives)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            model.clamp_logit_scale()
-            elapsed = time.perf_counter() - began
-            row = {"step": step + 1, "loss": round(loss, 5), "lr": lr,
-                   "temperature": round(float(model.logit_scale.detach().exp().reciprocal()), 5),
-                   "pairs_per_s": round(cfg.batch_size / elapsed, 1)}
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            if writer:
-                for key in ("loss", "lr", "temperature", "pairs_per_s"):
-                    writer.add_scalar(key, row[key], row["step"])
-            progress.update(task, completed=step + 1, stats=(
-                f"loss {loss:.3f}  lr {lr:.2e}  T {row['temperature']:.4f}  {row['pairs_per_s']:.0f} pairs/s"))
-            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
-                run.save(model, optimizer, step + 1, cfg.keep)
-    if writer:
-        writer.close()
-    return model.eval()
+    def backward_at(step: int) -> float:
+        pixels, ids, negatives = source.batch(step, cfg.batch_size)
+        return train_step(model, pixels, ids, cfg.accum, cfg.precision, negatives)
+
+    def after_step() -> dict:
+        model.clamp_logit_scale()
+        return {"temperature": round(float(model.logit_scale.detach().exp().reciprocal()), 5)}
+
+    return fit(model, backward_at, cfg, run.out, "train", "pairs", after_step, show_progress)
 
 
 def _reload_untrained(folder: Path) -> CLIP:
@@ -173,10 +135,3 @@ def _reload_untrained(folder: Path) -> CLIP:
     tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE, config.text.context_length)
     return create_model(config, tokenizer)
 
-
-def _tensorboard(out: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise SystemExit("TensorBoard logging needs the tensorboard package: pip install 'grounding[tensorboard]'")
-    return SummaryWriter(str(out / "tensorboard"))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ...models.captioner import Captioner, CaptionerConfig
-from ...training.task_loop import fit
+from ...training.loop import fit
 from ..saved import attach, run_model
 from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
 from .data import open_captions
@@ -39,11 +39,14 @@ def train_captioner(options: CaptionOptions, out: str | Path, data=None, show_pr
         freeze_towers(model)
     size = model.config.towers.vision.image_size
 
-    def loss_at(step: int) -> torch.Tensor:
+    def backward_at(step: int) -> float:
         examples = data.batch(step, options.loop.batch_size)
         rng = np.random.default_rng([options.loop.seed, step, 11])
         captions = [e.captions[int(rng.integers(len(e.captions)))] for e in examples]
         pixels = torch.stack([model.preprocess(e.image(size)) for e in examples])
-        return model.loss(pixels, model.tokenizer(captions, truncate=True))
+        loss = model.loss(pixels, model.tokenizer(captions, truncate=True))
+        loss.backward()
+        return loss.item()
 
-    return fit(model, loss_at, options.loop, out, f"train-caption ({model.config.decoder})", show_progress)
+    return fit(model, backward_at, options.loop, out, f"train-caption ({model.config.decoder})",
+               show_progress=show_progress)

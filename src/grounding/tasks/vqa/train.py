@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ...models.vqa import VQAConfig, VQAModel
-from ...training.task_loop import fit
+from ...training.loop import fit
 from ..saved import attach, run_model
 from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
 from .data import open_qa, to_tensors
@@ -47,9 +47,11 @@ def train_vqa(options: VQAOptions, out: str | Path, data=None, blind: bool = Fal
         freeze_towers(model)
     answers = model.config.answers
 
-    def loss_at(step: int) -> torch.Tensor:
+    def backward_at(step: int) -> float:
         pixels, ids, targets = to_tensors(model, data.batch(step, options.loop.batch_size), answers)
-        return soft_cross_entropy(model(pixels, ids), targets)
+        loss = soft_cross_entropy(model(pixels, ids), targets)
+        loss.backward()
+        return loss.item()
 
     label = "train-vqa (blind)" if blind else "train-vqa"
-    return fit(model, loss_at, options.loop, out, label, show_progress)
+    return fit(model, backward_at, options.loop, out, label, show_progress=show_progress)
