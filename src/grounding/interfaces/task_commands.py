@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -12,8 +12,22 @@ from ..training.loop import LoopConfig
 
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
 
+# The options train-vqa and train-caption share.
+Towers = Annotated[str, typer.Option(help="The towers' preset or JSON config (a ViT at 64 px uses 8-px patches).")]
+ImageTower = Annotated[Optional[str], typer.Option(help="vit or resnet, overriding the preset's.")]
+Init = Annotated[Optional[str], typer.Option(help="Start the towers (and the tokenizer) from this CLIP model.")]
+Freeze = Annotated[bool, typer.Option(help="With --init: keep the towers fixed, train only what is new.")]
+Width = Annotated[int, typer.Option(help="Width of the cross-attention layers.")]
+Layers = Annotated[int, typer.Option(help="Cross-attention layers.")]
+Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
+BatchSize = Annotated[int, typer.Option(help="Examples per step.")]
+LearningRate = Annotated[Optional[float], typer.Option(
+    help="Peak learning rate, reached after warmup, then cosine-decayed; 5e-4 with --init, else 1e-3.")]
+Seed = Annotated[int, typer.Option(help="Seeds the weights and the data.")]
 
-def _loop(steps: int, batch_size: int, lr: float, seed: int) -> LoopConfig:
+
+def _loop(steps: int, batch_size: int, lr: Optional[float], seed: int, init: Optional[str]) -> LoopConfig:
+    lr = lr if lr is not None else 5e-4 if init else 1e-3  # the rates the README's runs measured
     return LoopConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup=min(100, max(1, steps // 10)))
 
 
@@ -23,17 +37,17 @@ def train_vqa_command(
                              "(answers 'a|b|c' from several annotators give VQA soft scores)."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH to evaluate on; by default held-out synthetic "
                                             "scenes, or the 20% of a CSV's rows kept out of training."),
-    model: str = typer.Option("small", help="Towers: a preset or JSON config (a ViT at 64 px uses 8-px patches)."),
-    image_tower: Optional[str] = typer.Option(None, help="vit or resnet, overriding the preset's."),
+    model: Towers = "small",
+    image_tower: ImageTower = None,
     text_tower: Optional[str] = typer.Option(None, help="transformer or lstm, overriding the preset's."),
-    init: Optional[str] = typer.Option(None, help="Start both towers (and the tokenizer) from this CLIP model."),
-    freeze: bool = typer.Option(False, help="With --init: keep the towers fixed, train only the fusion and head."),
-    width: int = typer.Option(256, help="Width of the cross-attention layers."),
-    layers: int = typer.Option(2, help="Cross-attention layers."),
-    steps: int = typer.Option(1500, help="Optimizer steps."),
-    batch_size: int = typer.Option(64, help="Questions per step."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate (warmup, then cosine decay)."),
-    seed: int = typer.Option(0, help="Seeds the weights and the data."),
+    init: Init = None,
+    freeze: Freeze = False,
+    width: Width = 256,
+    layers: Layers = 2,
+    steps: Steps = 1500,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = None,
+    seed: Seed = 0,
     baselines: bool = typer.Option(True, help="Also train the question-only model and report the majority answers."),
 ) -> None:
     """Train a VQA model (cross-attention from question tokens to image tokens), then evaluate it
@@ -41,7 +55,7 @@ def train_vqa_command(
     from ..tasks.vqa.run import run_train_vqa
     from ..tasks.vqa.train import VQAOptions
 
-    options = VQAOptions(_loop(steps, batch_size, lr, seed), data=data, towers=model, image_tower=image_tower,
+    options = VQAOptions(_loop(steps, batch_size, lr, seed, init), data=data, towers=model, image_tower=image_tower,
                          text_tower=text_tower, init=init, freeze=freeze, width=width, layers=layers)
     try:
         results = run_train_vqa(options, out, eval_data, baselines)
@@ -90,16 +104,16 @@ def train_caption_command(
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH or tuxpaint to evaluate on; by default held-out "
                                             "synthetic scenes, or the 20% of a list's images kept out of training."),
     decoder: str = typer.Option("transformer", help="transformer (cross-attention, KV cache) or lstm (with attention)."),
-    model: str = typer.Option("small", help="The image tower's preset or JSON config."),
-    image_tower: Optional[str] = typer.Option(None, help="vit or resnet, overriding the preset's."),
-    init: Optional[str] = typer.Option(None, help="Start the image tower (and the tokenizer) from this CLIP model."),
-    freeze: bool = typer.Option(False, help="With --init: keep the image tower fixed."),
-    width: int = typer.Option(256, help="Decoder width."),
-    layers: int = typer.Option(2, help="Decoder layers (transformer)."),
-    steps: int = typer.Option(1500, help="Optimizer steps."),
-    batch_size: int = typer.Option(64, help="Captions per step."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate (warmup, then cosine decay)."),
-    seed: int = typer.Option(0, help="Seeds the weights and the data."),
+    model: Towers = "small",
+    image_tower: ImageTower = None,
+    init: Init = None,
+    freeze: Freeze = False,
+    width: Width = 256,
+    layers: Layers = 2,
+    steps: Steps = 1500,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = None,
+    seed: Seed = 0,
     beam: int = typer.Option(1, help="Evaluate with beam search of this width (1: greedy)."),
 ) -> None:
     """Train a captioner, then evaluate BLEU, ROUGE-L and CIDEr-D beside the nearest-neighbour
@@ -107,7 +121,7 @@ def train_caption_command(
     from ..tasks.captioning.run import run_train_caption
     from ..tasks.captioning.train import CaptionOptions
 
-    options = CaptionOptions(_loop(steps, batch_size, lr, seed), data=data, towers=model, image_tower=image_tower,
+    options = CaptionOptions(_loop(steps, batch_size, lr, seed, init), data=data, towers=model, image_tower=image_tower,
                              init=init, freeze=freeze, width=width, layers=layers, decoder=decoder)
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
     try:
