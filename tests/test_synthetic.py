@@ -74,6 +74,14 @@ def test_question_answers_agree_with_the_scene():
             if question.startswith("what colour is the "):
                 shape = question[len("what colour is the "):-1]
                 assert [o.colour for o in scene.objects if o.shape == shape] == [answer]
+            if kind == "relation":  # "is the red circle left of the blue square?"
+                words = question[len("is the "):-1].split()
+                a = [o for o in scene.objects if (o.colour, o.shape) == tuple(words[:2])]
+                b = [o for o in scene.objects if (o.colour, o.shape) == tuple(words[-2:])]
+                assert len(a) == len(b) == 1, "a relation question names each object uniquely"
+                dx, dy = a[0].x - b[0].x, a[0].y - b[0].y
+                truth = ("left of" if dx < 0 else "right of") if abs(dx) >= abs(dy) else ("above" if dy < 0 else "below")
+                assert answer == ("yes" if " ".join(words[2:-3]) == truth else "no")
     assert set(types) == {"count", "colour", "shape", "relation", "existence"}
 
 

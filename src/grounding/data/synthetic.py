@@ -101,8 +101,8 @@ class Scene:
                         swapped[i] = replace(a, **{attr: getattr(b, attr)})
                         swapped[j] = replace(b, **{attr: getattr(a, attr)})
                         negatives.append(Scene(tuple(swapped)).caption())
-        if len(objs) == 2:
-            a, b = objs
+        if len(objs) == 2 and (objs[0].colour, objs[0].shape) != (objs[1].colour, objs[1].shape):
+            a, b = objs  # (two red squares would make "is the red square left of the red square?")
             negatives.append(f"a {a.phrase} {_OPPOSITE[_relation(a, b)]} a {b.phrase}")
         truth = self.caption()
         return sorted({n for n in negatives if n != truth})
@@ -139,8 +139,8 @@ class Scene:
             for shape in SHAPES:
                 present = any(o.colour == colour and o.shape == shape for o in objs)
                 qa.append((f"is there a {colour} {shape}?", "yes" if present else "no", "existence"))
-        if len(objs) == 2:
-            a, b = objs
+        if len(objs) == 2 and (objs[0].colour, objs[0].shape) != (objs[1].colour, objs[1].shape):
+            a, b = objs  # (two red squares would make "is the red square left of the red square?")
             rel = _relation(a, b)
             qa.append((f"is the {a.colour} {a.shape} {rel} the {b.colour} {b.shape}?", "yes", "relation"))
             qa.append((f"is the {a.colour} {a.shape} {_OPPOSITE[rel]} the {b.colour} {b.shape}?", "no", "relation"))
