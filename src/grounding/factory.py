@@ -60,6 +60,14 @@ def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> 
     raise ValueError(f"unknown tokenizer {config.tokenizer!r}: use 'openai', 'train', 'minilm' or a saved model folder")
 
 
+def read_config(folder: Path) -> tuple[ModelConfig, Tokenizer]:
+    """A saved folder's config and tokenizer: its own tokenizer file, or the one a package ships."""
+    config = ModelConfig.from_json(folder / CONFIG_FILE)
+    if config.tokenizer in ("openai", "minilm"):
+        return config, build_tokenizer(config)
+    return config, Tokenizer.from_file(folder / config.tokenizer, config.text.context_length)
+
+
 def attach(model: CLIP, tokenizer: Tokenizer) -> CLIP:
     if len(tokenizer) > model.config.text.vocab_size:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the text tower only "
@@ -150,11 +158,7 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     if not (folder / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}), a built-in "
                                 f"model ({', '.join(BUILTIN)}) or a folder saved by grounding (a run's --out folder)")
-    config = ModelConfig.from_json(folder / CONFIG_FILE)
-    if config.tokenizer in ("openai", "minilm"):
-        tokenizer = build_tokenizer(config)
-    else:
-        tokenizer = Tokenizer.from_file(folder / config.tokenizer, config.text.context_length)
+    config, tokenizer = read_config(folder)
     model = attach(CLIP(config), tokenizer)
     if not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")

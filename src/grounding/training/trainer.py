@@ -16,10 +16,9 @@ from ..config import ModelConfig
 from ..data.images import TrainTransform
 from ..data.pairs import SyntheticPairs
 from ..data.synthetic import World
-from ..factory import CONFIG_FILE, TOKENIZER_FILE, build_tokenizer, create_model, save_model
+from ..factory import build_tokenizer, create_model, read_config, save_model
 from ..losses import contrastive_loss
 from ..models import CLIP
-from ..tokenizer import Tokenizer
 from .checkpoint import RunFolder
 from .lock import lock_tower
 from .loop import TRAIN_FILE, LoopConfig, fit
@@ -131,7 +130,5 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
 
 def _reload_untrained(folder: Path) -> CLIP:
     """The run's model with fresh weights from the run's seed (checkpoints overwrite them)."""
-    config = ModelConfig.from_json(folder / CONFIG_FILE)
-    tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE, config.text.context_length)
-    return create_model(config, tokenizer)
+    return create_model(*read_config(folder))
 
