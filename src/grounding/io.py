@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 _UMASK = os.umask(0)
@@ -39,6 +39,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
+    """One JSON object a line (predictions.jsonl, ranks.jsonl)."""
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:

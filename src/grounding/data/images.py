@@ -10,10 +10,14 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from .synthetic import Scene
 
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit, enforced as an error
 
@@ -46,6 +50,22 @@ def load_image(path: str | Path) -> Image.Image:
         raise BadImageError(f"{path}: not an image Pillow can read; check the file type") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadImageError(f"{path}: cannot decode ({e}); the file is truncated or corrupt") from None
+
+
+class SceneOrFile:
+    """The image of a task example (VQA, captioning): its synthetic `scene`, rendered at the
+    size asked for, or else the file at its `path`. Dataclasses that have both fields mix it in."""
+
+    scene: Scene | None
+    path: Path | None
+
+    def image(self, size: int) -> Image.Image:
+        return self.scene.render(size) if self.scene is not None else load_image(self.path)
+
+    @property
+    def key(self) -> str:
+        """What names the example in predictions.jsonl: its file, or its scene's caption."""
+        return str(self.path) if self.path is not None else self.scene.caption()
 
 
 def flatten(image: Image.Image) -> Image.Image:

@@ -23,6 +23,7 @@ BACKGROUND = (245, 245, 240)
 # Unseen in training by default: each colour and each shape still appears, just not together.
 DEFAULT_HELD_OUT = (("green", "triangle"), ("blue", "circle"), ("yellow", "square"), ("purple", "diamond"))
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
+SPLITS = {"train": 0, "held_out": 1, "any": 2}  # seeds the streams of each part of the world
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ class World:
 
     def batch(self, seed: int, index: int, size: int, split: str = "train") -> list[Scene]:
         """The `index`-th batch of a seeded stream: the same arguments always give the same scenes."""
-        rng = np.random.default_rng([seed, index, {"train": 0, "held_out": 1, "any": 2}[split]])
+        rng = np.random.default_rng([seed, index, SPLITS[split]])
         return [self.sample(rng, split) for _ in range(size)]
 
     def labelled(self, seed: int, per_label: int) -> tuple[list[Scene], list[int]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import random
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..data.datasets import Dataset  # noqa: E402
-from ..io import write_text_atomic  # noqa: E402
+from ..io import write_jsonl_atomic, write_text_atomic  # noqa: E402
 from . import metrics  # noqa: E402
 from .predict import Predictions  # noqa: E402
 from .zeroshot import Example  # noqa: E402
@@ -83,8 +82,7 @@ def example_records(dataset: Dataset, predictions: Predictions, k: int = 5) -> l
 
 
 def write_predictions(path: Path, records: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps({k: v for k, v in r.items() if k not in ("index", "best_rank")})
-                                    + "\n" for r in records))
+    write_jsonl_atomic(path, ({k: v for k, v in r.items() if k not in ("index", "best_rank")} for r in records))
 
 
 def as_example(record: dict) -> Example:

@@ -3,7 +3,9 @@ those of a trained CLIP model, copied in and optionally frozen."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
+import torch
 from torch import nn
 
 from ..config import ModelConfig, resolve_config
@@ -46,6 +48,13 @@ def towers_for(options: TaskOptions) -> tuple[ModelConfig, Tokenizer, nn.Module 
         clip = load(options.init)
         return clip.config, clip.tokenizer, clip
     return *tower_config(options.towers, options.image_tower, options.text_tower), None
+
+
+def pixels_of(model: nn.Module, examples: Sequence) -> torch.Tensor:
+    """The examples' images (see data.images.SceneOrFile) at the model's size, preprocessed, as
+    one batch."""
+    size = model.config.towers.vision.image_size
+    return torch.stack([model.preprocess(e.image(size)) for e in examples])
 
 
 def copy_towers(model: nn.Module, clip: nn.Module) -> None:

@@ -5,34 +5,23 @@ beside it (GPL: use it to evaluate, and do not ship weights trained on it)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from ...data.datasets import MissingPackageError
-from ...data.images import load_image
+from ...data.images import SceneOrFile
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import Scene, World
 from ...io import read_csv_rows
 
 TUXPAINT = Path("/usr/share/tuxpaint/stamps")
-_SPLITS = {"train": 0, "held_out": 1, "any": 2}
 
 
 @dataclass
-class CaptionExample:
+class CaptionExample(SceneOrFile):
     captions: list[str]
     scene: Scene | None = None
     path: Path | None = None
-    meta: dict = field(default_factory=dict)
-
-    def image(self, size: int) -> Image.Image:
-        return self.scene.render(size) if self.scene is not None else load_image(self.path)
-
-    @property
-    def key(self) -> str:
-        return str(self.path) if self.path is not None else self.scene.caption()
 
 
 def normalise_caption(text: str) -> str:

@@ -3,14 +3,14 @@ nearest-neighbour baseline (the training caption of the most similar training im
 captioner's own image features), with one record per example."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ...evaluation.caption_metrics import bleu, cider_d, rouge_l
-from ...io import atomic_path, write_json_atomic
+from ...io import write_json_atomic, write_jsonl_atomic
+from ..towers import pixels_of
 from .data import CaptionExample, normalise_caption
 from .decode import generate
 
@@ -25,11 +25,9 @@ def caption_scores(references: list[list[str]], candidates: list[str]) -> dict[s
 
 @torch.no_grad()
 def image_features(model, examples: list[CaptionExample], batch_size: int = 128) -> torch.Tensor:
-    size = model.config.towers.vision.image_size
     rows = []
     for i in range(0, len(examples), batch_size):
-        pixels = torch.stack([model.preprocess(e.image(size)) for e in examples[i:i + batch_size]])
-        rows.append(F.normalize(model.encode(pixels).mean(dim=1), dim=-1))
+        rows.append(F.normalize(model.encode(pixels_of(model, examples[i:i + batch_size])).mean(dim=1), dim=-1))
     return torch.cat(rows)
 
 
@@ -41,11 +39,9 @@ def nearest_neighbour_captions(model, examples: list[CaptionExample], pool: list
 def evaluate_captions(model, examples: list[CaptionExample], pool: list[CaptionExample] | None = None,
                       out: str | Path | None = None, method: str = "greedy", batch_size: int = 128,
                       **decoding) -> dict:
-    size = model.config.towers.vision.image_size
     generated: list[str] = []
     for i in range(0, len(examples), batch_size):
-        pixels = torch.stack([model.preprocess(e.image(size)) for e in examples[i:i + batch_size]])
-        generated += generate(model, pixels, method, **decoding)
+        generated += generate(model, pixels_of(model, examples[i:i + batch_size]), method, **decoding)
     references = [e.captions for e in examples]
     summary = {"examples": len(examples), "decoding": method, "model": caption_scores(references, generated)}
     nn_captions = None
@@ -56,10 +52,9 @@ def evaluate_captions(model, examples: list[CaptionExample], pool: list[CaptionE
     if out is not None:
         out = Path(out)
         write_json_atomic(out / "summary.json", summary)
-        with atomic_path(out / "predictions.jsonl") as tmp, open(tmp, "w") as f:
-            for n, e in enumerate(examples):
-                record = {"image": e.key, "references": e.captions, "generated": generated[n]}
-                if nn_captions is not None:
-                    record["nearest_neighbour"] = nn_captions[n]
-                f.write(json.dumps(record) + "\n")
+        records = [{"image": e.key, "references": e.captions, "generated": text} for e, text in zip(examples, generated)]
+        if nn_captions is not None:
+            for record, caption in zip(records, nn_captions):
+                record["nearest_neighbour"] = caption
+        write_jsonl_atomic(out / "predictions.jsonl", records)
     return summary

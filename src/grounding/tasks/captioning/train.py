@@ -10,7 +10,7 @@ import torch
 from ...models.captioner import Captioner, CaptionerConfig
 from ...training.loop import fit
 from ..saved import attach, run_model
-from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
+from ..towers import TaskOptions, copy_towers, freeze_towers, pixels_of, towers_for
 from .data import open_captions
 
 
@@ -37,14 +37,12 @@ def train_captioner(options: CaptionOptions, out: str | Path, data=None, show_pr
     model = run_model(out, "caption", lambda: new_model(options), options.loop.seed)
     if options.freeze:
         freeze_towers(model)
-    size = model.config.towers.vision.image_size
 
     def backward_at(step: int) -> float:
         examples = data.batch(step, options.loop.batch_size)
         rng = np.random.default_rng([options.loop.seed, step, 11])
         captions = [e.captions[int(rng.integers(len(e.captions)))] for e in examples]
-        pixels = torch.stack([model.preprocess(e.image(size)) for e in examples])
-        loss = model.loss(pixels, model.tokenizer(captions, truncate=True))
+        loss = model.loss(pixels_of(model, examples), model.tokenizer(captions, truncate=True))
         loss.backward()
         return loss.item()
 

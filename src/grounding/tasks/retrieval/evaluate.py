@@ -2,7 +2,6 @@
 recall@1/5/10, mean and median rank, and a rank record per example."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from ...data.images import load_image
 from ...data.synthetic import World
 from ...evaluation.predict import encode_images
-from ...io import read_csv_rows, write_json_atomic, write_text_atomic
+from ...io import read_csv_rows, write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
 
 
@@ -83,7 +82,7 @@ def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = 2, show_pro
                "image_to_text": rank_summary(i2t), "chance_recall@1": 1 / n}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "summary.json", summary)
-    write_text_atomic(out / "ranks.jsonl", "".join(
-        json.dumps({"path": pairs.keys[row], "caption": pairs.captions[row], "text_to_image_rank": f"{int(a)}/{n}",
-                    "image_to_text_rank": f"{int(b)}/{n}"}) + "\n" for row, a, b in zip(image_rows, t2i, i2t)))
+    write_jsonl_atomic(out / "ranks.jsonl", (
+        {"path": pairs.keys[row], "caption": pairs.captions[row], "text_to_image_rank": f"{int(a)}/{n}",
+         "image_to_text_rank": f"{int(b)}/{n}"} for row, a, b in zip(image_rows, t2i, i2t)))
     return summary

@@ -9,32 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ...data.images import load_image
+from ...data.images import SceneOrFile
 from ...data.streams import ListStream, split_off
-from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, Scene, World
+from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
 from ...io import read_csv_rows
+from ..towers import pixels_of
 
 QUESTION_TYPES = ("count", "colour", "shape", "relation", "existence")
 SYNTHETIC_ANSWERS = [*NUMBER_WORDS, *COLOURS, *SHAPES, "yes", "no"]
-_SPLITS = {"train": 0, "held_out": 1, "any": 2}
 
 
 @dataclass
-class QAExample:
+class QAExample(SceneOrFile):
     question: str
     answers: dict[str, float]  # answer -> score in [0, 1]
     qtype: str = ""
     scene: Scene | None = None
     path: Path | None = None
-
-    def image(self, size: int) -> Image.Image:
-        return self.scene.render(size) if self.scene is not None else load_image(self.path)
-
-    @property
-    def key(self) -> str:
-        return str(self.path) if self.path is not None else self.scene.caption()
 
 
 def soft_scores(annotations: list[str]) -> dict[str, float]:
@@ -67,7 +59,7 @@ class SyntheticQA:
         self.world, self.seed, self.split = world or World(), seed, split
 
     def batch(self, step: int, size: int) -> list[QAExample]:
-        rng = np.random.default_rng([self.seed, step, _SPLITS[self.split], 7])
+        rng = np.random.default_rng([self.seed, step, SPLITS[self.split], 7])
         examples = []
         for _ in range(size):
             scene = self.world.sample(rng, self.split)
@@ -108,8 +100,7 @@ def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQ
 def to_tensors(model, examples: list[QAExample], answers: list[str]):
     """Pixels (None for a blind model, which never looks), question ids, and the answer scores
     as a (batch, answers) matrix."""
-    size = model.config.towers.vision.image_size
-    pixels = None if model.config.blind else torch.stack([model.preprocess(e.image(size)) for e in examples])
+    pixels = None if model.config.blind else pixels_of(model, examples)
     ids = model.tokenizer([e.question for e in examples], truncate=True)
     index = {a: i for i, a in enumerate(answers)}
     targets = torch.zeros(len(examples), len(answers))

@@ -3,13 +3,12 @@ answer), beside the two honest baselines: the question-only model and the majori
 each question type in training. Writes summary.json and one record per example."""
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
 
-from ...io import atomic_path, write_json_atomic
+from ...io import write_json_atomic, write_jsonl_atomic
 from .data import QUESTION_TYPES, QAExample, to_tensors
 
 
@@ -64,12 +63,12 @@ def evaluate_vqa(model, examples: list[QAExample], out: str | Path | None = None
         out = Path(out)
         write_json_atomic(out / "summary.json", summary)
         top = probs.topk(min(3, len(answers)), dim=1)
-        with atomic_path(out / "predictions.jsonl") as tmp, open(tmp, "w") as f:
-            for n, e in enumerate(examples):
-                record = {"image": e.key, "question": e.question, "type": e.qtype, "answers": e.answers,
-                          "predicted": predicted[n], "score": e.answers.get(predicted[n], 0.0),
-                          "top3": [[answers[i], round(float(p), 4)] for p, i in zip(top.values[n], top.indices[n])]}
-                if blind_predicted is not None:
-                    record["blind_predicted"] = blind_predicted[n]
-                f.write(json.dumps(record) + "\n")
+        records = [{"image": e.key, "question": e.question, "type": e.qtype, "answers": e.answers,
+                    "predicted": predicted[n], "score": e.answers.get(predicted[n], 0.0),
+                    "top3": [[answers[i], round(float(p), 4)] for p, i in zip(top.values[n], top.indices[n])]}
+                   for n, e in enumerate(examples)]
+        if blind_predicted is not None:
+            for record, guess in zip(records, blind_predicted):
+                record["blind_predicted"] = guess
+        write_jsonl_atomic(out / "predictions.jsonl", records)
     return summary
