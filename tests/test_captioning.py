@@ -14,7 +14,7 @@ from grounding.tasks.captioning.data import SyntheticCaptions, normalise_caption
 from grounding.tasks.captioning.decode import generate
 from grounding.tasks.captioning.evaluate import evaluate_captions
 from grounding.tasks.captioning.train import CaptionOptions, new_model, train_captioner
-from grounding.training.loop import LoopConfig
+from grounding.training.options import LoopConfig
 
 runner = CliRunner()
 
@@ -107,13 +107,13 @@ def test_tuxpaint_stamps_load_with_their_english_caption(tmp_path):
     from PIL import Image
 
     from grounding.data.datasets import MissingPackageError
-    from grounding.tasks.captioning.data import tuxpaint_captions
+    from grounding.data.clipart import tuxpaint_pairs
 
     (tmp_path / "animals").mkdir()
     Image.new("RGBA", (20, 20)).save(tmp_path / "animals" / "cat.png")
     (tmp_path / "animals" / "cat.txt").write_text("A cat sitting down.\nfr.utf8=Un chat assis.\n", encoding="utf-8")
     (tmp_path / "animals" / "svgonly.txt").write_text("No PNG beside this one.\n")
-    examples = tuxpaint_captions(tmp_path)
-    assert [e.captions for e in examples] == [["A cat sitting down."]]
+    pairs = tuxpaint_pairs(tmp_path)
+    assert [p.captions for p in pairs] == [["A cat sitting down."]]
     with pytest.raises(MissingPackageError, match="apt-get install tuxpaint-stamps-default"):
-        tuxpaint_captions(tmp_path / "missing")
+        tuxpaint_pairs(tmp_path / "missing")

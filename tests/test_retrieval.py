@@ -13,7 +13,7 @@ from grounding.factory import fingerprint, save_model
 from grounding.interfaces.cli import app
 from grounding.tasks.phrase_grounding import pointing_game, strongest_box
 from grounding.tasks.retrieval.embed import embed_images
-from grounding.tasks.retrieval.evaluate import correct_ranks, rank_summary
+from grounding.evaluation.metrics import rank_summary, retrieval_ranks
 from grounding.tasks.retrieval.index import Index, build_index, make_index
 
 runner = CliRunner()
@@ -37,7 +37,7 @@ def test_ranks_and_recall_by_hand_with_ties():
     similarity = np.array([[0.9, 0.1, 0.9],   # tie with another: counts in its favour -> 1
                            [0.5, 0.4, 0.1],   # one above -> 2
                            [0.3, 0.8, 0.2]])  # two above -> 3
-    ranks = correct_ranks(similarity)
+    ranks = retrieval_ranks(similarity)
     assert ranks.tolist() == [1, 2, 3]
     summary = rank_summary(ranks)
     assert summary["recall@1"] == pytest.approx(1 / 3) and summary["recall@5"] == 1.0

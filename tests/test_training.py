@@ -181,5 +181,5 @@ def test_locked_pretrained_towers_train_only_their_last_layers_and_heads(tmp_pat
     assert any(k.startswith("visual.backbone.head.") for k in changed)
     assert any(k.startswith("text.backbone.layers.5.") for k in changed)
     # the run resumes: its tokenizer is the MiniLM package's, not a file in the run folder
-    resumed = train(None, TrainConfig(steps=3), tmp_path / "run", resume=True, show_progress=False)
+    resumed = train(None, None, tmp_path / "run", resume=True, show_progress=False, changes={"steps": 3})
     assert not torch.equal(resumed.state_dict()["visual.head.weight"], after["visual.head.weight"])

@@ -13,7 +13,7 @@ from grounding.tasks.saved import load_task_model
 from grounding.tasks.vqa.data import SYNTHETIC_ANSWERS, SyntheticQA, open_qa, soft_scores
 from grounding.tasks.vqa.evaluate import evaluate_vqa, majority_answers
 from grounding.tasks.vqa.train import VQAOptions, train_vqa
-from grounding.training.loop import LoopConfig
+from grounding.training.options import LoopConfig
 
 runner = CliRunner()
 

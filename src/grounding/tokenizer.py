@@ -232,11 +232,17 @@ class Tokenizer:
 
     def __call__(self, texts: str | Sequence[str], context_length: int | None = None,
                  truncate: bool = False) -> torch.Tensor:
+        return self.tokenize(texts, context_length, truncate)[0]
+
+    def tokenize(self, texts: str | Sequence[str], context_length: int | None = None,
+                 truncate: bool = False) -> tuple[torch.Tensor, list[int]]:
+        """The ids, as `__call__` gives them, and the rows that were cut to fit (with `truncate`)."""
         if isinstance(texts, str):
             texts = [texts]
         length = context_length or self.context_length
         encoded = self.bpe.encode_batch([clean(t) for t in texts], add_special_tokens=False)
         out = torch.full((len(texts), length), self.pad_token_id, dtype=torch.long)
+        cut = []
         for row, (text, enc) in enumerate(zip(texts, encoded)):
             ids = [self.sot_token_id, *enc.ids, self.eot_token_id]
             if len(ids) > length:
@@ -245,5 +251,6 @@ class Tokenizer:
                         f"text is {len(ids)} tokens, over the context length of {length}: "
                         f"{text[:60]!r}... shorten it or pass truncate=True")
                 ids = ids[:length - 1] + [self.eot_token_id]
+                cut.append(row)
             out[row, :len(ids)] = torch.tensor(ids)
-        return out
+        return out, cut

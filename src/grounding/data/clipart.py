@@ -1,15 +1,18 @@
-"""Real image-text pairs from installed packages, for training heads over pretrained towers:
-the public-domain clip art of Debian's openclipart-png / openclipart-svg (each SVG holds a
-`dc:title` and `dc:subject` keywords) and the named emoji of npm's emoji-datasource-google."""
+"""Real image-text pairs from installed packages: the public-domain clip art of Debian's
+openclipart-png / openclipart-svg (each SVG holds a `dc:title` and `dc:subject` keywords), the
+named emoji of npm's emoji-datasource-VENDOR, and the stamps of Debian's tuxpaint-stamps-default,
+each with an English caption in a .txt file beside it (GPL: train on it to evaluate, and do not
+ship weights trained on it)."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 from .datasets import MissingPackageError, open_dataset
+from .pairs import Pair
 
 OPENCLIPART = Path("/usr/share/openclipart")
+TUXPAINT = Path("/usr/share/tuxpaint/stamps")
 _NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
        "cc": "http://web.resource.org/cc/"}
 # Keywords that say nothing about the picture.
@@ -18,13 +21,6 @@ _NOISE = {"", "unsorted", "clip art", "clipart", "image", "media", "png", "svg",
 # Emoji categories kept out of training: the held-out zero-shot test, and flags (the flags test).
 HELD_OUT_EMOJI = ("Animals & Nature", "Food & Drink")
 EXCLUDED_EMOJI = HELD_OUT_EMOJI + ("Flags",)
-
-
-@dataclass
-class Pair:
-    image: Path
-    captions: list[str]  # one is drawn per epoch
-    source: str
 
 
 def svg_text(svg: Path) -> tuple[str, list[str]]:
@@ -61,3 +57,17 @@ def emoji_pairs(spec: str = "emoji:google", exclude: tuple[str, ...] = EXCLUDED_
     data = open_dataset(spec)
     return [Pair(path, [name, f"an emoji of {name}"], spec)
             for path, name, category in zip(data.paths, data.classes, data.categories) if category not in exclude]
+
+
+def tuxpaint_pairs(root: Path = TUXPAINT) -> list[Pair]:
+    """Each stamp PNG with the first (English) line of the .txt beside it."""
+    if not root.is_dir():
+        raise MissingPackageError(f"{root}: no Tux Paint stamps; install them with "
+                                  "`apt-get install tuxpaint-stamps-default`")
+    pairs = []
+    for text in sorted(root.rglob("*.txt")):
+        png = text.with_suffix(".png")
+        lines = text.read_text(encoding="utf-8", errors="replace").splitlines()
+        if png.is_file() and lines and lines[0].strip():
+            pairs.append(Pair(png, [lines[0].strip()], "tuxpaint"))
+    return pairs

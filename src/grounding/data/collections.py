@@ -1,9 +1,8 @@
-"""Image collections to embed: a folder (searched recursively), a CSV with a `path` column (and
+"""Image collections to embed: a folder (searched recursively), a CSV with an `image` column (and
 optionally `caption`), or webdataset tar shards (`shards-{000..099}.tar`: members sharing a
 basename form a sample, `KEY.jpg` with `KEY.txt` as its caption)."""
 from __future__ import annotations
 
-import io
 import re
 import tarfile
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from PIL import Image
 
 from ..io import read_csv_rows
 from .datasets import IMAGE_SUFFIXES
-from .images import BadImageError, load_image
+from .images import decode_image, load_image
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ def list_items(spec: str) -> list[Item]:
         return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
     if kind == "csv":
         path = Path(rest)
-        rows = read_csv_rows(path, {"path"}, "csv:PATH wants a 'path' column, and optionally 'caption'")
-        return [Item(str(path.parent / r["path"]), str(path.parent / r["path"]), caption=r.get("caption"))
+        rows = read_csv_rows(path, {"image"}, "csv:PATH wants an 'image' column, and optionally 'caption'")
+        return [Item(str(path.parent / r["image"]), str(path.parent / r["image"]), caption=r.get("caption"))
                 for r in rows]
     if kind == "tar" or spec.endswith(".tar"):
         return [item for shard in expand_braces(rest if kind == "tar" else spec) for item in _tar_items(Path(shard))]
@@ -73,12 +72,6 @@ def _tar_items(shard: Path) -> list[Item]:
 def read_image(item: Item) -> Image.Image:
     if item.member is None:
         return load_image(item.path)
-    try:
-        with open(item.path, "rb") as f:
-            f.seek(item.offset)
-            data = f.read(item.size)
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as e:
-        raise BadImageError(f"{item.key}: cannot decode ({e}); the member is truncated or corrupt") from None
+    with open(item.path, "rb") as f:
+        f.seek(item.offset)
+        return decode_image(f.read(item.size), item.key)

@@ -2,7 +2,7 @@
 
     folder:PATH            one sub-folder per class (folder name as label, or PATH/classes.txt
                            with lines "FOLDER<TAB>LABEL" or "FOLDER,LABEL")
-    csv:PATH               columns path,label; several labels as "a|b" make it multi-label
+    csv:PATH               columns image,label; several labels as "a|b" make it multi-label
     synthetic[:OPTS]       the built-in world; OPTS like per_label=10,seed=1,multi
     fashion-mnist[:train]  Debian's dataset-fashion-mnist (10,000 test photos, 10 classes)
     flags                  Debian's iso-flags-png-320x240, named by Debian's iso-codes
@@ -140,11 +140,11 @@ def _folder(rest: str) -> Dataset:
 
 def _csv(rest: str) -> Dataset:
     path = Path(rest)
-    rows = read_csv_rows(path, {"path", "label"}, "csv:PATH wants columns path,label")
+    rows = read_csv_rows(path, {"image", "label"}, "csv:PATH wants columns image,label")
     label_lists = [[x.strip() for x in row["label"].split("|") if x.strip()] for row in rows]
     classes = sorted({label for labels in label_lists for label in labels})
     index = {c: i for i, c in enumerate(classes)}
-    paths = [(path.parent / row["path"]) for row in rows]
+    paths = [(path.parent / row["image"]) for row in rows]
     targets = [tuple(index[x] for x in labels) for labels in label_lists]
     return Dataset(f"csv:{path}", classes, [str(p) for p in paths], targets, paths=paths)
 

@@ -6,6 +6,7 @@ naming the file and what is wrong with it.
 """
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -33,23 +34,34 @@ def load_image(path: str | Path) -> Image.Image:
         raise BadImageError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise BadImageError(f"{path}: the file is empty (0 bytes); replace or remove it")
+    return _decode(path, str(path))
+
+
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """`load_image` for bytes already read (a tar member); `name` goes into the error message."""
+    if not data:
+        raise BadImageError(f"{name}: empty (0 bytes); replace or remove it")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    raise BadImageError(f"{path}: {image.width}x{image.height} pixels is over the "
+                    raise BadImageError(f"{name}: {image.width}x{image.height} pixels is over the "
                                         f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?); resize it first")
                 image.load()
                 return flatten(image)
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImageError(f"{path}: over Pillow's pixel limit (a decompression bomb?); resize it first") from None
+        raise BadImageError(f"{name}: over Pillow's pixel limit (a decompression bomb?); resize it first") from None
     except UnidentifiedImageError:
-        raise BadImageError(f"{path}: not an image Pillow can read; check the file type") from None
+        raise BadImageError(f"{name}: not an image Pillow can read; check the file type") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise BadImageError(f"{path}: cannot decode ({e}); the file is truncated or corrupt") from None
+        raise BadImageError(f"{name}: cannot decode ({e}); the file is truncated or corrupt") from None
 
 
 class SceneOrFile:

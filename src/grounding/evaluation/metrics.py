@@ -21,6 +21,18 @@ def ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return correct_ranks(torch.as_tensor(scores), torch.as_tensor(targets, dtype=torch.long)).numpy()
 
 
+def retrieval_ranks(similarity: np.ndarray) -> np.ndarray:
+    """Rank (1-based) of the diagonal entry in each row of a queries x items matrix whose row i
+    belongs with item i; ties count in its favour."""
+    diagonal = np.diagonal(similarity)[:, None]
+    return (similarity > diagonal).sum(axis=1) + 1
+
+
+def rank_summary(ranks: np.ndarray) -> dict:
+    return {**{f"recall@{k}": float(np.mean(ranks <= k)) for k in (1, 5, 10)},
+            "mean_rank": float(ranks.mean()), "median_rank": float(np.median(ranks))}
+
+
 def bootstrap_interval(correct: np.ndarray, n_resamples: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of a 0/1 vector."""

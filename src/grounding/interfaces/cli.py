@@ -1,11 +1,14 @@
 """The `grounding` command line."""
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ..training.options import TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ground language in images: train CLIP-style models and classify images zero-shot.")
@@ -23,70 +26,93 @@ Loss = choice("Loss", "clip", "siglip")
 IndexKind = choice("IndexKind", "flat", "hnsw", "ivfpq")
 GroundMethod = choice("GroundMethod", "occlusion", "similarity")
 Format = choice("Format", "hf", "open_clip", "grounding")
+TokenizerChoice = choice("TokenizerChoice", "openai", "minilm", "train")
 
 
 
 
+
+
+def default_of(cls, name: str) -> typer.models.OptionInfo:
+    """A typer option whose help and shown default come from the config dataclass that owns the
+    option (one home for each default). Its value is None unless given, so a --config file's
+    values stand wherever the command line says nothing."""
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    shown = spec.default if spec.default not in (None, False, "") else None
+    return typer.Option(None, help=spec.metadata["help"], show_default=str(shown) if shown is not None else False)
 
 
 @app.command()
 def train(
-    model: str = typer.Option("small", help="A preset (tiny, small, ViT-B-32, ViT-B-16, RN50) or a JSON model config file."),
-    data: str = typer.Option("synthetic", help="Training pairs: 'synthetic', the built-in world of captioned shapes."),
-    steps: Optional[int] = typer.Option(None, help="Total optimizer steps [default: 1000; with --resume: the run's own]."),
-    out: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, metrics.jsonl, and the latest weights."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its newest checkpoint."),
-    image_tower: Optional[ImageTower] = typer.Option(None, help="Override the preset's image tower."),
-    text_tower: Optional[TextTower] = typer.Option(None, help="Override the preset's text tower."),
-    loss: Optional[Loss] = typer.Option(None, help="Contrastive loss: softmax InfoNCE (clip) or sigmoid (siglip)."),
-    batch_size: int = typer.Option(64, help="Image-text pairs per contrastive batch."),
-    accum: int = typer.Option(1, help="Split each batch into this many micro-batches; the loss still sees the whole batch."),
-    lr: float = typer.Option(5e-4, help="Peak learning rate, reached after --warmup steps, then cosine-decayed."),
-    warmup: int = typer.Option(50, help="Linear warmup steps."),
-    weight_decay: float = typer.Option(0.2, help="AdamW weight decay on weight matrices only."),
-    grad_clip: float = typer.Option(1.0, help="Clip the gradient's global norm to this."),
-    precision: Precision = typer.Option(Precision.fp32, help="fp32, or bf16 autocast (weights stay fp32)."),
-    hard_negatives: bool = typer.Option(False, help="Add one near-miss caption per image (NegCLIP): "
-                                        "swapped or changed colours, shapes, relations."),
-    lock_image: bool = typer.Option(False, help="Freeze the image tower (LiT: only the text side learns)."),
-    lock_image_unlocked_layers: int = typer.Option(0, help="With --lock-image, still train its last N layers."),
-    lock_text: bool = typer.Option(False, help="Freeze the text tower."),
-    lock_text_unlocked_layers: int = typer.Option(0, help="With --lock-text, still train its last N layers."),
-    seed: int = typer.Option(0, help="Seeds the weights and the data order."),
-    save_every: int = typer.Option(100, help="Write a checkpoint every this many steps (and at the end)."),
-    tensorboard: bool = typer.Option(False, help="Also log to OUT/tensorboard (needs grounding[tensorboard])."),
+    out: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, metrics.jsonl, skipped.jsonl and the "
+                                       "latest weights."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its newest checkpoint "
+                                          "(--steps, --workers and --device may change)."),
+    config: Optional[Path] = typer.Option(None, help="A JSON file of training options (a run's train.json is one); "
+                                          "options given here override it."),
+    data: Optional[str] = default_of(TrainConfig, "data"),
+    model: Optional[str] = default_of(TrainConfig, "model"),
+    init: Optional[str] = default_of(TrainConfig, "init"),
+    tokenizer: Optional[TokenizerChoice] = default_of(TrainConfig, "tokenizer"),
+    image_tower: Optional[ImageTower] = default_of(TrainConfig, "image_tower"),
+    text_tower: Optional[TextTower] = default_of(TrainConfig, "text_tower"),
+    loss: Optional[Loss] = default_of(TrainConfig, "loss"),
+    steps: Optional[int] = default_of(TrainConfig, "steps"),
+    batch_size: Optional[int] = default_of(TrainConfig, "batch_size"),
+    accum: Optional[int] = default_of(TrainConfig, "accum"),
+    lr: Optional[float] = default_of(TrainConfig, "lr"),
+    warmup: Optional[int] = default_of(TrainConfig, "warmup"),
+    weight_decay: Optional[float] = default_of(TrainConfig, "weight_decay"),
+    grad_clip: Optional[float] = default_of(TrainConfig, "grad_clip"),
+    precision: Optional[Precision] = default_of(TrainConfig, "precision"),
+    device: Optional[str] = default_of(TrainConfig, "device"),
+    workers: Optional[int] = default_of(TrainConfig, "workers"),
+    shuffle_buffer: Optional[int] = default_of(TrainConfig, "shuffle_buffer"),
+    max_bad_fraction: Optional[float] = default_of(TrainConfig, "max_bad_fraction"),
+    hard_negatives: Optional[bool] = default_of(TrainConfig, "hard_negatives"),
+    lock_image: Optional[bool] = default_of(TrainConfig, "lock_image"),
+    lock_image_unlocked_layers: Optional[int] = default_of(TrainConfig, "lock_image_unlocked_layers"),
+    lock_text: Optional[bool] = default_of(TrainConfig, "lock_text"),
+    lock_text_unlocked_layers: Optional[int] = default_of(TrainConfig, "lock_text_unlocked_layers"),
+    eval_data: Optional[str] = default_of(TrainConfig, "eval_data"),
+    eval_every: Optional[int] = default_of(TrainConfig, "eval_every"),
+    eval_pairs: Optional[int] = default_of(TrainConfig, "eval_pairs"),
+    eval_limit: Optional[int] = default_of(TrainConfig, "eval_limit"),
+    seed: Optional[int] = default_of(TrainConfig, "seed"),
+    save_every: Optional[int] = default_of(TrainConfig, "save_every"),
+    keep: Optional[int] = default_of(TrainConfig, "keep"),
+    log_every: Optional[float] = default_of(TrainConfig, "log_every"),
+    tensorboard: Optional[bool] = default_of(TrainConfig, "tensorboard"),
     recipe: Optional[str] = typer.Option(None, help="'lit-real': heads over the pretrained MiniLM and "
                                          "EfficientNet-Lite0 towers, on openclipart and emoji (README). Uses --out, "
                                          "--seed and --emoji only."),
     emoji: str = typer.Option("emoji:google", help="With --recipe lit-real: the emoji dataset spec, or '' for none."),
 ) -> None:
-    """Train a CLIP model from scratch, with a live progress bar; kill it any time and --resume."""
-    from ..config import resolve_config
-    from ..training.trainer import TrainConfig, train as run_training
+    """Train or fine-tune a CLIP model on your own image-text data (or the built-in world); kill
+    it any time and --resume."""
+    from ..training.trainer import BadDataError, train as run_training
 
+    given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
+             if v is not None and k in {f.name for f in dataclasses.fields(TrainConfig)}}
     if recipe is not None:
-        _train_recipe(recipe, out or resume, seed, emoji)
+        _train_recipe(recipe, out or resume, given.get("seed", 0), emoji)
         return
     if (out is None) == (resume is None):
         raise typer.BadParameter("give exactly one of --out (a new run) or --resume (an existing run)")
-    options = TrainConfig(steps=steps or 1000, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                          grad_clip=grad_clip, accum=accum, precision=precision.value, seed=seed,
-                          save_every=save_every, data=data, hard_negatives=hard_negatives,
-                          lock_image=lock_image, lock_image_unlocked_layers=lock_image_unlocked_layers,
-                          lock_text=lock_text, lock_text_unlocked_layers=lock_text_unlocked_layers,
-                          tensorboard=tensorboard)
-    if resume:
-        run_training(None, TrainConfig(steps=steps) if steps else None, resume, resume=True)
-        typer.echo(f"done: {resume} holds the latest weights (grounding.load('{resume}'))")
-        return
     try:
-        config = resolve_config(model, image_tower and image_tower.value, text_tower and text_tower.value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--model")
-    if loss:
-        config.loss = loss.value
-    run_training(config, options, out)
-    typer.echo(f"done: {out} holds the latest weights (grounding.load('{out}'))")
+        if resume:
+            if config:
+                raise ValueError("--config starts a new run; a resumed run keeps the options in its train.json")
+            run_training(None, None, resume, resume=True, changes=given)
+        else:
+            options = TrainConfig.from_json(config) if config else TrainConfig()
+            run_training(None, dataclasses.replace(options, **given), out)
+    except BadDataError as e:
+        typer.echo(f"stopped: {e}", err=True)
+        raise typer.Exit(1)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
+        raise typer.BadParameter(str(e).strip("'\""))
+    typer.echo(f"done: {out or resume} holds the latest weights (grounding.load('{out or resume}'))")
 
 
 def _train_recipe(recipe: str, out: Optional[Path], seed: int, emoji: str) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..training.loop import LoopConfig
+from ..training.options import LoopConfig
 
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
 

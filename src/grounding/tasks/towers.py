@@ -12,7 +12,7 @@ from ..config import ModelConfig, resolve_config
 from ..factory import build_tokenizer, load
 from ..tokenizer import Tokenizer
 from ..training.lock import lock_tower
-from ..training.loop import LoopConfig
+from ..training.options import LoopConfig
 
 
 @dataclass

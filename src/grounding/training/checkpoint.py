@@ -5,7 +5,9 @@ instant (SIGKILL included) resumes from its newest complete checkpoint.
     OUT/train.json                    the training options
     OUT/model.safetensors             the latest weights: OUT is itself a loadable model
     OUT/metrics.jsonl                 one line per step
+    OUT/skipped.jsonl                 one line per training example left out, with the reason
     OUT/checkpoints/step-NNNNNNN/     weights and optimizer state after step N
+    OUT/eval/step-NNNNNNN.json        validation results, and best.json naming the best step
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class RunFolder:
         self.out = Path(out)
         self.checkpoints = self.out / "checkpoints"
         self.metrics = self.out / "metrics.jsonl"
+        self.skipped = self.out / "skipped.jsonl"
 
     def latest(self) -> tuple[int, Path] | None:
         """The newest complete checkpoint, as (step, folder)."""
@@ -35,37 +38,54 @@ class RunFolder:
         done = sorted(p for p in self.checkpoints.glob("step-*") if (p / STATE_FILE).is_file())
         return (int(done[-1].name.split("-")[1]), done[-1]) if done else None
 
-    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, keep: int = 2) -> None:
+    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, keep: int = 2,
+             data: dict | None = None) -> None:
+        """A checkpoint of the weights, the optimizer and `data` (what the data source must
+        remember, such as a stream's position)."""
         final = self.checkpoints / f"step-{step:07d}"
         staging = self.checkpoints / f".step-{step:07d}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         save_weights(model, staging / WEIGHTS_FILE)
         with atomic_path(staging / STATE_FILE) as tmp:
-            torch.save({"step": step, "optimizer": optimizer.state_dict()}, tmp)
+            torch.save({"step": step, "optimizer": optimizer.state_dict(), "data": data or {}}, tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)  # the checkpoint appears whole or not at all
         with atomic_path(self.out / WEIGHTS_FILE) as tmp:
             tmp.unlink()
             os.link(final / WEIGHTS_FILE, tmp)
+        best = self.out / "eval" / "best.json"
+        kept = {f"step-{json.loads(best.read_text())['step']:07d}"} if best.is_file() else set()
         for old in sorted(self.checkpoints.glob("step-*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.name not in kept:  # the best validated checkpoint stays
+                shutil.rmtree(old, ignore_errors=True)
 
-    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-        """Loads the newest checkpoint into model and optimizer and returns its step (0 if none).
-        Metrics logged after that step, by the run that died, are dropped."""
+    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict]:
+        """Loads the newest checkpoint into model and optimizer; returns its step (0 if none) and
+        its data state. Log lines written after that step, by the run that died, are dropped."""
         found = self.latest()
-        if found is None:
-            step = 0
-        else:
+        step, data = 0, {}
+        if found is not None:
             step, folder = found
             load_weights(model, folder / WEIGHTS_FILE)
-            state = torch.load(folder / STATE_FILE, weights_only=True)
+            state = torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
             optimizer.load_state_dict(state["optimizer"])
-        if self.metrics.exists():
-            lines = [line for line in self.metrics.read_text().splitlines()
-                     if line.strip() and json.loads(line)["step"] <= step]
-            write_text_atomic(self.metrics, "".join(line + "\n" for line in lines))
+            data = state.get("data", {})
+        for log in (self.metrics, self.skipped):
+            if log.exists():
+                write_text_atomic(log, "".join(line + "\n" for line in _rows_up_to(log, step)))
         for stale in self.checkpoints.glob(".step-*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
-        return step
+        return step, data
+
+
+def _rows_up_to(log: Path, step: int) -> list[str]:
+    """The lines of a JSON-lines log whose step is at most `step`; a line cut short by a crash is dropped."""
+    kept = []
+    for line in log.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return kept

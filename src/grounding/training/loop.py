@@ -1,14 +1,18 @@
-"""The one training loop: AdamW with a cosine schedule, gradient clipping, a progress bar,
-metrics.jsonl (and TensorBoard), and atomic checkpoints that a killed run resumes from. The
-batches are a pure function of the step, so a resumed run equals an uninterrupted one. CLIP
-(trainer.py) and the task models (VQA, captioning) each bring only their forward and backward."""
+"""The one training loop: AdamW with a cosine schedule, gradient clipping, progress (a live bar
+on a terminal, a plain line every few seconds elsewhere), metrics.jsonl (and TensorBoard), and
+atomic checkpoints that a killed run resumes from; Ctrl-C saves one before it stops. The batches
+are a pure function of the step, so a resumed run equals an uninterrupted one. CLIP (trainer.py)
+and the task models (VQA, captioning) each bring only their forward and backward."""
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,66 +22,134 @@ from ..io import write_json_atomic
 from .checkpoint import RunFolder
 from .lock import freeze_locked_batch_norms
 from .optim import cosine_lr, make_optimizer
+from .options import LoopConfig
 
 TRAIN_FILE = "train.json"
 
 
-@dataclass
-class LoopConfig:
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup: int = 100
-    grad_clip: float = 1.0
-    seed: int = 0
-    save_every: int = 250
-    keep: int = 2  # checkpoints kept on disk
-    tensorboard: bool = False
+class DataState(Protocol):
+    """What a data source must remember across a restart, beside the step (a stream's position)."""
+
+    def state(self) -> dict: ...
+
+    def load_state(self, state: dict) -> None: ...
 
 
 def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, out: str | Path,
-        label: str = "train", unit: str = "examples", after_step: Callable[[], dict] | None = None,
-        show_progress: bool = True) -> nn.Module:
+        label: str = "train", unit: str = "examples", after_step: Callable[[int], dict] | None = None,
+        show_progress: bool = True, data: DataState | None = None, resume_hint: str = "") -> nn.Module:
     """Trains `model` for cfg.steps, resuming from OUT's newest checkpoint. `backward_at(step)`
-    runs that step's forward and backward passes and returns its loss; `after_step()`, run after
-    each optimizer step, may adjust the model and returns extra columns for the log."""
+    runs that step's forward and backward passes and returns its loss; `after_step(done)`, run
+    after each optimizer step with the number of steps done, may adjust the model and returns
+    extra columns for the log. `data`, if given, is saved in each checkpoint and restored."""
     run = RunFolder(out)
     write_json_atomic(run.out / TRAIN_FILE, asdict(cfg))
     model.train()
     freeze_locked_batch_norms(model)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    start = run.restore(model, optimizer)
+    start, data_state = run.restore(model, optimizer)
+    if data is not None and data_state:
+        data.load_state(data_state)
     writer = _tensorboard(run.out) if cfg.tensorboard else None
-    columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-               TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress) as progress, open(run.metrics, "a") as log:
-        task = progress.add_task(label, total=cfg.steps, completed=start, stats="")
-        for step in range(start, cfg.steps):
-            began = time.perf_counter()
-            lr = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss = backward_at(step)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            extra = after_step() if after_step else {}
-            rate = round(cfg.batch_size / (time.perf_counter() - began), 1)
-            row = {"step": step + 1, "loss": round(loss, 5), "lr": lr, **extra, f"{unit}_per_s": rate}
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            if writer:
-                for key, value in row.items():
-                    if key != "step":
-                        writer.add_scalar(key, value, row["step"])
-            shown = [f"loss {loss:.3f}", f"lr {lr:.2e}", *(f"{k} {v:.4g}" for k, v in extra.items()), f"{rate:.0f} {unit}/s"]
-            progress.update(task, completed=step + 1, stats="  ".join(shown))
-            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
-                run.save(model, optimizer, step + 1, cfg.keep)
-    if writer:
-        writer.close()
+    report = _Reporter(label, unit, start, cfg, show_progress)
+    stop = _StopOnInterrupt()
+    step, saved = start, start
+    try:
+        with report, open(run.metrics, "a") as log:
+            for step in range(start, cfg.steps):
+                began = time.perf_counter()
+                lr = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                loss = backward_at(step)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                extra = after_step(step + 1) if after_step else {}
+                rate = round(cfg.batch_size / (time.perf_counter() - began), 1)
+                row = {"step": step + 1, "loss": round(loss, 5), "lr": lr, **extra, f"{unit}_per_s": rate}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                if writer:
+                    for key, value in row.items():
+                        if key != "step" and isinstance(value, (int, float)):
+                            writer.add_scalar(key, value, row["step"])
+                report.update(step + 1, loss, lr, extra, rate)
+                validated = any(key.startswith("eval/") for key in extra)
+                if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps or stop.requested or validated:
+                    run.save(model, optimizer, step + 1, cfg.keep, data.state() if data else None)
+                    saved = step + 1
+                if stop.requested:
+                    hint = resume_hint or f"run the same command again (or `grounding train --resume {run.out}`)"
+                    print(f"\ninterrupted: checkpoint saved at step {saved} of {cfg.steps} in {run.out}; "
+                          f"to continue, {hint}", file=sys.stderr)
+                    raise SystemExit(130)
+    finally:
+        stop.restore()
+        if writer:
+            writer.close()
     return model.eval()
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C asks the loop to checkpoint and stop after the step under way; a second
+    one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, *_) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: saving a checkpoint after this step (press again to stop at once)", file=sys.stderr)
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class _Reporter:
+    """A live progress bar on a terminal; elsewhere (CI, nohup, a log file) a plain line every
+    `log_every` seconds and at the end, so a long run is never silent."""
+
+    def __init__(self, label: str, unit: str, start: int, cfg: LoopConfig, show: bool):
+        self.label, self.unit, self.start, self.total, self.every = label, unit, start, cfg.steps, cfg.log_every
+        self.show, self.live = show, show and sys.stdout.isatty()
+        self.began = self.last = time.perf_counter()
+        self.progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), disable=not self.live)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        self.task = self.progress.add_task(self.label, total=self.total, completed=self.start, stats="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, done: int, loss: float, lr: float, extra: dict, rate: float) -> None:
+        shown = [f"loss {loss:.3f}", f"lr {lr:.2e}",
+                 *(f"{k} {v:.4g}" for k, v in extra.items() if isinstance(v, (int, float))), f"{rate:.0f} {self.unit}/s"]
+        if self.live:
+            self.progress.update(self.task, completed=done, stats="  ".join(shown))
+            return
+        now = time.perf_counter()
+        if not self.show or (now - self.last < self.every and done != self.total):
+            return
+        self.last = now
+        per_step = (now - self.began) / max(1, done - self.start)
+        eta = per_step * (self.total - done)
+        print(f"{self.label} step {done}/{self.total}  " + "  ".join(shown) + f"  eta {_duration(eta)}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _tensorboard(out: Path):

@@ -9,6 +9,7 @@ import torch
 
 from ...data.images import load_image
 from ...data.synthetic import World
+from ...evaluation.metrics import rank_summary, retrieval_ranks
 from ...evaluation.predict import encode_images
 from ...io import read_csv_rows, write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
@@ -44,21 +45,10 @@ def open_pairs(spec: str) -> Pairs:
                      size=int(opts.get("size", 64)))
     if kind == "csv":
         path = Path(rest)
-        rows = read_csv_rows(path, {"path", "caption"}, "csv:PATH wants columns path,caption")
-        paths = [path.parent / r["path"] for r in rows]
+        rows = read_csv_rows(path, {"image", "caption"}, "csv:PATH wants columns image,caption")
+        paths = [path.parent / r["image"] for r in rows]
         return Pairs([str(p) for p in paths], [r["caption"] for r in rows], paths=paths)
     raise ValueError(f"unknown pairs {spec!r}: use synthetic[:n=500] or csv:PATH")
-
-
-def correct_ranks(similarity: np.ndarray) -> np.ndarray:
-    """Rank (1-based) of the diagonal entry in each row; ties count in its favour."""
-    diagonal = np.diagonal(similarity)[:, None]
-    return (similarity > diagonal).sum(axis=1) + 1
-
-
-def rank_summary(ranks: np.ndarray) -> dict:
-    return {**{f"recall@{k}": float(np.mean(ranks <= k)) for k in (1, 5, 10)},
-            "mean_rank": float(ranks.mean()), "median_rank": float(np.median(ranks))}
 
 
 @torch.no_grad()
@@ -76,7 +66,7 @@ def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = 2, show_pro
     texts = np.concatenate([model.encode_text(model.tokenizer(captions[i:i + 256], truncate=True), normalize=True)
                             .float().numpy() for i in range(0, len(captions), 256)])
     similarity = images @ texts.T  # rows: images, columns: their captions, same order
-    i2t, t2i = correct_ranks(similarity), correct_ranks(similarity.T)
+    i2t, t2i = retrieval_ranks(similarity), retrieval_ranks(similarity.T)
     n = len(image_rows)
     summary = {"pairs": spec, "examples": n, "skipped": skipped, "text_to_image": rank_summary(t2i),
                "image_to_text": rank_summary(i2t), "chance_recall@1": 1 / n}

@@ -1,0 +1,120 @@
+"""Training batches built in DataLoader worker processes: draw each source's share, decode and
+crop the images, pick and tokenize a caption, and say what was skipped and why.
+
+Worker `w` of `W` builds the batches of steps start + w, start + w + W, ..., and the DataLoader
+hands them over in step order. Everything random in a batch is seeded by (seed, step), so for
+list sources the batch of step N is the same with any number of workers, and a resumed run sees
+what an uninterrupted one would. A tar source's data stream is tied to `step % W` (not to the
+worker process), so it resumes exactly too, given the same number of workers.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..tokenizer import Tokenizer
+from .images import BadImageError, TrainTransform
+from .pairs import Mixture, StreamPosition, caption_of, describe_skip
+
+
+@dataclass
+class Batch:
+    step: int
+    pixels: torch.Tensor
+    ids: torch.Tensor
+    negatives: torch.Tensor | None
+    drawn: int  # examples drawn for this batch, the bad ones included
+    skipped: list[dict] = field(default_factory=list)  # {"key", "reason"} per example left out
+    truncated: int = 0  # captions cut to the context length
+    positions: dict[str, dict] = field(default_factory=dict)  # "source/stream" -> StreamPosition, tar sources
+
+
+class PairBatches(IterableDataset):
+    def __init__(self, mixture: Mixture, tokenizer: Tokenizer, transform: TrainTransform, batch_size: int,
+                 seed: int, start: int, stop: int, streams: int = 1, positions: dict | None = None,
+                 hard_negatives: bool = False):
+        self.mixture, self.tokenizer, self.transform = mixture, tokenizer, transform
+        self.slots = mixture.slots(batch_size)
+        self.seed, self.start, self.stop, self.streams = seed, start, stop, max(1, streams)
+        self.positions = positions or {}
+        self.hard_negatives = hard_negatives
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        if workers != self.streams:
+            raise ValueError(f"built for {self.streams} data streams, run by {workers} workers")
+        first = self.start + worker
+        stream = first % workers  # the stream this worker continues (README: resuming a tar stream)
+        problems: list[dict] = []
+        readers = {}
+        for i, source in enumerate(self.mixture.sources):
+            if source.streaming:
+                saved = self.positions.get(f"{i}/{stream}")
+                position = StreamPosition(**saved) if saved else StreamPosition()
+                readers[i] = source.samples(self.seed, stream, workers, position, problems)
+        for step in range(first, self.stop, workers):
+            yield self.build(step, readers, problems, stream)
+
+    def build(self, step: int, readers: dict, problems: list[dict], stream: int) -> Batch:
+        rng = np.random.default_rng([self.seed, step, 7])  # crops (and near misses)
+        pick = np.random.default_rng([self.seed, step, 11])  # which caption, when there are several
+        pixels, captions, scenes, skipped, positions, drawn = [], [], [], list(problems), {}, 0
+        problems.clear()
+        for i, (source, n) in enumerate(zip(self.mixture.sources, self.slots)):
+            if n == 0:
+                continue
+            if source.streaming:
+                samples = []
+                for _ in range(n):
+                    sample, position = next(readers[i])
+                    samples.append(sample)
+                positions[f"{i}/{stream}"] = asdict(position)
+            else:
+                samples = source.draw(self.seed + 7919 * i, step, n)
+            for sample in samples:
+                drawn += 1
+                caption = caption_of(sample, pick)
+                if caption is None:
+                    skipped.append({"key": sample.key, "reason": describe_skip(sample)})
+                    continue
+                try:
+                    image = sample.image(self.transform.image_size)
+                except BadImageError as e:
+                    skipped.append({"key": sample.key, "reason": describe_skip(sample, e)})
+                    continue
+                pixels.append(self.transform(image, rng))
+                captions.append(caption)
+                scenes.append(sample.scene)
+        size = self.transform.image_size
+        ids, cut = self.tokenizer.tokenize(captions, truncate=True)
+        negatives = None
+        if self.hard_negatives:
+            negatives = self.tokenizer([s.near_miss(rng) for s in scenes], truncate=True)
+        stacked = torch.stack(pixels) if pixels else torch.empty(0, 3, size, size)
+        return Batch(step, stacked, ids, negatives, drawn, [dict(r, step=step) for r in skipped], len(cut),
+                     positions)
+
+
+def one_thread(_: int) -> None:
+    """Each data worker computes on one core, the model keeps the others (README: threads), and
+    Ctrl-C is the training process's to handle (it checkpoints first)."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def batch_loader(batches: PairBatches, workers: int) -> DataLoader:
+    """Batches in step order, built by `workers` processes (0: in this process)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer runs inside each worker
+    return DataLoader(batches, batch_size=None, num_workers=workers, worker_init_fn=one_thread if workers else None,
+                      prefetch_factor=2 if workers else None, collate_fn=_as_is)
+
+
+def _as_is(batch: Batch) -> Batch:
+    return batch

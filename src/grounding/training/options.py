@@ -1,0 +1,87 @@
+"""Every training option, with its default and the help the command line shows for it: one home
+for each. `LoopConfig` is what every trainer shares (loop.py); `TrainConfig` adds CLIP's, and a
+run's train.json is one of them (`grounding train --config train.json`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def option(default, help: str):
+    """A config field with the help text the command line shows for it."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class LoopConfig:
+    steps: int = option(2000, "Total optimizer steps.")
+    batch_size: int = option(64, "Examples per step.")
+    lr: float = option(1e-3, "Peak learning rate, reached after the warmup steps, then cosine-decayed to zero.")
+    weight_decay: float = option(0.05, "AdamW weight decay, on weight matrices only.")
+    warmup: int = option(100, "Linear warmup steps.")
+    grad_clip: float = option(1.0, "Clip the gradient's global norm to this.")
+    seed: int = option(0, "Seeds the weights and the data order.")
+    save_every: int = option(250, "Write a checkpoint every this many steps (and at the end).")
+    keep: int = option(2, "Checkpoints kept on disk.")
+    tensorboard: bool = option(False, "Also log to OUT/tensorboard (needs grounding[tensorboard]).")
+    log_every: float = option(30.0, "Seconds between plain progress lines when the output is not a terminal.")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Every option of a CLIP training run: `grounding train` reads its defaults and help here,
+    and a run's train.json is one of these (`grounding train --config train.json`)."""
+
+    model: str = option("small", "A preset (tiny, small, ViT-B-32, ViT-B-16, RN50) or a JSON model config, for a "
+                        "model trained from scratch.")
+    init: str | None = option(None, "Fine-tune this model instead: anything grounding.load reads (a run or saved "
+                              "folder, a Hugging Face CLIP folder, an OpenAI or open_clip checkpoint, "
+                              "lit-minilm-effnet); its tokenizer and preprocessing are kept.")
+    image_tower: str | None = option(None, "vit or resnet, overriding the preset's image tower.")
+    text_tower: str | None = option(None, "transformer or lstm, overriding the preset's text tower.")
+    loss: str | None = option(None, "clip (softmax InfoNCE) or siglip (sigmoid); by default the model config's.")
+    tokenizer: str | None = option(None, "openai (OpenAI's vocabulary), minilm (MiniLM's WordPiece) or train (a BPE "
+                                   "learned from the training captions); by default the model config's.")
+    data: str = option("synthetic", "Training pairs: synthetic, csv:PATH, folder:PATH, tar:PATTERN, openclipart, "
+                       "emoji:VENDOR[:PATH], tuxpaint; join with +, weigh with @W (README: Train on your own data).")
+    workers: int = option(2, "Processes that decode and crop images beside the training one (0: none).")
+    shuffle_buffer: int = option(1000, "tar data: samples in the shuffle buffer of each worker's stream.")
+    max_bad_fraction: float = option(0.01, "Stop when more than this share of the examples drawn is unusable "
+                                     "(unreadable images, empty captions); all are listed in OUT/skipped.jsonl.")
+    device: str = option("auto", "cpu, cuda (or cuda:N), or auto: a GPU when PyTorch sees one.")
+    eval_data: str | None = option(None, "A labelled dataset (as zeroshot --dataset takes) for zero-shot top-1/top-5 "
+                                   "during training.")
+    eval_every: int = option(0, "Validate every this many steps (and at the end); 0: never.")
+    eval_pairs: int = option(256, "With --eval-every: training pairs held out of training for image-text "
+                             "recall@1/5 (list sources and synthetic; tar streams hold none out).")
+    eval_limit: int = option(1000, "Validate zero-shot on at most this many --eval-data examples (a seeded sample).")
+    steps: int = option(1000, "Total optimizer steps.")
+    lr: float = option(5e-4, "Peak learning rate, reached after the warmup steps, then cosine-decayed to zero.")
+    weight_decay: float = option(0.2, "AdamW weight decay, on weight matrices only.")
+    warmup: int = option(50, "Linear warmup steps.")
+    save_every: int = option(100, "Write a checkpoint every this many steps (and at the end).")
+    accum: int = option(1, "Split each batch into this many micro-batches; the loss still sees the whole batch.")
+    precision: str = option("fp32", "fp32, or bf16 autocast (weights and optimizer state stay fp32).")
+    hard_negatives: bool = option(False, "synthetic data: add one near-miss caption per image (NegCLIP).")
+    lock_image: bool = option(False, "Freeze the image tower (LiT: only the text side learns).")
+    lock_image_unlocked_layers: int = option(0, "With --lock-image, still train its last N layers.")
+    lock_text: bool = option(False, "Freeze the text tower.")
+    lock_text_unlocked_layers: int = option(0, "With --lock-text, still train its last N layers.")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; the known ones are the fields of TrainConfig")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: not a training config ({e})") from None

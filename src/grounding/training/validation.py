@@ -1,0 +1,96 @@
+"""Validation while CLIP trains: zero-shot top-1/top-5 on a labelled dataset (--eval-data) and
+image-text recall@1/5 both ways on training pairs held out of training. Each result is a row of
+metrics.jsonl (and TensorBoard), shown in the progress line, and kept beside the checkpoint of
+its step (OUT/eval/step-N.json). A validated step is always checkpointed, and OUT/eval/best.json
+names the best one so far, whose checkpoint is kept however many newer ones come."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from ..data.datasets import open_dataset
+from ..data.images import ImageList, load_image
+from ..data.pairs import Pair
+from ..evaluation.metrics import rank_summary, retrieval_ranks, topk_accuracy
+from ..evaluation.predict import encode_images, predict
+from ..evaluation.templates import resolve_templates
+from ..evaluation.zeroshot import build_classifier
+from ..io import write_json_atomic
+from ..models import CLIP
+from ..runtime import Runtime
+from .checkpoint import RunFolder
+from .lock import freeze_locked_batch_norms
+
+
+class Validation:
+    def __init__(self, model: CLIP, cfg, held_out: list[list], runtime: Runtime, run: RunFolder):
+        self.model, self.runtime, self.folder, self.workers = model, runtime, run, cfg.workers
+        self.dataset = None
+        if cfg.eval_data:
+            dataset = open_dataset(cfg.eval_data)
+            if len(dataset) > cfg.eval_limit:
+                pick = np.sort(np.random.default_rng(cfg.seed).choice(len(dataset), cfg.eval_limit, replace=False))
+                dataset = dataset.subset(pick)
+            if len(dataset) == 0:
+                raise ValueError(f"--eval-data {cfg.eval_data}: no examples")
+            self.dataset = dataset
+        held = [example for part in held_out for example in part]
+        size = model.config.vision.image_size
+        read = lambda e: load_image(e.image) if isinstance(e, Pair) else e.render(size)  # noqa: E731
+        self.pairs = ImageList(held, read) if len(held) >= 2 else None
+        self.captions = [e.captions[0] if isinstance(e, Pair) else e.caption() for e in held]
+
+    @torch.no_grad()
+    def run(self, step: int) -> dict:
+        self.model.eval()
+        row = {}
+        try:
+            if self.dataset is not None:
+                row.update(self._zero_shot())
+            if self.pairs is not None:
+                row.update(self._recall())
+        finally:
+            self.model.train()
+            freeze_locked_batch_norms(self.model)
+        write_json_atomic(self.folder.out / "eval" / f"step-{step:07d}.json", {"step": step, **row})
+        self._remember_best(step, row)
+        return row
+
+    def _remember_best(self, step: int, row: dict) -> None:
+        metric = "eval/zeroshot_top1" if "eval/zeroshot_top1" in row else "eval/text_to_image_r1"
+        if metric not in row:
+            return
+        path = self.folder.out / "eval" / "best.json"
+        best = json.loads(path.read_text()) if path.is_file() else None
+        if best is None or row[metric] > best["value"]:
+            write_json_atomic(path, {"metric": metric, "step": step, "value": row[metric]})
+
+    def _zero_shot(self) -> dict:
+        data = self.dataset
+        templates = resolve_templates(None, data.templates)
+        with self.runtime.autocast():
+            classifier = build_classifier(self.model, data.classes, templates)
+            scores = predict(self.model, data, classifier, workers=self.workers, show_progress=False)
+        targets = np.array([data.targets[i][0] for i in scores.indices])
+        return {"eval/zeroshot_top1": round(topk_accuracy(scores.logits, targets), 4),
+                "eval/zeroshot_top5": round(topk_accuracy(scores.logits, targets, 5), 4)}
+
+    def _recall(self) -> dict:
+        device = self.runtime.device
+        images, rows = [], []
+        with self.runtime.autocast():
+            for features, index, _ in encode_images(self.model, self.pairs, workers=self.workers, show_progress=False):
+                if features is not None:
+                    images.append(features.float().cpu().numpy())
+                    rows += index.tolist()
+            captions = [self.captions[i] for i in rows]
+            texts = [self.model.encode_text(self.model.tokenizer(captions[i:i + 256], truncate=True).to(device),
+                                            normalize=True).float().cpu().numpy() for i in range(0, len(captions), 256)]
+        if len(rows) < 2:
+            return {}
+        similarity = np.concatenate(images) @ np.concatenate(texts).T
+        i2t, t2i = rank_summary(retrieval_ranks(similarity)), rank_summary(retrieval_ranks(similarity.T))
+        return {"eval/image_to_text_r1": round(i2t["recall@1"], 4), "eval/image_to_text_r5": round(i2t["recall@5"], 4),
+                "eval/text_to_image_r1": round(t2i["recall@1"], 4), "eval/text_to_image_r5": round(t2i["recall@5"], 4)}
