@@ -1,7 +1,7 @@
 """Zero-shot accuracy of the built-in model `lit-minilm-effnet` (README: "A real model out of the
 box"), each beside a trivial baseline: chance and the most frequent class.
 
-    python benchmarks/lit_zeroshot.py --emoji PATH/emoji-datasource-twitter-VERSION.tgz
+    python benchmarks/lit_zeroshot.py --emoji PATH/emoji-datasource-twitter-VERSION.tgz [--model runs/lit]
 
 Fashion-MNIST test (Debian dataset-fashion-mnist), flags (iso-flags-png-320x240) and Twitter-
 style emoji of the categories the heads never saw in training (Google-style images of the
@@ -26,10 +26,12 @@ from grounding.evaluation.templates import TEMPLATE_SETS
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--emoji", default="", help="emoji-datasource-twitter: an npm pack .tgz or folder")
+    parser.add_argument("--model", default="lit-minilm-effnet", help="the built-in model, or one made with "
+                        "`grounding train --recipe lit-real`")
     parser.add_argument("--out", type=Path, default=Path("runs/lit-zeroshot"))
     args = parser.parse_args()
     console = Console()
-    model = grounding.load("lit-minilm-effnet")
+    model = grounding.load(args.model)
     specs = {"fashion-mnist": "fashion-mnist", "flags": "flags", "emoji": f"emoji:twitter:{args.emoji}".rstrip(":")}
     table = Table("dataset", "examples", "labels", "top-1", "top-5", "chance", "most frequent class")
     for name, spec in specs.items():

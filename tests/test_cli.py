@@ -42,3 +42,22 @@ def test_demo_trains_classifies_and_draws_cards(tmp_path):
     assert "never seen" in result.stdout
     cards = sorted((out / "cards").glob("*.png"))
     assert len(cards) == 2 and all(c.stat().st_size > 5000 for c in cards)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("command", [["train", "--model", "tiny", "--out", "{tmp}/run", "--device", "cuda"],
+                                     ["classify", "{tmp}/x.png", "--model", "tiny", "--labels", "a,b",
+                                      "--device", "cuda"],
+                                     ["embed", "--model", "tiny", "--texts", "{tmp}/x.txt", "--out", "{tmp}/e",
+                                      "--device", "cuda"]])
+def test_asking_for_a_gpu_where_there_is_none_is_a_clear_error(tmp_path, command):
+    result = runner.invoke(app, [part.format(tmp=tmp_path) for part in command])
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_encoding_commands_run_on_the_device_asked_for(tmp_path):
+    (tmp_path / "texts.txt").write_text("a red circle\na blue square\n")
+    result = runner.invoke(app, ["embed", "--model", "tiny", "--texts", str(tmp_path / "texts.txt"),
+                                 "--out", str(tmp_path / "e"), "--device", "cpu"])
+    assert result.exit_code == 0 and "2 embeddings" in result.output, result.output

@@ -2,6 +2,7 @@
 shipped heads on real photos, saving without copying packaged weights, and the recipe end to end."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -91,25 +92,56 @@ def _fake_openclipart(root, names):
             "</rdf:Bag></dc:subject></cc:Work></rdf:RDF></metadata></svg>")
 
 
-def test_lit_real_recipe_trains_heads_resumably_and_reproducibly(tmp_path):
+def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path):
     from grounding.data.clipart import clipart_pairs
-    from grounding.training.lit_real import LitRecipe, run_lit_real
+    from grounding.training.recipes import run_recipe
 
     art = tmp_path / "openclipart"
     _fake_openclipart(art, [("Red apple", ["fruit", "unsorted"]), ("Blue car", ["vehicle"]), ("Old house", []),
                             ("Green tree", ["plant", "nature"])])
     pairs = clipart_pairs(art)
     assert [p.captions for p in pairs][0] == ["Red apple", "Red apple: fruit"]  # noise keywords dropped
-    recipe = LitRecipe(epochs=2, batch_size=4, warmup=1, emoji="", clipart_root=str(art))
-    first = run_lit_real(tmp_path / "a", recipe)
-    cached = sorted(p.name for p in (tmp_path / "a" / "features").iterdir())
-    assert cached and all(name.endswith(".safetensors") for name in cached)
-    second = run_lit_real(tmp_path / "b", recipe)
+    changes = {"data": f"openclipart:{art}", "epochs": 2, "batch_size": 4, "warmup": 1, "workers": 0}
+    first = run_recipe("lit-real", tmp_path / "a", changes, show_progress=False)
+    cached = sorted(p.name for p in (tmp_path / "a" / "features").rglob("*") if p.is_file())
+    assert len(cached) == 2 and all(name.endswith(".safetensors") for name in cached)  # images, captions
+    second = run_recipe("lit-real", tmp_path / "b", changes, show_progress=False)
     assert torch.equal(first.visual.head[0].weight, second.visual.head[0].weight)
     model = grounding.load(tmp_path / "a")
     assert torch.equal(model.visual.label_head.weight, model.text.head.weight)  # the route's copy of the text head
+    assert torch.equal(model.visual.head[0].weight, first.visual.head[0].weight)
+    assert not torch.equal(model.visual.head[0].weight, grounding.load("lit-minilm-effnet").visual.head[0].weight)
     probs = classify(model, build_classifier(model, ["apple", "car"]), torch.randn(1, 3, 224, 224))
     assert probs.shape == (1, 2) and torch.allclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_cached_features_are_the_towers_features_of_the_examples_a_step_draws(tmp_path):
+    from grounding.data.pairs import open_pairs
+    from grounding.factory import create_model
+    from grounding.runtime import Runtime
+    from grounding.training.checkpoint import RunFolder
+    from grounding.training.feed import CachedFeed
+    from grounding.training.lock import lock_tower
+    from grounding.training.recipes import lit_real
+
+    art = tmp_path / "openclipart"
+    _fake_openclipart(art, [(f"thing number {i}", []) for i in range(6)])
+    config, options = lit_real()
+    options = dataclasses.replace(options, data=f"openclipart:{art}", batch_size=4, steps=5, workers=0)
+    model = create_model(config).eval()
+    lock_tower(model.visual)
+    lock_tower(model.text)
+    mixture = open_pairs(options.data)
+    feed = CachedFeed(mixture, model, options, RunFolder(tmp_path / "run"), Runtime.resolve("cpu"))
+    batch = feed.batch(3)
+    chosen = feed.chooser.choose(3)[0]
+    with torch.no_grad():
+        pixels = torch.stack([model.preprocess(sample.path) for sample, _ in chosen])
+        assert torch.allclose(batch.image_features, model.visual.features(pixels), atol=1e-5)
+        ids = model.tokenizer([caption for _, caption in chosen])
+        assert torch.allclose(batch.text_features, model.text.features(ids), atol=1e-5)
+    with pytest.raises(ValueError, match="--cache-features needs data that lists its images"):
+        CachedFeed(open_pairs("synthetic"), model, options, RunFolder(tmp_path / "s"), Runtime.resolve("cpu"))
 
 
 def test_recipe_says_what_to_install_when_openclipart_is_missing(tmp_path):

@@ -137,9 +137,11 @@ def preset(name: str) -> ModelConfig:
     return PRESETS[name]()
 
 
-def resolve_config(spec: str, image_tower: str | None = None, text_tower: str | None = None) -> ModelConfig:
-    """A preset name or a JSON config file, with the towers optionally swapped."""
-    if spec in PRESETS:
+def resolve_config(spec: str | dict, image_tower: str | None = None, text_tower: str | None = None) -> ModelConfig:
+    """A preset name, a JSON config file or a config's dict, with the towers optionally swapped."""
+    if isinstance(spec, dict):
+        config = ModelConfig.from_dict(spec)
+    elif spec in PRESETS:
         config = preset(spec)
     elif Path(spec).is_file():
         config = ModelConfig.from_json(spec)

@@ -38,6 +38,11 @@ class Runtime:
         return f"{self.device} {self.precision}"
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights are: its inputs go there."""
+    return next(model.parameters()).device
+
+
 def autocast(device_type: str, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type, dtype=torch.bfloat16)

@@ -33,6 +33,8 @@ class Batch:
     skipped: list[dict] = field(default_factory=list)  # {"key", "reason"} per example left out
     truncated: int = 0  # captions cut to the context length
     positions: dict[str, dict] = field(default_factory=dict)  # "source/stream" -> StreamPosition, tar sources
+    image_features: torch.Tensor | None = None  # instead of pixels and ids: cached backbone features
+    text_features: torch.Tensor | None = None
 
 
 class PairBatches(IterableDataset):
@@ -62,11 +64,14 @@ class PairBatches(IterableDataset):
         for step in range(first, self.stop, workers):
             yield self.build(step, readers, problems, stream)
 
-    def build(self, step: int, readers: dict, problems: list[dict], stream: int) -> Batch:
-        rng = np.random.default_rng([self.seed, step, 7])  # crops (and near misses)
+    def choose(self, step: int, readers: dict | None = None, problems: list[dict] | None = None, stream: int = 0
+               ) -> tuple[list, list[dict], dict, int]:
+        """The step's examples with the caption drawn for each, what was skipped for want of a
+        caption, the tar streams' positions after it, and how many examples were drawn."""
         pick = np.random.default_rng([self.seed, step, 11])  # which caption, when there are several
-        pixels, captions, scenes, skipped, positions, drawn = [], [], [], list(problems), {}, 0
-        problems.clear()
+        chosen, skipped, positions, drawn = [], list(problems or []), {}, 0
+        if problems:
+            problems.clear()
         for i, (source, n) in enumerate(zip(self.mixture.sources, self.slots)):
             if n == 0:
                 continue
@@ -83,15 +88,23 @@ class PairBatches(IterableDataset):
                 caption = caption_of(sample, pick)
                 if caption is None:
                     skipped.append({"key": sample.key, "reason": describe_skip(sample)})
-                    continue
-                try:
-                    image = sample.image(self.transform.image_size)
-                except BadImageError as e:
-                    skipped.append({"key": sample.key, "reason": describe_skip(sample, e)})
-                    continue
-                pixels.append(self.transform(image, rng))
-                captions.append(caption)
-                scenes.append(sample.scene)
+                else:
+                    chosen.append((sample, caption))
+        return chosen, skipped, positions, drawn
+
+    def build(self, step: int, readers: dict, problems: list[dict], stream: int) -> Batch:
+        chosen, skipped, positions, drawn = self.choose(step, readers, problems, stream)
+        rng = np.random.default_rng([self.seed, step, 7])  # crops (and near misses)
+        pixels, captions, scenes = [], [], []
+        for sample, caption in chosen:
+            try:
+                image = sample.image(self.transform.image_size)
+            except BadImageError as e:
+                skipped.append({"key": sample.key, "reason": describe_skip(sample, e)})
+                continue
+            pixels.append(self.transform(image, rng))
+            captions.append(caption)
+            scenes.append(sample.scene)
         size = self.transform.image_size
         ids, cut = self.tokenizer.tokenize(captions, truncate=True)
         negatives = None

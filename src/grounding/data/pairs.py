@@ -81,6 +81,7 @@ class ListSource:
         if not pairs:
             raise ValueError(f"{name}: no captioned images found")
         self.name, self.pairs, self.left_out = name, pairs, left_out or []
+        self._stream: ListStream | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -90,10 +91,13 @@ class ListSource:
         if count <= 0:
             return []
         self.pairs, held = split_off(self.pairs, seed, min(0.5, count / len(self.pairs)))
+        self._stream = None
         return held
 
     def draw(self, seed: int, step: int, n: int) -> list[Sample]:
-        return [Sample(str(p.image), p.captions, path=p.image) for p in ListStream(self.pairs, seed).batch(step, n)]
+        if self._stream is None or self._stream.seed != seed:
+            self._stream = ListStream(self.pairs, seed)
+        return [Sample(str(p.image), p.captions, path=p.image) for p in self._stream.batch(step, n)]
 
 
 class SyntheticSource:

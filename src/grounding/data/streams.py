@@ -15,11 +15,18 @@ class ListStream(Generic[T]):
         if not examples:
             raise ValueError("no examples to train on")
         self.examples, self.seed = list(examples), seed
+        self._orders: dict[int, np.ndarray] = {}
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The seeded permutation of an epoch (kept: consecutive steps mostly share one)."""
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))}
+        return self._orders[epoch]
 
     def batch(self, step: int, size: int) -> list[T]:
         n = len(self.examples)
         epoch, offset = divmod(step * size, n)
-        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        order = self.order(epoch)
         return [self.examples[order[(offset + i) % n]] for i in range(size)]
 
 

@@ -50,10 +50,10 @@ def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[st
     key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates)]).encode()).hexdigest()
     path = (cache_dir or CACHE / "classifiers") / f"{key[:32]}.safetensors"
     if path.is_file():
-        return load_file(str(path))["classifier"]
+        return load_file(str(path))["classifier"].to(next(model.parameters()).device)
     classifier = build_classifier(model, labels, templates)
     with atomic_path(path) as tmp:
-        save_file({"classifier": classifier.contiguous()}, str(tmp))
+        save_file({"classifier": classifier.cpu().contiguous()}, str(tmp))
     return classifier
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..training.options import TrainConfig
+from .common import Device, runtime_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ground language in images: train CLIP-style models and classify images zero-shot.")
@@ -74,6 +75,8 @@ def train(
     lock_image_unlocked_layers: Optional[int] = default_of(TrainConfig, "lock_image_unlocked_layers"),
     lock_text: Optional[bool] = default_of(TrainConfig, "lock_text"),
     lock_text_unlocked_layers: Optional[int] = default_of(TrainConfig, "lock_text_unlocked_layers"),
+    epochs: Optional[float] = default_of(TrainConfig, "epochs"),
+    cache_features: Optional[bool] = default_of(TrainConfig, "cache_features"),
     eval_data: Optional[str] = default_of(TrainConfig, "eval_data"),
     eval_every: Optional[int] = default_of(TrainConfig, "eval_every"),
     eval_pairs: Optional[int] = default_of(TrainConfig, "eval_pairs"),
@@ -83,19 +86,19 @@ def train(
     keep: Optional[int] = default_of(TrainConfig, "keep"),
     log_every: Optional[float] = default_of(TrainConfig, "log_every"),
     tensorboard: Optional[bool] = default_of(TrainConfig, "tensorboard"),
-    recipe: Optional[str] = typer.Option(None, help="'lit-real': heads over the pretrained MiniLM and "
-                                         "EfficientNet-Lite0 towers, on openclipart and emoji (README). Uses --out, "
-                                         "--seed and --emoji only."),
-    emoji: str = typer.Option("emoji:google", help="With --recipe lit-real: the emoji dataset spec, or '' for none."),
+    recipe: Optional[str] = typer.Option(None, help="A named recipe: lit-real makes the built-in model (heads over "
+                                         "the pretrained MiniLM and EfficientNet-Lite0, README). Options given "
+                                         "here change the recipe's."),
 ) -> None:
     """Train or fine-tune a CLIP model on your own image-text data (or the built-in world); kill
     it any time and --resume."""
-    from ..training.trainer import BadDataError, train as run_training
+    from ..training.feed import BadDataError
+    from ..training.trainer import train as run_training
 
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
              if v is not None and k in {f.name for f in dataclasses.fields(TrainConfig)}}
     if recipe is not None:
-        _train_recipe(recipe, out or resume, given.get("seed", 0), emoji)
+        _train_recipe(recipe, out, given)
         return
     if (out is None) == (resume is None):
         raise typer.BadParameter("give exactly one of --out (a new run) or --resume (an existing run)")
@@ -115,17 +118,18 @@ def train(
     typer.echo(f"done: {out or resume} holds the latest weights (grounding.load('{out or resume}'))")
 
 
-def _train_recipe(recipe: str, out: Optional[Path], seed: int, emoji: str) -> None:
-    from ..data.datasets import MissingPackageError
-    from ..training.lit_real import LitRecipe, run_lit_real
+def _train_recipe(recipe: str, out: Optional[Path], changes: dict) -> None:
+    from ..training.feed import BadDataError
+    from ..training.recipes import run_recipe
 
-    if recipe != "lit-real":
-        raise typer.BadParameter(f"unknown recipe {recipe!r}: the one recipe is lit-real", param_hint="--recipe")
     if out is None:
-        raise typer.BadParameter("give --out: the folder for the features cache and the trained model")
+        raise typer.BadParameter("give --out: the run folder (run the same command again to resume it)")
     try:
-        run_lit_real(out, LitRecipe(seed=seed, emoji=emoji))
-    except (MissingPackageError, ModuleNotFoundError, ImportError) as e:
+        run_recipe(recipe, out, changes)
+    except BadDataError as e:
+        typer.echo(f"stopped: {e}", err=True)
+        raise typer.Exit(1)
+    except (FileNotFoundError, ValueError, ImportError) as e:
         raise typer.BadParameter(str(e), param_hint="--recipe")
     typer.echo(f"done: grounding classify IMAGE --model {out} --labels 'a cat,a dog,...'")
 
@@ -143,13 +147,15 @@ def demo(
     run_demo(out, steps=steps, n_examples=examples, seed=seed)
 
 
-def _load_model(spec: str):
+def _load_model(spec: str, device: str = "cpu"):
+    """The model, on the device `--device` names (decided once, here: the rest follows the model)."""
     import grounding
 
     try:
-        return grounding.load(spec)
+        return grounding.load(spec, device=runtime_for(device).device)
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e), param_hint="--model")
+
 
 
 def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
@@ -177,6 +183,7 @@ def classify(
                                             "set: default, synthetic, fashion, flags, emoji."),
     top_k: int = typer.Option(5, help="How many labels to show per image."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
+    device: Device = "auto",
 ) -> None:
     """Classify images zero-shot: each image's top labels with their probabilities."""
     import json
@@ -188,7 +195,7 @@ def classify(
     from ..evaluation.zeroshot import cached_classifier, classify as score
 
     names = _labels(labels, labels_file)
-    clip = _load_model(model)
+    clip = _load_model(model, device)
     try:
         prompts = resolve_templates(templates)
     except (OSError, ValueError) as e:
@@ -202,7 +209,7 @@ def classify(
             typer.echo(f"skipped: {e}", err=True)
             failed += 1
             continue
-        probs = score(clip, classifier, pixels)[0]
+        probs = score(clip, classifier, pixels)[0].cpu()
         top = torch.topk(probs, min(top_k, len(names)))
         pairs = [(names[int(i)], float(p)) for p, i in zip(top.values, top.indices)]
         if json_output:
@@ -226,6 +233,7 @@ def zeroshot(
     limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random sample of this many examples."),
     cards: bool = typer.Option(False, help="Also export one PNG card per example into OUT/cards."),
     no_cache: bool = typer.Option(False, help="Re-encode the label texts even if a cached classifier exists."),
+    device: Device = "auto",
 ) -> None:
     """Evaluate zero-shot classification on a labelled dataset, with a report to look at."""
     import numpy as np
@@ -240,7 +248,7 @@ def zeroshot(
         raise typer.BadParameter(str(e), param_hint="--dataset")
     if limit and limit < len(data):
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:limit]))
-    clip = _load_model(model)
+    clip = _load_model(model, device)
     prompts = resolve_templates(templates, data.templates)
     summary = evaluate_zero_shot(clip, data, prompts, out, batch_size, workers, cards, not no_cache)
     if summary["multi_label"]:
@@ -265,6 +273,7 @@ def probe(
     train_limit: int = typer.Option(5000, help="At most this many training-pool examples are encoded."),
     seed: int = typer.Option(0, help="Seeds the splits and the choice of shots."),
     workers: int = typer.Option(2, help="Image-decoding processes."),
+    device: Device = "auto",
 ) -> None:
     """Linear probe on frozen features (K-shot and full), beside zero-shot accuracy."""
     from rich.console import Console
@@ -277,7 +286,7 @@ def probe(
     from ..evaluation.templates import resolve_templates
     from ..evaluation.zeroshot import cached_classifier
 
-    clip = _load_model(model)
+    clip = _load_model(model, device)
     data = open_dataset(dataset)
     zs = summarize(data, predict(clip, data, cached_classifier(clip, data.classes, resolve_templates(None, data.templates)),
                                  workers=workers, show_progress=False), bootstrap=0)
@@ -299,19 +308,20 @@ app.add_typer(index_app, name="index")
 def embed(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     out: Path = typer.Option(..., help="The embedding store's folder (sharded; a killed run resumes here)."),
-    images: Optional[str] = typer.Option(None, help="A folder, folder:PATH, csv:PATH (a 'path' column, optional "
+    images: Optional[str] = typer.Option(None, help="A folder, folder:PATH, csv:PATH (an 'image' column, optional "
                                          "'caption'), or tar:SHARDS-{000..009}.tar (webdataset)."),
     texts: Optional[Path] = typer.Option(None, help="A file with one text per line, instead of --images."),
     shard_size: int = typer.Option(4096, help="Items per shard; each finished shard is kept on a restart."),
     batch_size: int = typer.Option(64, help="Items encoded per batch."),
     workers: int = typer.Option(2, help="Image-decoding processes."),
+    device: Device = "auto",
 ) -> None:
     """Encode a collection of images (or texts) into a sharded embedding store."""
     from ..tasks.retrieval.embed import embed_images, embed_texts
 
     if (images is None) == (texts is None):
         raise typer.BadParameter("give exactly one of --images or --texts")
-    clip = _load_model(model)
+    clip = _load_model(model, device)
     try:
         if images:
             store = embed_images(clip, images, out, model, shard_size, batch_size, workers)
@@ -352,6 +362,7 @@ def search(
                                         "Another model is refused."),
     sheet: Optional[Path] = typer.Option(None, help="Draw the hits of the first query as a contact sheet PNG."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per query."),
+    device: Device = "auto",
 ) -> None:
     """Search an index with words (text to image) or an image (image to image or to text)."""
     import json
@@ -366,7 +377,7 @@ def search(
         found = Index(index)
     except FileNotFoundError as e:
         raise typer.BadParameter(str(e))
-    clip = _load_model(model or found.meta["store"]["model"])
+    clip = _load_model(model or found.meta["store"]["model"], device)
     texts = [query] if query is not None else None
     if queries is not None:
         texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -390,14 +401,15 @@ def search(
 @app.command("retrieval-eval")
 def retrieval_eval(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
-    pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2] or csv:PATH with path,caption columns."),
+    pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2] or csv:PATH with image,caption columns."),
     out: Path = typer.Option(Path("runs/retrieval"), help="Where summary.json and ranks.jsonl go."),
     workers: int = typer.Option(2, help="Image-decoding processes."),
+    device: Device = "auto",
 ) -> None:
     """Text-to-image and image-to-text recall@1/5/10 and ranks over paired data."""
     from ..tasks.retrieval.evaluate import retrieval_eval as run_eval
 
-    clip = _load_model(model)
+    clip = _load_model(model, device)
     try:
         summary = run_eval(clip, pairs, out, workers)
     except (FileNotFoundError, ValueError) as e:
@@ -418,12 +430,13 @@ def ground(
     method: GroundMethod = typer.Option(GroundMethod.occlusion, help="occlusion (any tower) or similarity "
                                         "(patch tokens; README: Phrase grounding)."),
     window: Optional[int] = typer.Option(None, help="Occlusion window in pixels; default half a ViT patch."),
+    device: Device = "auto",
 ) -> None:
     """Show which part of an image a phrase refers to: a heat map and a box."""
     from ..data.images import BadImageError, load_image
     from ..tasks.phrase_grounding import ground as run_ground, save_overlay
 
-    clip = _load_model(model)
+    clip = _load_model(model, device)
     try:
         heat, box, view = run_ground(clip, load_image(image), phrase, method.value, window)
     except (BadImageError, ValueError) as e:

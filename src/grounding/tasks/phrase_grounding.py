@@ -27,6 +27,7 @@ from PIL import Image  # noqa: E402
 from ..data.synthetic import World  # noqa: E402
 from ..io import save_figure  # noqa: E402
 from ..models import CLIP, ModifiedResNet  # noqa: E402
+from ..runtime import device_of  # noqa: E402
 
 
 @torch.no_grad()
@@ -72,7 +73,9 @@ def heat_maps(model: CLIP, pixels: torch.Tensor, phrases: list[str], method: str
               window: int | None = None) -> torch.Tensor:
     """(phrases, size, size) heat maps of one image (3, size, size) or of one image per phrase
     (phrases, 3, size, size), bilinearly upsampled from the method's grid to the image size."""
-    text = model.encode_text(model.tokenizer(phrases, truncate=True), normalize=True)
+    device = device_of(model)
+    text = model.encode_text(model.tokenizer(phrases, truncate=True).to(device), normalize=True)
+    pixels = pixels.to(device)
     images = pixels if pixels.dim() == 4 else pixels[None].expand(len(phrases), -1, -1, -1)
     if method == "similarity":
         grid = torch.einsum("bhwd,bd->bhw", patch_embeddings(model, images), text)
@@ -85,7 +88,7 @@ def heat_maps(model: CLIP, pixels: torch.Tensor, phrases: list[str], method: str
     else:
         raise ValueError(f"unknown grounding method {method!r}: use occlusion or similarity")
     size = images.shape[-1]
-    return F.interpolate(grid[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return F.interpolate(grid[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu()
 
 
 def strongest_box(heat: np.ndarray, fraction: float = 0.5) -> tuple[int, int, int, int]:

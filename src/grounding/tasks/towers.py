@@ -10,6 +10,7 @@ from torch import nn
 
 from ..config import ModelConfig, resolve_config
 from ..factory import build_tokenizer, load
+from ..runtime import device_of
 from ..tokenizer import Tokenizer
 from ..training.lock import lock_tower
 from ..training.options import LoopConfig
@@ -54,7 +55,7 @@ def pixels_of(model: nn.Module, examples: Sequence) -> torch.Tensor:
     """The examples' images (see data.images.SceneOrFile) at the model's size, preprocessed, as
     one batch."""
     size = model.config.towers.vision.image_size
-    return torch.stack([model.preprocess(e.image(size)) for e in examples])
+    return torch.stack([model.preprocess(e.image(size)) for e in examples]).to(device_of(model))
 
 
 def copy_towers(model: nn.Module, clip: nn.Module) -> None:

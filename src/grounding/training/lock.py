@@ -25,8 +25,13 @@ def _layers_and_head(tower: nn.Module) -> tuple[list[nn.Module], list[nn.Module]
 
 
 def lock_tower(tower: nn.Module, unlocked_layers: int = 0) -> None:
+    """Freezes the tower but its last `unlocked_layers` layers. A packaged tower's projection
+    head is never locked: it is new, and what LiT trains over the locked backbone."""
     for p in tower.parameters():
         p.requires_grad_(False)
+    if isinstance(tower, PackagedBackbone):
+        for module in _layers_and_head(tower)[1]:
+            module.requires_grad_(True)
     if unlocked_layers <= 0:
         return
     layers, head = _layers_and_head(tower)

@@ -133,8 +133,8 @@ class _Reporter:
         self.progress.__exit__(*exc)
 
     def update(self, done: int, loss: float, lr: float, extra: dict, rate: float) -> None:
-        shown = [f"loss {loss:.3f}", f"lr {lr:.2e}",
-                 *(f"{k} {v:.4g}" for k, v in extra.items() if isinstance(v, (int, float))), f"{rate:.0f} {self.unit}/s"]
+        numbers = (f"{k} {v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
+        shown = [f"loss {loss:.3f}", f"lr {lr:.2e}", *numbers, f"{rate:.0f} {self.unit}/s"]
         if self.live:
             self.progress.update(self.task, completed=done, stats="  ".join(shown))
             return
@@ -149,7 +149,9 @@ class _Reporter:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _tensorboard(out: Path):

@@ -34,8 +34,8 @@ class TrainConfig(LoopConfig):
     """Every option of a CLIP training run: `grounding train` reads its defaults and help here,
     and a run's train.json is one of these (`grounding train --config train.json`)."""
 
-    model: str = option("small", "A preset (tiny, small, ViT-B-32, ViT-B-16, RN50) or a JSON model config, for a "
-                        "model trained from scratch.")
+    model: str | dict = option("small", "A preset (tiny, small, ViT-B-32, ViT-B-16, RN50) or a JSON model config, "
+                               "for a model trained from scratch (in train.json: also the config itself).")
     init: str | None = option(None, "Fine-tune this model instead: anything grounding.load reads (a run or saved "
                               "folder, a Hugging Face CLIP folder, an OpenAI or open_clip checkpoint, "
                               "lit-minilm-effnet); its tokenizer and preprocessing are kept.")
@@ -51,6 +51,11 @@ class TrainConfig(LoopConfig):
     max_bad_fraction: float = option(0.01, "Stop when more than this share of the examples drawn is unusable "
                                      "(unreadable images, empty captions); all are listed in OUT/skipped.jsonl.")
     device: str = option("auto", "cpu, cuda (or cuda:N), or auto: a GPU when PyTorch sees one.")
+    cache_features: bool = option(False, "With both packaged towers' backbones locked (LiT): compute every image's "
+                                  "and caption's backbone features once, keep them in OUT/features, and train the "
+                                  "heads on them (no random crops).")
+    epochs: float = option(0, "Train for this many passes over the data, instead of --steps (data that lists its "
+                           "images only).")
     eval_data: str | None = option(None, "A labelled dataset (as zeroshot --dataset takes) for zero-shot top-1/top-5 "
                                    "during training.")
     eval_every: int = option(0, "Validate every this many steps (and at the end); 0: never.")
@@ -85,3 +90,7 @@ class TrainConfig(LoopConfig):
             return cls.from_dict(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError, ValueError, TypeError) as e:
             raise ValueError(f"{path}: not a training config ({e})") from None
+
+
+# Options a resumed run may change: none of them changes what it computes.
+RESUMABLE = ("steps", "workers", "device", "log_every", "save_every", "keep", "tensorboard")

@@ -5,39 +5,44 @@ The schedule, checkpoints and exact resume are the shared loop's (loop.py)."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
+import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..config import ModelConfig, resolve_config
-from ..data.batches import Batch, PairBatches, batch_loader
-from ..data.images import TrainTransform
-from ..data.pairs import Mixture, StreamPosition, SyntheticSource, open_pairs
+from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
 from ..factory import build_tokenizer, create_model, load, read_config, save_model, synthetic_corpus
 from ..losses import contrastive_loss
 from ..models import CLIP
 from ..runtime import Runtime, autocast
 from ..tokenizer import Tokenizer
 from .checkpoint import RunFolder
+from .feed import CachedFeed, PairFeed
 from .lock import lock_tower
 from .loop import TRAIN_FILE, fit
-from .options import TrainConfig
+from .options import RESUMABLE, TrainConfig
 from .validation import Validation
 
 # Captions read from a tar stream to train a vocabulary on; list sources give all of theirs.
 VOCABULARY_SAMPLE = 20_000
 
 
-class BadDataError(ValueError):
-    """Too much of the training data is unusable; the message says how much and where it is listed."""
-
-
 def _features(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None):
     image = model.encode_image(pixels, normalize=True)
     text = model.encode_text(ids, normalize=True)
     return image, text, None if negatives is None else model.encode_text(negatives, normalize=True)
+
+
+def head_step(model: CLIP, image_features: torch.Tensor, text_features: torch.Tensor, runtime: Runtime) -> float:
+    """Forward and backward of the heads alone, over cached backbone features."""
+    with runtime.autocast():
+        image = F.normalize(model.visual.from_features(image_features), dim=-1)
+        text = F.normalize(model.text.from_features(text_features), dim=-1)
+        loss = contrastive_loss(model, image, text)
+    loss.backward()
+    return loss.item()
 
 
 def train_step(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, accum: int, precision: str,
@@ -66,69 +71,6 @@ def train_step(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, accum: int,
     return loss.item()
 
 
-class PairFeed:
-    """The training batches of a run, from a given step on, with the bookkeeping a checkpoint
-    keeps: tar streams' positions, and counts of examples drawn, skipped and truncated."""
-
-    def __init__(self, mixture: Mixture, model: CLIP, cfg: TrainConfig, run: RunFolder, runtime: Runtime):
-        self.mixture, self.model, self.cfg, self.run, self.runtime = mixture, model, cfg, run, runtime
-        self.positions: dict[str, dict] = {}
-        self.counts = {"drawn": 0, "skipped": 0, "truncated": 0}
-        self.iterator = None
-        self.logged = {json.loads(line)["key"] for line in _lines(run.skipped)}  # each bad file listed once
-        left_out = [dict(r, step=0) for s in mixture.sources for r in s.left_out]
-        self._log(left_out)
-        if left_out:
-            print(f"left out {len(left_out)} file(s) of {cfg.data}, each listed with its reason in {run.skipped} "
-                  f"(first: {left_out[0]['reason']})", file=sys.stderr)
-
-    def state(self) -> dict:
-        return {"positions": self.positions, "counts": dict(self.counts), "workers": self.cfg.workers}
-
-    def load_state(self, state: dict) -> None:
-        self.positions = state.get("positions", {})
-        self.counts.update(state.get("counts", {}))
-        if self.mixture.streaming and state.get("workers", self.cfg.workers) != self.cfg.workers:
-            raise ValueError(f"{self.run.out} was trained with --workers {state['workers']}; a tar stream resumes "
-                             "exactly only with the same number, so pass that")
-
-    def batch(self, step: int) -> Batch:
-        if self.iterator is None:
-            v = self.model.config.vision
-            batches = PairBatches(self.mixture, self.model.tokenizer, TrainTransform(v.image_size, v.mean, v.std),
-                                  self.cfg.batch_size, self.cfg.seed, step, self.cfg.steps, max(1, self.cfg.workers),
-                                  self.positions, self.cfg.hard_negatives)
-            self.iterator = iter(batch_loader(batches, self.cfg.workers))
-        batch = next(self.iterator)
-        assert batch.step == step, f"data for step {batch.step} arrived at step {step}"
-        self.positions.update(batch.positions)
-        self.counts["drawn"] += batch.drawn
-        self.counts["skipped"] += len(batch.skipped)
-        self.counts["truncated"] += batch.truncated
-        self._log(batch.skipped)
-        self._check_quality()
-        return batch
-
-    def _log(self, records: list[dict]) -> None:
-        new = [r for r in records if r["key"] not in self.logged]
-        if new:
-            self.logged.update(r["key"] for r in new)
-            with open(self.run.skipped, "a") as log:
-                log.writelines(json.dumps(record) + "\n" for record in new)
-
-    def _check_quality(self) -> None:
-        drawn, skipped = self.counts["drawn"], self.counts["skipped"]
-        if drawn >= max(100, self.cfg.batch_size) and skipped > self.cfg.max_bad_fraction * drawn:
-            raise BadDataError(
-                f"{skipped} of the {drawn} training examples drawn so far ({skipped / drawn:.1%}) were unusable, over "
-                f"--max-bad-fraction {self.cfg.max_bad_fraction:g}; each is listed with its reason in "
-                f"{self.run.skipped}. Fix or remove them, or raise --max-bad-fraction")
-
-
-# Options a resumed run may change: none of them changes what it computes.
-RESUMABLE = ("steps", "workers", "device", "log_every", "save_every", "keep", "tensorboard")
-
-
 def train(model_config: ModelConfig | None, train_config: TrainConfig | None, out: str | Path,
           resume: bool = False, show_progress: bool = True, changes: dict | None = None) -> CLIP:
     """Trains into `out`. A new run builds its model from `model_config` (or else from the
@@ -149,6 +91,8 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
             raise FileExistsError(f"{run.out} already holds a training run: pass --resume {run.out} "
                                   "to continue it, or choose another --out")
         cfg = train_config or TrainConfig()
+        if model_config is not None:  # train.json then describes the run whole
+            cfg = dataclasses.replace(cfg, model=model_config.to_dict())
     if cfg.hard_negatives and cfg.data != "synthetic":
         raise ValueError("--hard-negatives needs --data synthetic: near-miss captions come from the built-in world")
     runtime = Runtime.resolve(cfg.device, cfg.precision)
@@ -159,6 +103,8 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
                 raise ValueError(f"{source.name} has {len(source.urls)} shard(s) for --workers {cfg.workers}: each "
                                  "worker streams whole shards; use fewer workers or more shards")
     held_out = [s.hold_out(cfg.seed, cfg.eval_pairs if cfg.eval_every else 0) for s in mixture.sources]
+    if cfg.epochs:
+        cfg = dataclasses.replace(cfg, steps=steps_for_epochs(mixture, cfg.epochs, cfg.batch_size))
     torch.manual_seed(cfg.seed)
     if resume:
         model = _resume_model(run, cfg)
@@ -170,14 +116,18 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         lock_tower(model.visual, cfg.lock_image_unlocked_layers)
     if cfg.lock_text:
         lock_tower(model.text, cfg.lock_text_unlocked_layers)
-    feed = PairFeed(mixture, model, cfg, run, runtime)
+    feed = (CachedFeed if cfg.cache_features else PairFeed)(mixture, model, cfg, run, runtime)
     validation = Validation(model, cfg, held_out, runtime, run) if cfg.eval_every else None
 
     def backward_at(step: int) -> float:
         batch = feed.batch(step)
+        move = lambda t: None if t is None else t.to(runtime.device, non_blocking=True)  # noqa: E731
+        if batch.image_features is not None:
+            if len(batch.image_features) < 2:
+                return float("nan")
+            return head_step(model, move(batch.image_features), move(batch.text_features), runtime)
         if len(batch.ids) < 2:  # nothing to contrast: every example of the batch was unusable
             return float("nan")
-        move = lambda t: None if t is None else t.to(runtime.device, non_blocking=True)  # noqa: E731
         return train_step(model, move(batch.pixels), move(batch.ids), cfg.accum, cfg.precision, move(batch.negatives))
 
     def after_step(done: int) -> dict:
@@ -190,6 +140,12 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
 
     return fit(model, backward_at, cfg, run.out, "train", "pairs", after_step, show_progress, data=feed,
                resume_hint=f"grounding train --resume {run.out}")
+
+
+def steps_for_epochs(mixture: Mixture, epochs: float, batch_size: int) -> int:
+    if not all(isinstance(s, ListSource) for s in mixture.sources):
+        raise ValueError("--epochs needs data that lists its images; give --steps for synthetic or tar data")
+    return max(1, math.ceil(epochs * sum(len(s) for s in mixture.sources) / batch_size))
 
 
 def _new_model(model_config: ModelConfig | None, cfg: TrainConfig, mixture: Mixture) -> CLIP:
@@ -233,10 +189,6 @@ def training_texts(mixture: Mixture) -> list[str]:
         else:
             texts += [c for p in source.pairs for c in p.captions]
     return texts
-
-
-def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def _resume_model(run: RunFolder, cfg: TrainConfig) -> CLIP:

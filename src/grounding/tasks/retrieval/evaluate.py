@@ -13,6 +13,7 @@ from ...evaluation.metrics import rank_summary, retrieval_ranks
 from ...evaluation.predict import encode_images
 from ...io import read_csv_rows, write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
+from ...runtime import device_of
 
 
 class Pairs:
@@ -30,7 +31,7 @@ class Pairs:
 
 
 def open_pairs(spec: str) -> Pairs:
-    """`synthetic[:n=500,seed=2,size=64]` (scenes with distinct captions) or `csv:PATH` (path,caption)."""
+    """`synthetic[:n=500,seed=2,size=64]` (scenes with distinct captions) or `csv:PATH` (image,caption)."""
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
         opts = dict(item.partition("=")[::2] for item in rest.split(",") if item)
@@ -59,12 +60,14 @@ def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = 2, show_pro
     for batch, index, errors in encode_images(model, pairs, workers=workers, show_progress=show_progress):
         skipped += errors
         if batch is not None:
-            feats.append(batch.float().numpy())
+            feats.append(batch.float().cpu().numpy())
             image_rows += index.tolist()
     images = np.concatenate(feats)
     captions = [pairs.captions[i] for i in image_rows]
-    texts = np.concatenate([model.encode_text(model.tokenizer(captions[i:i + 256], truncate=True), normalize=True)
-                            .float().numpy() for i in range(0, len(captions), 256)])
+    device = device_of(model)
+    texts = np.concatenate([model.encode_text(model.tokenizer(captions[i:i + 256], truncate=True).to(device),
+                                              normalize=True).float().cpu().numpy()
+                            for i in range(0, len(captions), 256)])
     similarity = images @ texts.T  # rows: images, columns: their captions, same order
     i2t, t2i = retrieval_ranks(similarity), retrieval_ranks(similarity.T)
     n = len(image_rows)

@@ -15,17 +15,20 @@ from ...data.images import load_image
 from ...factory import fingerprint
 from ...io import atomic_path
 from ...models import CLIP
+from ...runtime import device_of
 from .index import Index
 
 
 @torch.no_grad()
 def encode_queries(model: CLIP, texts: list[str] | None = None, images: list[Path] | None = None) -> np.ndarray:
+    device = device_of(model)
     if texts:
         if any(not t.strip() for t in texts):
             raise ValueError("an empty query: give some words to search for")
-        return model.encode_text(model.tokenizer(texts, truncate=True), normalize=True).float().numpy()
-    pixels = torch.stack([model.preprocess(load_image(p)) for p in images])
-    return model.encode_image(pixels, normalize=True).float().numpy()
+        ids = model.tokenizer(texts, truncate=True).to(device)
+        return model.encode_text(ids, normalize=True).float().cpu().numpy()
+    pixels = torch.stack([model.preprocess(load_image(p)) for p in images]).to(device)
+    return model.encode_image(pixels, normalize=True).float().cpu().numpy()
 
 
 def search(model: CLIP, index: Index, k: int, texts: list[str] | None = None,

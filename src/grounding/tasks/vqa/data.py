@@ -14,6 +14,7 @@ from ...data.images import SceneOrFile
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
 from ...io import read_csv_rows
+from ...runtime import device_of
 from ..towers import pixels_of
 
 QUESTION_TYPES = ("count", "colour", "shape", "relation", "existence")
@@ -101,9 +102,9 @@ def to_tensors(model, examples: list[QAExample], answers: list[str]):
     """Pixels (None for a blind model, which never looks), question ids, and the answer scores
     as a (batch, answers) matrix."""
     pixels = None if model.config.blind else pixels_of(model, examples)
-    ids = model.tokenizer([e.question for e in examples], truncate=True)
+    ids = model.tokenizer([e.question for e in examples], truncate=True).to(device_of(model))
     index = {a: i for i, a in enumerate(answers)}
-    targets = torch.zeros(len(examples), len(answers))
+    targets = torch.zeros(len(examples), len(answers), device=ids.device)
     for row, e in enumerate(examples):
         for a, s in e.answers.items():
             if a in index:

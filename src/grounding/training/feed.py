@@ -1,0 +1,196 @@
+"""What a CLIP run trains on, step by step, with the bookkeeping its checkpoints keep: tar
+streams' positions, and the counts of examples drawn, skipped and truncated (bad ones are listed
+once each in OUT/skipped.jsonl, and too many stop the run).
+
+`PairFeed` decodes images in DataLoader workers (data/batches.py). `CachedFeed` serves
+head-only training over locked backbones: every image's and caption's backbone features are
+computed once and kept in OUT/features, so a step costs only the heads."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from ..data.batches import Batch, PairBatches, batch_loader
+from ..data.images import DecodedImages, ImageList, TrainTransform
+from ..data.pairs import ListSource, Mixture, clean_captions
+from ..io import atomic_path
+from ..models import CLIP
+from ..models.pretrained import PackagedBackbone, digest
+from ..runtime import Runtime
+from .checkpoint import RunFolder
+from .options import TrainConfig
+
+
+class BadDataError(ValueError):
+    """Too much of the training data is unusable; the message says how much and where it is listed."""
+
+
+class PairFeed:
+    def __init__(self, mixture: Mixture, model: CLIP, cfg: TrainConfig, run: RunFolder, runtime: Runtime):
+        self.mixture, self.model, self.cfg, self.run, self.runtime = mixture, model, cfg, run, runtime
+        self.positions: dict[str, dict] = {}
+        self.counts = {"drawn": 0, "skipped": 0, "truncated": 0}
+        self.iterator = None
+        self.logged = {json.loads(line)["key"] for line in _lines(run.skipped)}  # each bad file listed once
+        left_out = [dict(r, step=0) for s in mixture.sources for r in s.left_out]
+        self._log(left_out)
+        if left_out:
+            print(f"left out {len(left_out)} file(s) of {cfg.data}, each listed with its reason in {run.skipped} "
+                  f"(first: {left_out[0]['reason']})", file=sys.stderr)
+
+    def state(self) -> dict:
+        return {"positions": self.positions, "counts": dict(self.counts), "workers": self.cfg.workers}
+
+    def load_state(self, state: dict) -> None:
+        self.positions = state.get("positions", {})
+        self.counts.update(state.get("counts", {}))
+        if self.mixture.streaming and state.get("workers", self.cfg.workers) != self.cfg.workers:
+            raise ValueError(f"{self.run.out} was trained with --workers {state['workers']}; a tar stream resumes "
+                             "exactly only with the same number, so pass that")
+
+    def batch(self, step: int) -> Batch:
+        batch = self._next(step)
+        assert batch.step == step, f"data for step {batch.step} arrived at step {step}"
+        self.positions.update(batch.positions)
+        self.counts["drawn"] += batch.drawn
+        self.counts["skipped"] += len(batch.skipped)
+        self.counts["truncated"] += batch.truncated
+        self._log(batch.skipped)
+        self._check_quality()
+        return batch
+
+    def _batches(self, start: int) -> PairBatches:
+        v = self.model.config.vision
+        return PairBatches(self.mixture, self.model.tokenizer, TrainTransform(v.image_size, v.mean, v.std),
+                           self.cfg.batch_size, self.cfg.seed, start, self.cfg.steps, max(1, self.cfg.workers),
+                           self.positions, self.cfg.hard_negatives)
+
+    def _next(self, step: int) -> Batch:
+        if self.iterator is None:
+            self.iterator = iter(batch_loader(self._batches(step), self.cfg.workers))
+        return next(self.iterator)
+
+    def _log(self, records: list[dict]) -> None:
+        new = [r for r in records if r["key"] not in self.logged]
+        if new:
+            self.logged.update(r["key"] for r in new)
+            with open(self.run.skipped, "a") as log:
+                log.writelines(json.dumps(record) + "\n" for record in new)
+
+    def _check_quality(self) -> None:
+        drawn, skipped = self.counts["drawn"], self.counts["skipped"]
+        if drawn >= max(100, self.cfg.batch_size) and skipped > self.cfg.max_bad_fraction * drawn:
+            raise BadDataError(
+                f"{skipped} of the {drawn} training examples drawn so far ({skipped / drawn:.1%}) were unusable, over "
+                f"--max-bad-fraction {self.cfg.max_bad_fraction:g}; each is listed with its reason in "
+                f"{self.run.skipped}. Fix or remove them, or raise --max-bad-fraction")
+
+
+class CachedFeed(PairFeed):
+    """The same examples and captions as PairFeed draws, served as backbone features. Images go
+    through the evaluation preprocessing (no random crops: a cached image is one view)."""
+
+    def __init__(self, mixture: Mixture, model: CLIP, cfg: TrainConfig, run: RunFolder, runtime: Runtime):
+        super().__init__(mixture, model, cfg, run, runtime)
+        if not all(isinstance(s, ListSource) for s in mixture.sources):
+            raise ValueError("--cache-features needs data that lists its images (csv, folder, openclipart, emoji, "
+                             "tuxpaint): the synthetic world and tar streams never repeat an example")
+        for name, locked, layers in (("image", cfg.lock_image, cfg.lock_image_unlocked_layers),
+                                     ("text", cfg.lock_text, cfg.lock_text_unlocked_layers)):
+            tower = model.visual if name == "image" else model.text
+            if not isinstance(tower, PackagedBackbone) or not locked or layers:
+                raise ValueError(f"--cache-features trains heads over locked backbones: the {name} tower must be a "
+                                 f"packaged one (EfficientNet-Lite0, MiniLM), locked with --lock-{name} and no "
+                                 "unlocked layers")
+        self.chooser = self._batches(0)
+        paths = list(dict.fromkeys(p.image for s in mixture.sources for p in s.pairs))
+        self.image_row = {str(p): i for i, p in enumerate(paths)}
+        self.images, self.errors = self._image_features(paths)
+        captions = sorted({c for s in mixture.sources for p in s.pairs for c in clean_captions(p.captions)})
+        self.text_row = {c: i for i, c in enumerate(captions)}
+        self.texts, self.cut = self._text_features(captions)
+
+    def _next(self, step: int) -> Batch:
+        chosen, skipped, _, drawn = self.chooser.choose(step)
+        rows, text_rows = [], []
+        for sample, caption in chosen:
+            row = self.image_row[sample.key]
+            if row in self.errors:
+                skipped.append({"key": sample.key, "reason": self.errors[row]})
+                continue
+            rows.append(row)
+            text_rows.append(self.text_row[caption])
+        truncated = sum(self.cut[r] for r in text_rows)
+        empty = torch.empty(0)
+        return Batch(step, empty, empty, None, drawn, [dict(r, step=step) for r in skipped], int(truncated), {},
+                     self.images[rows], self.texts[text_rows])
+
+    @torch.no_grad()
+    def _image_features(self, paths: list[Path]) -> tuple[torch.Tensor, dict[int, str]]:
+        """Every image's backbone features (NaN rows for the unreadable ones), and why each of
+        those could not be read."""
+        data = DecodedImages(ImageList(paths), self.model.preprocess)
+
+        def compute(start: int, stop: int) -> torch.Tensor:
+            loader = DataLoader(torch.utils.data.Subset(data, range(start, stop)), batch_size=64,
+                                num_workers=self.cfg.workers)
+            rows = []
+            for pixels, _, messages in loader:
+                with self.runtime.autocast():
+                    features = self.model.visual.features(pixels.to(self.runtime.device)).float().cpu()
+                features[torch.tensor([bool(m) for m in messages])] = float("nan")
+                rows.append(features)
+            print(f"image features {stop}/{len(paths)}", file=sys.stderr, flush=True)
+            return torch.cat(rows)
+
+        features = cached_features(self._cache("image", self.model.visual), [str(p) for p in paths], compute)
+        bad = torch.isnan(features).any(dim=1).nonzero().flatten().tolist()
+        return features, {i: data[i][2] for i in bad}  # read again for the message: only the bad ones
+
+    @torch.no_grad()
+    def _text_features(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokenizer = self.model.tokenizer
+        cut = torch.zeros(len(captions), dtype=torch.bool)
+
+        def compute(start: int, stop: int) -> torch.Tensor:
+            rows = []
+            for i in range(start, stop, 256):
+                ids, _ = tokenizer.tokenize(captions[i:min(i + 256, stop)], truncate=True)
+                with self.runtime.autocast():
+                    rows.append(self.model.text.features(ids.to(self.runtime.device)).float().cpu())
+            return torch.cat(rows)
+
+        for i in range(0, len(captions), 4096):
+            _, rows = tokenizer.tokenize(captions[i:i + 4096], truncate=True)
+            cut[[i + r for r in rows]] = True
+        return cached_features(self._cache("text", self.model.text), captions, compute, chunk=4096), cut
+
+    def _cache(self, name: str, tower: PackagedBackbone) -> Path:
+        """OUT/features/NAME-BACKBONE: the backbone's weights name the cache, so a changed one starts anew."""
+        return self.run.out / "features" / f"{name}-{digest(tower.backbone)[:12]}"
+
+
+def cached_features(folder: Path, keys: Sequence[str], compute: Callable[[int, int], torch.Tensor],
+                    chunk: int = 512) -> torch.Tensor:
+    """compute(start, stop) for each chunk of `keys`, each chunk kept in its own file named by a
+    hash of the keys, so that a killed run starts again at the first missing chunk."""
+    tag = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+    parts = []
+    for start in range(0, len(keys), chunk):
+        path = folder / f"{tag}-{start // chunk:05d}.safetensors"
+        if not path.is_file():
+            with atomic_path(path) as tmp:
+                save_file({"features": compute(start, min(start + chunk, len(keys))).contiguous()}, str(tmp))
+        parts.append(load_file(str(path))["features"])
+    return torch.cat(parts)
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []

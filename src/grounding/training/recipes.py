@@ -1,0 +1,64 @@
+"""Named recipes: the model config and training options that make a known model, trained by the
+one training path, and what is done once training ends.
+
+    lit-real   the built-in lit-minilm-effnet: heads over the locked MiniLM and EfficientNet-Lite0
+               backbones (LiT), trained on cached features of openclipart drawings and named emoji,
+               then the ImageNet route (models/pretrained.py) filled in
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..config import ModelConfig, TextConfig, VisionConfig
+from ..factory import load, save_model
+from ..models import CLIP, efficientnet
+from ..models.pretrained import fill_imagenet_route
+from .checkpoint import RunFolder
+from .options import TrainConfig
+from .trainer import train
+
+IMAGENET_ROUTE = 0.4  # the route's weight: it trades flags (less is better) against photos (README)
+
+
+def lit_real() -> tuple[ModelConfig, TrainConfig]:
+    config = ModelConfig(
+        embed_dim=512,
+        vision=VisionConfig(kind="efficientnet_lite0", image_size=224, mean=efficientnet.MEAN, std=efficientnet.STD,
+                            head_width=512),
+        text=TextConfig(kind="minilm", context_length=64, vocab_size=30522),
+        tokenizer="minilm",
+    )
+    options = TrainConfig(data="openclipart+emoji:google", lock_image=True, lock_text=True, cache_features=True,
+                          epochs=20, batch_size=512, lr=1e-3, weight_decay=0.1, warmup=50, save_every=100)
+    return config, options
+
+
+def finish_lit_real(model: CLIP) -> CLIP:
+    model.visual.add_route(IMAGENET_ROUTE)
+    fill_imagenet_route(model, model.tokenizer)
+    return model
+
+
+RECIPES = {"lit-real": (lit_real, finish_lit_real)}
+
+
+def run_recipe(name: str, out: str | Path, changes: dict | None = None, show_progress: bool = True) -> CLIP:
+    """Trains recipe `name` into `out` with `changes` to its options (or resumes it there), then
+    finishes the model and saves it in `out`. A finished folder is left as it is."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}: the recipes are {', '.join(RECIPES)}")
+    make, finish = RECIPES[name]
+    out = Path(out)
+    if (out / "recipe.done").is_file():
+        return load(out)
+    run = RunFolder(out)
+    if run.latest() is not None:
+        model = train(None, None, out, resume=True, show_progress=show_progress)
+    else:
+        config, options = make()
+        model = train(config, dataclasses.replace(options, **(changes or {})), out, show_progress=show_progress)
+    model = finish(model.eval())
+    save_model(model, out)
+    (out / "recipe.done").write_text(name + "\n")
+    return model
