@@ -128,13 +128,15 @@ def test_cached_features_are_the_towers_features_of_the_examples_a_step_draws(tm
     _fake_openclipart(art, [(f"thing number {i}", []) for i in range(6)])
     config, options = lit_real()
     options = dataclasses.replace(options, data=f"openclipart:{art}", batch_size=4, steps=5, workers=0)
-    model = create_model(config).eval()
+    model = create_model(config)  # in training mode, as the trainer hands it over
     lock_tower(model.visual)
     lock_tower(model.text)
     mixture = open_pairs(options.data)
     feed = CachedFeed(mixture, model, options, RunFolder(tmp_path / "run"), Runtime.resolve("cpu"))
     batch = feed.batch(3)
     chosen = feed.chooser.choose(3)[0]
+    assert model.visual.backbone_is_packaged()  # BatchNorm statistics untouched by the feature pass
+    model.eval()
     with torch.no_grad():
         pixels = torch.stack([model.preprocess(sample.path) for sample, _ in chosen])
         assert torch.allclose(batch.image_features, model.visual.features(pixels), atol=1e-5)

@@ -11,15 +11,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .config import resolve_config
 from .data.synthetic import World
 from .evaluation.cards import save_card
 from .evaluation.compositionality import compositionality_score
 from .evaluation.metrics import topk_accuracy
 from .evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify, examples
 from .models import CLIP
-from .training.checkpoint import RunFolder
-from .training.trainer import TrainConfig, train
+from .training.recipes import run_recipe
 
 
 def evaluate_world(model: CLIP, world: World, seed: int = 1, per_label: int = 10):
@@ -43,13 +41,7 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
                   f"captioned synthetic scenes, with near-miss captions as hard negatives. "
                   f"Never shown together in training: {held}.")
     started = time.perf_counter()
-    # From scratch on little data, the ResNet learns shape far sooner than the ViT (README).
-    config = resolve_config("small", image_tower="resnet")
-    options = TrainConfig(steps=steps, batch_size=64, lr=5e-4, warmup=30, seed=seed, save_every=100,
-                          hard_negatives=True)
-    resume = RunFolder(out).latest() is not None
-    model = train(config, options, out) if not resume else train(None, None, out, resume=True,
-                                                                   changes={"steps": steps})
+    model = run_recipe("demo", out, {"steps": steps, "seed": seed})
     console.print(f"   trained in {time.perf_counter() - started:.0f} s; weights in {out}")
 
     console.print(f"[bold]2. Zero-shot[/]: a classifier from the text of {len(world.labels)} labels "

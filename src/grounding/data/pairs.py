@@ -254,6 +254,15 @@ def open_pairs(spec: str, shuffle_buffer: int = 1000) -> Mixture:
     return Mixture(sources, weights)
 
 
+def listed_pairs(spec: str) -> list[Pair]:
+    """Every pair of a SPEC whose sources list their images (all but synthetic and tar)."""
+    sources = open_pairs(spec).sources
+    if not all(isinstance(s, ListSource) for s in sources):
+        raise ValueError(f"{spec!r}: want data that lists its images (csv:PATH, folder:PATH, openclipart, "
+                         "emoji:VENDOR, tuxpaint), not synthetic or tar")
+    return [p for s in sources for p in s.pairs]
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -401,7 +401,8 @@ def search(
 @app.command("retrieval-eval")
 def retrieval_eval(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
-    pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2] or csv:PATH with image,caption columns."),
+    pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2], or captioned images as train --data "
+                              "names them (csv:PATH with image,caption, folder:PATH, ...), each with its first caption."),
     out: Path = typer.Option(Path("runs/retrieval"), help="Where summary.json and ranks.jsonl go."),
     workers: int = typer.Option(2, help="Image-decoding processes."),
     device: Device = "auto",

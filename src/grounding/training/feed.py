@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from ..data.batches import Batch, PairBatches, batch_loader
+from ..data.batches import Batch, PairBatches, batch_loader, one_thread
 from ..data.images import DecodedImages, ImageList, TrainTransform
 from ..data.pairs import ListSource, Mixture, clean_captions
 from ..io import atomic_path
@@ -110,6 +110,7 @@ class CachedFeed(PairFeed):
                                  f"packaged one (EfficientNet-Lite0, MiniLM), locked with --lock-{name} and no "
                                  "unlocked layers")
         self.chooser = self._batches(0)
+        model.eval()  # features as the towers give them at use: BatchNorm on its running statistics
         paths = list(dict.fromkeys(p.image for s in mixture.sources for p in s.pairs))
         self.image_row = {str(p): i for i, p in enumerate(paths)}
         self.images, self.errors = self._image_features(paths)
@@ -140,7 +141,7 @@ class CachedFeed(PairFeed):
 
         def compute(start: int, stop: int) -> torch.Tensor:
             loader = DataLoader(torch.utils.data.Subset(data, range(start, stop)), batch_size=64,
-                                num_workers=self.cfg.workers)
+                                num_workers=self.cfg.workers, worker_init_fn=one_thread if self.cfg.workers else None)
             rows = []
             for pixels, _, messages in loader:
                 with self.runtime.autocast():

@@ -63,7 +63,8 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                     group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
                 loss = backward_at(step)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 extra = after_step(step + 1) if after_step else {}
                 rate = round(cfg.batch_size / (time.perf_counter() - began), 1)

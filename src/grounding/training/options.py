@@ -21,7 +21,7 @@ class LoopConfig:
     lr: float = option(1e-3, "Peak learning rate, reached after the warmup steps, then cosine-decayed to zero.")
     weight_decay: float = option(0.05, "AdamW weight decay, on weight matrices only.")
     warmup: int = option(100, "Linear warmup steps.")
-    grad_clip: float = option(1.0, "Clip the gradient's global norm to this.")
+    grad_clip: float = option(1.0, "Clip the gradient's global norm to this (0: no clipping).")
     seed: int = option(0, "Seeds the weights and the data order.")
     save_every: int = option(250, "Write a checkpoint every this many steps (and at the end).")
     keep: int = option(2, "Checkpoints kept on disk.")

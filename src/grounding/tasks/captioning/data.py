@@ -35,13 +35,9 @@ class SyntheticCaptions:
 
 def caption_examples(spec: str) -> list[CaptionExample]:
     """The captioned images of a training-pairs SPEC that lists them (csv:PATH, tuxpaint, ...)."""
-    from ...data.pairs import ListSource, open_pairs
+    from ...data.pairs import listed_pairs
 
-    sources = open_pairs(spec).sources
-    if not all(isinstance(s, ListSource) for s in sources):
-        raise ValueError(f"unknown caption data {spec!r}: use synthetic, csv:PATH (columns image,caption), "
-                         "folder:PATH or tuxpaint")
-    return [CaptionExample(p.captions, path=p.image) for s in sources for p in s.pairs]
+    return [CaptionExample(p.captions, path=p.image) for p in listed_pairs(spec)]
 
 
 def open_captions(spec: str, seed: int = 0, held_out: float = 0.2

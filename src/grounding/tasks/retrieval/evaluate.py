@@ -11,7 +11,8 @@ from ...data.images import load_image
 from ...data.synthetic import World
 from ...evaluation.metrics import rank_summary, retrieval_ranks
 from ...evaluation.predict import encode_images
-from ...io import read_csv_rows, write_json_atomic, write_jsonl_atomic
+from ...data.pairs import clean_captions, listed_pairs
+from ...io import write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
 from ...runtime import device_of
 
@@ -30,8 +31,10 @@ class Pairs:
         return load_image(self.paths[i]) if self.paths is not None else self.scenes[i].render(self.size)
 
 
-def open_pairs(spec: str) -> Pairs:
-    """`synthetic[:n=500,seed=2,size=64]` (scenes with distinct captions) or `csv:PATH` (image,caption)."""
+def retrieval_pairs(spec: str) -> Pairs:
+    """`synthetic[:n=500,seed=2,size=64]` (scenes with distinct captions), or any training-pairs
+    SPEC that lists its images (csv:PATH with image,caption, folder:PATH, ...): each image with
+    its first caption."""
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
         opts = dict(item.partition("=")[::2] for item in rest.split(",") if item)
@@ -44,17 +47,14 @@ def open_pairs(spec: str) -> Pairs:
                 scenes.append(scene)
         return Pairs([f"synthetic/{seed}/{i:05d}" for i in range(n)], [s.caption() for s in scenes], scenes=scenes,
                      size=int(opts.get("size", 64)))
-    if kind == "csv":
-        path = Path(rest)
-        rows = read_csv_rows(path, {"image", "caption"}, "csv:PATH wants columns image,caption")
-        paths = [path.parent / r["image"] for r in rows]
-        return Pairs([str(p) for p in paths], [r["caption"] for r in rows], paths=paths)
-    raise ValueError(f"unknown pairs {spec!r}: use synthetic[:n=500] or csv:PATH")
+    pairs = [p for p in listed_pairs(spec) if clean_captions(p.captions)]
+    return Pairs([str(p.image) for p in pairs], [clean_captions(p.captions)[0] for p in pairs],
+                 paths=[p.image for p in pairs])
 
 
 @torch.no_grad()
 def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = 2, show_progress: bool = True) -> dict:
-    pairs = open_pairs(spec)
+    pairs = retrieval_pairs(spec)
     image_rows, skipped = [], []
     feats = []
     for batch, index, errors in encode_images(model, pairs, workers=workers, show_progress=show_progress):
