@@ -260,3 +260,24 @@ def test_a_run_is_described_by_its_train_json(captioned, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     changed = runner.invoke(app, ["train", "--resume", str(tmp_path / "a"), "--lr", "0.1"])
     assert changed.exit_code == 2 and "keeps its options" in changed.output
+
+
+def test_fine_tuning_an_open_clip_state_dict(captioned, tmp_path, openai_bpe, monkeypatch):
+    monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))
+    config = preset("tiny")
+    config.tokenizer, config.text.vocab_size = "openai", 49408
+    config.vision.activation = config.text.activation = "quick_gelu"
+    config.vision.width = config.text.width = 64  # a state dict's head count is read as width / 64
+    config.vision.heads = config.text.heads = 1
+    torch.manual_seed(0)
+    grounding.save_model(grounding.create_model(config), tmp_path / "mine")
+    converted = runner.invoke(app, ["convert", str(tmp_path / "mine"), str(tmp_path / "oc.safetensors"),
+                                    "--to", "open_clip"])
+    assert converted.exit_code == 0, converted.output
+    tuned = runner.invoke(app, ["train", "--init", str(tmp_path / "oc.safetensors"), "--init-activation", "quick_gelu",
+                                "--data", f"csv:{captioned / 'pairs.csv'}", "--steps", "2", "--batch-size", "8",
+                                "--workers", "0", "--out", str(tmp_path / "run")])
+    assert tuned.exit_code == 0, tuned.output
+    assert grounding.load(tmp_path / "run").config.vision.activation == "quick_gelu"
+    refused = runner.invoke(app, ["train", "--init", str(tmp_path / "oc.safetensors"), "--out", str(tmp_path / "r2")])
+    assert refused.exit_code == 2 and "activation" in refused.output

@@ -54,6 +54,7 @@ def train(
     data: Optional[str] = default_of(TrainConfig, "data"),
     model: Optional[str] = default_of(TrainConfig, "model"),
     init: Optional[str] = default_of(TrainConfig, "init"),
+    init_activation: Optional[str] = default_of(TrainConfig, "init_activation"),
     tokenizer: Optional[TokenizerChoice] = default_of(TrainConfig, "tokenizer"),
     image_tower: Optional[ImageTower] = default_of(TrainConfig, "image_tower"),
     text_tower: Optional[TextTower] = default_of(TrainConfig, "text_tower"),

@@ -39,6 +39,8 @@ class TrainConfig(LoopConfig):
     init: str | None = option(None, "Fine-tune this model instead: anything grounding.load reads (a run or saved "
                               "folder, a Hugging Face CLIP folder, an OpenAI or open_clip checkpoint, "
                               "lit-minilm-effnet); its tokenizer and preprocessing are kept.")
+    init_activation: str | None = option(None, "With --init an OpenAI or open_clip state dict, which carries no "
+                                         "config: quick_gelu (OpenAI's weights) or gelu.")
     image_tower: str | None = option(None, "vit or resnet, overriding the preset's image tower.")
     text_tower: str | None = option(None, "transformer or lstm, overriding the preset's text tower.")
     loss: str | None = option(None, "clip (softmax InfoNCE) or siglip (sigmoid); by default the model config's.")
@@ -92,5 +94,6 @@ class TrainConfig(LoopConfig):
             raise ValueError(f"{path}: not a training config ({e})") from None
 
 
-# Options a resumed run may change: none of them changes what it computes.
+# Options a resumed run may change: a higher --steps trains longer (the schedule stretches from the
+# checkpoint on); the others leave what it computes as it was.
 RESUMABLE = ("steps", "workers", "device", "log_every", "save_every", "keep", "tensorboard")

@@ -150,7 +150,7 @@ def steps_for_epochs(mixture: Mixture, epochs: float, batch_size: int) -> int:
 
 def _new_model(model_config: ModelConfig | None, cfg: TrainConfig, mixture: Mixture) -> CLIP:
     if cfg.init:
-        model = load(cfg.init)
+        model = load(cfg.init, activation=cfg.init_activation)
         if cfg.tokenizer and cfg.tokenizer != model.config.tokenizer:
             raise ValueError(f"--init keeps the model's own tokenizer; drop --tokenizer {cfg.tokenizer}")
         return model.train()
@@ -195,5 +195,5 @@ def _resume_model(run: RunFolder, cfg: TrainConfig) -> CLIP:
     """The run's model before its checkpoint is loaded into it: the --init model's weights, or
     fresh ones from the run's seed."""
     if cfg.init and run.latest() is None:
-        return load(cfg.init).train()
+        return load(cfg.init, activation=cfg.init_activation).train()
     return create_model(*read_config(run.out))
