@@ -183,3 +183,15 @@ def test_locked_pretrained_towers_train_only_their_last_layers_and_heads(tmp_pat
     # the run resumes: its tokenizer is the MiniLM package's, not a file in the run folder
     resumed = train(None, None, tmp_path / "run", resume=True, show_progress=False, changes={"steps": 3})
     assert not torch.equal(resumed.state_dict()["visual.head.weight"], after["visual.head.weight"])
+
+
+def test_saved_files_get_the_usual_mode(tmp_path, tiny_model):
+    import os
+
+    from grounding.factory import save_model
+
+    umask = os.umask(0)
+    os.umask(umask)
+    save_model(tiny_model, tmp_path)
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
