@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..training.options import LoopConfig
+from ..training.options import TaskLoopOptions, help_of
 from ..runtime import device_of
 from .common import Device, runtime_for
 
@@ -21,16 +21,10 @@ Init = Annotated[Optional[str], typer.Option(help="Start the towers (and the tok
 Freeze = Annotated[bool, typer.Option(help="With --init: keep the towers fixed, train only what is new.")]
 Width = Annotated[int, typer.Option(help="Width of the cross-attention layers.")]
 Layers = Annotated[int, typer.Option(help="Cross-attention layers.")]
-Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
-BatchSize = Annotated[int, typer.Option(help="Examples per step.")]
-LearningRate = Annotated[Optional[float], typer.Option(
-    help="Peak learning rate, reached after warmup, then cosine-decayed; 5e-4 with --init, else 1e-3.")]
-Seed = Annotated[int, typer.Option(help="Seeds the weights and the data.")]
-
-
-def _loop(steps: int, batch_size: int, lr: Optional[float], seed: int, init: Optional[str]) -> LoopConfig:
-    lr = lr if lr is not None else 5e-4 if init else 1e-3  # the rates the README's runs measured
-    return LoopConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup=min(100, max(1, steps // 10)))
+Steps = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "steps"))]
+BatchSize = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "batch_size"))]
+LearningRate = Annotated[Optional[float], typer.Option(help=help_of(TaskLoopOptions, "lr"))]
+Seed = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "seed"))]
 
 
 def train_vqa_command(
@@ -46,10 +40,10 @@ def train_vqa_command(
     freeze: Freeze = False,
     width: Width = 256,
     layers: Layers = 2,
-    steps: Steps = 1500,
-    batch_size: BatchSize = 64,
-    lr: LearningRate = None,
-    seed: Seed = 0,
+    steps: Steps = TaskLoopOptions.steps,
+    batch_size: BatchSize = TaskLoopOptions.batch_size,
+    lr: LearningRate = TaskLoopOptions.lr,
+    seed: Seed = TaskLoopOptions.seed,
     baselines: bool = typer.Option(True, help="Also train the question-only model and report the majority answers."),
 ) -> None:
     """Train a VQA model (cross-attention from question tokens to image tokens), then evaluate it
@@ -57,7 +51,8 @@ def train_vqa_command(
     from ..tasks.vqa.run import run_train_vqa
     from ..tasks.vqa.train import VQAOptions
 
-    options = VQAOptions(_loop(steps, batch_size, lr, seed, init), data=data, towers=model, image_tower=image_tower,
+    loop = TaskLoopOptions(steps, batch_size, lr, seed).loop(bool(init))
+    options = VQAOptions(loop, data=data, towers=model, image_tower=image_tower,
                          text_tower=text_tower, init=init, freeze=freeze, width=width, layers=layers)
     try:
         results = run_train_vqa(options, out, eval_data, baselines)
@@ -114,10 +109,10 @@ def train_caption_command(
     freeze: Freeze = False,
     width: Width = 256,
     layers: Layers = 2,
-    steps: Steps = 1500,
-    batch_size: BatchSize = 64,
-    lr: LearningRate = None,
-    seed: Seed = 0,
+    steps: Steps = TaskLoopOptions.steps,
+    batch_size: BatchSize = TaskLoopOptions.batch_size,
+    lr: LearningRate = TaskLoopOptions.lr,
+    seed: Seed = TaskLoopOptions.seed,
     beam: int = typer.Option(1, help="Evaluate with beam search of this width (1: greedy)."),
 ) -> None:
     """Train a captioner, then evaluate BLEU, ROUGE-L and CIDEr-D beside the nearest-neighbour
@@ -125,7 +120,8 @@ def train_caption_command(
     from ..tasks.captioning.run import run_train_caption
     from ..tasks.captioning.train import CaptionOptions
 
-    options = CaptionOptions(_loop(steps, batch_size, lr, seed, init), data=data, towers=model, image_tower=image_tower,
+    loop = TaskLoopOptions(steps, batch_size, lr, seed).loop(bool(init))
+    options = CaptionOptions(loop, data=data, towers=model, image_tower=image_tower,
                              init=init, freeze=freeze, width=width, layers=layers, decoder=decoder)
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
     try:

@@ -30,6 +30,28 @@ class LoopConfig:
 
 
 @dataclass
+class TaskLoopOptions:
+    """The loop options train-vqa and train-caption take: their runs are shorter than CLIP's,
+    and the learning rate depends on where the towers start."""
+
+    steps: int = option(1500, "Optimizer steps.")
+    batch_size: int = option(64, "Examples per step.")
+    lr: float | None = option(None, "Peak learning rate, reached after warmup, then cosine-decayed; by default "
+                              "5e-4 with --init, else 1e-3 (the rates the README's runs measured).")
+    seed: int = option(0, "Seeds the weights and the data.")
+
+    def loop(self, init: bool) -> LoopConfig:
+        lr = self.lr if self.lr is not None else 5e-4 if init else 1e-3
+        return LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, seed=self.seed,
+                          warmup=min(100, max(1, self.steps // 10)))
+
+
+def help_of(cls, name: str) -> str:
+    """The help text a config dataclass keeps for one of its options."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata["help"]
+
+
+@dataclass
 class TrainConfig(LoopConfig):
     """Every option of a CLIP training run: `grounding train` reads its defaults and help here,
     and a run's train.json is one of these (`grounding train --config train.json`)."""
