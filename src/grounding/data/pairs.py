@@ -158,7 +158,10 @@ class ShardSource:
         import webdataset as wds
 
         def note(error: Exception) -> bool:
-            problems.append({"key": str(getattr(error, "args", [""])[-1] or error), "reason": str(error)})
+            where = str(error.args[-1] if error.args else "") or self.name  # webdataset puts the shard last
+            what = error.args[0] if error.args else error
+            problems.append({"key": where, "reason": f"{where}: unreadable from here on ({what}); the shard is "
+                                                     "cut short or corrupt"})
             return True  # keep reading
 
         epoch, skip = position.epoch, position.read
