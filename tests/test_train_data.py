@@ -3,6 +3,7 @@ validation while training, and the options' one home."""
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -281,3 +282,53 @@ def test_fine_tuning_an_open_clip_state_dict(captioned, tmp_path, openai_bpe, mo
     assert grounding.load(tmp_path / "run").config.vision.activation == "quick_gelu"
     refused = runner.invoke(app, ["train", "--init", str(tmp_path / "oc.safetensors"), "--out", str(tmp_path / "r2")])
     assert refused.exit_code == 2 and "activation" in refused.output
+
+
+def test_a_second_writer_is_refused_while_a_run_holds_its_folder(captioned, tmp_path):
+    from grounding.io import FolderInUseError, folder_lock
+
+    with folder_lock(tmp_path / "run", "a test"):
+        with pytest.raises(FolderInUseError, match=r"in use by this process"):
+            train(None, _options(data=f"csv:{captioned / 'pairs.csv'}", steps=1), tmp_path / "run",
+                  show_progress=False)
+        result = subprocess.run(CLI + ["train", "--model", "tiny", "--steps", "1", "--out", str(tmp_path / "run")],
+                                capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
+        assert result.returncode == 2 and "in use by pid" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]  # the refused run wrote nothing
+    train(None, _options(data=f"csv:{captioned / 'pairs.csv'}", steps=1), tmp_path / "run", show_progress=False)
+
+
+@pytest.mark.parametrize("option, value, message", [("--steps", "0", "at least 1 step"),
+                                                    ("--batch-size", "1", "at least 2 pairs"),
+                                                    ("--accum", "0", "micro-batches"),
+                                                    ("--save-every", "0", "every 1 step"),
+                                                    ("--lr", "-0.1", "must be positive")])
+def test_impossible_training_options_are_one_line_errors_that_write_nothing(tmp_path, option, value, message):
+    result = runner.invoke(app, ["train", "--model", "tiny", option, value, "--out", str(tmp_path / "run")])
+    said = _said(result)
+    assert result.exit_code == 2 and f"{option} {value}: " in said and message in said, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_writer_locks_its_folder(tmp_path):
+    from grounding.io import folder_lock
+
+    (tmp_path / "texts.txt").write_text("a red circle\n")
+    jobs = {"emb": ["embed", "--model", "tiny", "--texts", str(tmp_path / "texts.txt"), "--out", str(tmp_path / "emb")],
+            "vqa": ["train-vqa", "--model", "tiny", "--steps", "1", "--out", str(tmp_path / "vqa")],
+            "cap": ["train-caption", "--model", "tiny", "--steps", "1", "--out", str(tmp_path / "cap")]}
+    for folder, args in jobs.items():
+        with folder_lock(tmp_path / folder, "a test"):
+            result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "in use by" in _said(result), result.output
+    assert runner.invoke(app, jobs["emb"]).exit_code == 0
+    with folder_lock(tmp_path / "emb", "a test"):
+        assert "in use by" in _said(runner.invoke(app, ["index", "build", str(tmp_path / "emb")]))
+    bad = runner.invoke(app, ["train-vqa", "--steps", "0", "--out", str(tmp_path / "zero")])
+    assert bad.exit_code == 2 and "at least 1 step" in _said(bad)
+
+
+def _said(result) -> str:
+    """A command's output as one line, without the error box's borders."""
+    return " ".join(result.output.replace("│", " ").split())

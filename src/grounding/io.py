@@ -74,3 +74,46 @@ def read_csv_rows(path: str | Path, required: set[str], usage: str) -> list[dict
     if not rows or not required <= set(rows[0]):
         raise ValueError(f"{path}: needs a header with the column(s) {', '.join(sorted(required))} ({usage})")
     return rows
+
+
+class FolderInUseError(FileExistsError):
+    """Another process holds the folder's lock; the message names it."""
+
+
+_HELD: set[Path] = set()  # folders this process holds (POSIX locks do not stop the process itself)
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+    """Holds FOLDER/.lock for the life of a job that writes into the folder (a training run, an
+    embedding store, an index), so that a second writer is refused instead of mixing its files
+    in. A POSIX record lock (lockf): it dies with the process, even after SIGKILL, and, unlike
+    flock, is not inherited by forked data workers that may outlive a killed run for a moment."""
+    import fcntl
+    import socket
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    if path.resolve() in _HELD:  # checked before opening: closing any handle drops this process's lock
+        raise FolderInUseError(f"{folder} is in use by this process ({what}); wait for it to finish, or choose "
+                               "another folder")
+    handle = open(path, "a+")
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise FolderInUseError(f"{folder} is in use by {holder}; wait for it to finish, or choose another "
+                               "folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} ({what})\n")
+    handle.flush()
+    _HELD.add(path.resolve())
+    try:
+        yield
+    finally:
+        _HELD.discard(path.resolve())
+        handle.close()

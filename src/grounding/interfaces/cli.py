@@ -328,7 +328,7 @@ def embed(
             store = embed_images(clip, images, out, model, shard_size, batch_size, workers)
         else:
             store = embed_texts(clip, texts, out, model, shard_size)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise typer.BadParameter(str(e))
     _, keys, _, skipped = store.read()
     typer.echo(f"{len(keys)} embeddings in {out}" + (f"; skipped {len(skipped)} unreadable files:" if skipped else ""))
@@ -347,7 +347,7 @@ def index_build(
 
     try:
         meta = build_index(folder, kind and kind.value)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise typer.BadParameter(str(e))
     typer.echo(f"{meta['kind']} index of {meta['count']} {meta['store']['kind']} embeddings in {folder / 'index'}")
 

@@ -27,6 +27,13 @@ LearningRate = Annotated[Optional[float], typer.Option(help=help_of(TaskLoopOpti
 Seed = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "seed"))]
 
 
+def _loop(options: TaskLoopOptions, init: Optional[str]):
+    try:
+        return options.loop(bool(init))
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+
+
 def train_vqa_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints, OUT/blind (the baseline), OUT/eval."),
     data: str = typer.Option("synthetic", help="synthetic, or csv:PATH with columns image,question,answer[,type] "
@@ -51,12 +58,12 @@ def train_vqa_command(
     from ..tasks.vqa.run import run_train_vqa
     from ..tasks.vqa.train import VQAOptions
 
-    loop = TaskLoopOptions(steps, batch_size, lr, seed).loop(bool(init))
+    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed), init)
     options = VQAOptions(loop, data=data, towers=model, image_tower=image_tower,
                          text_tower=text_tower, init=init, freeze=freeze, width=width, layers=layers)
     try:
         results = run_train_vqa(options, out, eval_data, baselines)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise typer.BadParameter(str(e))
     console = Console()
     for name, summary in results.items():
@@ -120,13 +127,13 @@ def train_caption_command(
     from ..tasks.captioning.run import run_train_caption
     from ..tasks.captioning.train import CaptionOptions
 
-    loop = TaskLoopOptions(steps, batch_size, lr, seed).loop(bool(init))
+    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed), init)
     options = CaptionOptions(loop, data=data, towers=model, image_tower=image_tower,
                              init=init, freeze=freeze, width=width, layers=layers, decoder=decoder)
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
     try:
         results = run_train_caption(options, out, eval_data, **decoding)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise typer.BadParameter(str(e))
     console = Console()
     metrics = ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr-D")

@@ -28,6 +28,24 @@ class LoopConfig:
     tensorboard: bool = option(False, "Also log to OUT/tensorboard (needs grounding[tensorboard]).")
     log_every: float = option(30.0, "Seconds between plain progress lines when the output is not a terminal.")
 
+    def check(self) -> None:
+        """A one-line error naming the first option whose value cannot work."""
+        for name, ok, want in self._rules():
+            if not ok(getattr(self, name)):
+                value = getattr(self, name)
+                raise ValueError(f"--{name.replace('_', '-')} {value}: {want}")
+
+    def _rules(self) -> list:
+        return [("steps", lambda v: v >= 1, "train for at least 1 step"),
+                ("batch_size", lambda v: v >= 1, "a batch holds at least 1 example"),
+                ("lr", lambda v: v > 0, "the learning rate must be positive"),
+                ("weight_decay", lambda v: v >= 0, "weight decay cannot be negative"),
+                ("warmup", lambda v: v >= 0, "warmup steps cannot be negative"),
+                ("grad_clip", lambda v: v >= 0, "give a positive norm, or 0 for no clipping"),
+                ("save_every", lambda v: v >= 1, "checkpoint every 1 step or more"),
+                ("keep", lambda v: v >= 1, "keep at least 1 checkpoint"),
+                ("log_every", lambda v: v >= 0, "seconds cannot be negative")]
+
 
 @dataclass
 class TaskLoopOptions:
@@ -42,8 +60,10 @@ class TaskLoopOptions:
 
     def loop(self, init: bool) -> LoopConfig:
         lr = self.lr if self.lr is not None else 5e-4 if init else 1e-3
-        return LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, seed=self.seed,
+        loop = LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, seed=self.seed,
                           warmup=min(100, max(1, self.steps // 10)))
+        loop.check()
+        return loop
 
 
 def help_of(cls, name: str) -> str:
@@ -98,6 +118,18 @@ class TrainConfig(LoopConfig):
     lock_image_unlocked_layers: int = option(0, "With --lock-image, still train its last N layers.")
     lock_text: bool = option(False, "Freeze the text tower.")
     lock_text_unlocked_layers: int = option(0, "With --lock-text, still train its last N layers.")
+
+    def _rules(self) -> list:
+        return super()._rules() + [
+            ("batch_size", lambda v: v >= 2, "a contrastive batch needs at least 2 pairs (each one's negatives are "
+                                             "the others)"),
+            ("accum", lambda v: 1 <= v <= self.batch_size, "split a batch into 1 to --batch-size micro-batches"),
+            ("workers", lambda v: v >= 0, "give 0 or more data workers"),
+            ("max_bad_fraction", lambda v: 0 <= v <= 1, "a share between 0 and 1"),
+            ("epochs", lambda v: v >= 0, "epochs cannot be negative"),
+            ("eval_every", lambda v: v >= 0, "validate every N >= 1 steps, or 0 for never"),
+            ("eval_pairs", lambda v: v >= 0, "hold out 0 or more pairs"),
+            ("shuffle_buffer", lambda v: v >= 1, "the shuffle buffer holds at least 1 sample")]
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig, resolve_config
 from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
 from ..factory import build_tokenizer, create_model, load, read_config, save_model, synthetic_corpus
+from ..io import folder_lock
 from ..losses import contrastive_loss
 from ..models import CLIP
 from ..runtime import Runtime, autocast
@@ -93,6 +94,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         cfg = train_config or TrainConfig()
         if model_config is not None:  # train.json then describes the run whole
             cfg = dataclasses.replace(cfg, model=model_config.to_dict())
+    cfg.check()
     if cfg.hard_negatives and cfg.data != "synthetic":
         raise ValueError("--hard-negatives needs --data synthetic: near-miss captions come from the built-in world")
     runtime = Runtime.resolve(cfg.device, cfg.precision)
@@ -105,6 +107,12 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     held_out = [s.hold_out(cfg.seed, cfg.eval_pairs if cfg.eval_every else 0) for s in mixture.sources]
     if cfg.epochs:
         cfg = dataclasses.replace(cfg, steps=steps_for_epochs(mixture, cfg.epochs, cfg.batch_size))
+    with folder_lock(run.out, "grounding train"):  # nothing is written before this
+        return _run(run, cfg, model_config, mixture, held_out, runtime, resume, show_progress)
+
+
+def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mixture: Mixture, held_out: list,
+         runtime: Runtime, resume: bool, show_progress: bool) -> CLIP:
     torch.manual_seed(cfg.seed)
     if resume:
         model = _resume_model(run, cfg)

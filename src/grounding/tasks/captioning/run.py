@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ...io import write_json_atomic
+from ...io import folder_lock, write_json_atomic
 from .data import SyntheticCaptions, caption_examples, open_captions
 from .evaluate import evaluate_captions
 from .train import CaptionOptions, train_captioner
@@ -22,8 +22,13 @@ def run_train_caption(options: CaptionOptions, out: str | Path, eval_spec: str |
     """Evaluates on `eval_spec` (csv:PATH or tuxpaint) if given, else on new synthetic scenes, or
     on the images of a CSV / Tux Paint training set that were held out of training. The
     nearest-neighbour baseline searches the training images (for the synthetic world, the first
-    `pool_size` scenes training saw)."""
-    out = Path(out)
+    `pool_size` scenes training saw). OUT is locked while it runs."""
+    with folder_lock(out, "grounding train-caption"):
+        return _train_and_evaluate(options, Path(out), eval_spec, pool_size, show_progress, decoding)
+
+
+def _train_and_evaluate(options: CaptionOptions, out: Path, eval_spec: str | None, pool_size: int,
+                        show_progress: bool, decoding: dict) -> dict:
     data, held_out = open_captions(options.data, options.loop.seed)
     model = train_captioner(options, out, data, show_progress=show_progress)
     if held_out is None:

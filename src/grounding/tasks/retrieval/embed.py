@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from ...data.collections import list_items, read_image
 from ...data.images import DecodedImages, ImageList
 from ...factory import fingerprint
+from ...io import folder_lock
 from ...models import CLIP
 from .store import Store
 
@@ -24,10 +25,17 @@ def _progress() -> Progress:
     return Progress(*columns)
 
 
-@torch.no_grad()
 def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size: int = 4096,
                  batch_size: int = 64, workers: int = 2, show_progress: bool = True) -> Store:
+    """Encodes the collection SPEC into the store OUT (locked while it runs)."""
     items = list_items(spec)
+    with folder_lock(out, "grounding embed"):
+        return _embed_images(model, items, spec, Path(out), model_name, shard_size, batch_size, workers, show_progress)
+
+
+@torch.no_grad()
+def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: str, shard_size: int,
+                  batch_size: int, workers: int, show_progress: bool) -> Store:
     store = Store(Path(out))
     store.begin({"kind": "image", "source": spec, "model": model_name, "model_fingerprint": fingerprint(model),
                  "embed_dim": model.config.embed_dim, "shard_size": shard_size, "items": len(items)})
@@ -56,11 +64,17 @@ def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size:
     return store
 
 
-@torch.no_grad()
 def embed_texts(model: CLIP, texts_file: Path, out: Path, model_name: str, shard_size: int = 4096,
                 batch_size: int = 256, show_progress: bool = True) -> Store:
-    """One text per line of `texts_file`; each row's key is the text itself."""
+    """One text per line of `texts_file`; each row's key is the text itself. OUT is locked while it runs."""
     texts = [line.strip() for line in Path(texts_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    with folder_lock(out, "grounding embed"):
+        return _embed_texts(model, texts, texts_file, Path(out), model_name, shard_size, batch_size, show_progress)
+
+
+@torch.no_grad()
+def _embed_texts(model: CLIP, texts: list[str], texts_file: Path, out: Path, model_name: str, shard_size: int,
+                 batch_size: int, show_progress: bool) -> Store:
     store = Store(Path(out))
     store.begin({"kind": "text", "source": str(texts_file), "model": model_name,
                  "model_fingerprint": fingerprint(model), "embed_dim": model.config.embed_dim,

@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ...io import write_json_atomic
+from ...io import folder_lock, write_json_atomic
 from .store import Store
 
 EXACT_LIMIT = 100_000
@@ -55,6 +55,13 @@ def make_index(vectors: np.ndarray, kind: str) -> faiss.Index:
 
 
 def build_index(folder: Path, kind: str | None = None) -> dict:
+    """Builds the store's index (the store is locked while it runs)."""
+    Store(Path(folder)).manifest  # a folder that is not a store: say so before locking (which makes it)
+    with folder_lock(folder, "grounding index build"):
+        return _build_index(Path(folder), kind)
+
+
+def _build_index(folder: Path, kind: str | None) -> dict:
     store = Store(Path(folder))
     manifest = store.manifest
     vectors, keys, captions, _ = store.read()

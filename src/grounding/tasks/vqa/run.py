@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ...io import write_json_atomic
+from ...io import folder_lock, write_json_atomic
 from .data import SyntheticQA, csv_questions, open_qa
 from .evaluate import evaluate_vqa, majority_answers
 from .train import VQAOptions, train_vqa
@@ -20,8 +20,13 @@ def synthetic_sets(seed: int, size: int = 1000) -> dict[str, list]:
 def run_train_vqa(options: VQAOptions, out: str | Path, eval_spec: str | None = None, baselines: bool = True,
                   show_progress: bool = True) -> dict:
     """Evaluates on `eval_spec` (csv:PATH) if given, else on new synthetic scenes or on the rows
-    of a training CSV that were held out of training."""
-    out = Path(out)
+    of a training CSV that were held out of training. OUT is locked while it runs."""
+    with folder_lock(out, "grounding train-vqa"):
+        return _train_and_evaluate(options, Path(out), eval_spec, baselines, show_progress)
+
+
+def _train_and_evaluate(options: VQAOptions, out: Path, eval_spec: str | None, baselines: bool,
+                        show_progress: bool) -> dict:
     data, held_out = open_qa(options.data, options.loop.seed)
     model = train_vqa(options, out, data, show_progress=show_progress)
     blind = train_vqa(options, out / "blind", data, blind=True, show_progress=show_progress) if baselines else None
