@@ -59,3 +59,27 @@ def predict(model: CLIP, dataset: Dataset, classifier: torch.Tensor, batch_size:
     n_labels = classifier.shape[1]
     return Predictions(np.concatenate(logits) if logits else np.zeros((0, n_labels), np.float32),
                        np.concatenate(indices) if indices else np.zeros(0, np.int64), skipped)
+
+
+@torch.no_grad()
+def pair_ranks(model: CLIP, images, captions: list[str], workers: int = 2, show_progress: bool = False
+               ) -> tuple[list[int], np.ndarray, np.ndarray, list[str]]:
+    """Retrieval over images (a dataset with .image(i)) paired with captions[i]: the rows whose
+    images could be read, each one's image-to-text and text-to-image rank among those rows, and
+    the messages of the images skipped."""
+    from .metrics import retrieval_ranks
+
+    rows, features, skipped = [], [], []
+    for batch, index, errors in encode_images(model, images, workers=workers, show_progress=show_progress):
+        skipped += errors
+        if batch is not None:
+            features.append(batch.float().cpu().numpy())
+            rows += index.tolist()
+    if not rows:
+        return rows, np.zeros(0, np.int64), np.zeros(0, np.int64), skipped
+    kept = [captions[i] for i in rows]
+    device = next(model.parameters()).device
+    texts = np.concatenate([model.encode_text(model.tokenizer(kept[i:i + 256], truncate=True).to(device),
+                                              normalize=True).float().cpu().numpy() for i in range(0, len(kept), 256)])
+    similarity = np.concatenate(features) @ texts.T  # rows: images, columns: their captions, same order
+    return rows, retrieval_ranks(similarity), retrieval_ranks(similarity.T), skipped

@@ -13,8 +13,8 @@ import torch
 from ..data.datasets import open_dataset
 from ..data.images import ImageList, load_image
 from ..data.pairs import Pair
-from ..evaluation.metrics import rank_summary, retrieval_ranks, topk_accuracy
-from ..evaluation.predict import encode_images, predict
+from ..evaluation.metrics import rank_summary, topk_accuracy
+from ..evaluation.predict import pair_ranks, predict
 from ..evaluation.templates import resolve_templates
 from ..evaluation.zeroshot import build_classifier
 from ..io import write_json_atomic
@@ -78,19 +78,10 @@ class Validation:
                 "eval/zeroshot_top5": round(topk_accuracy(scores.logits, targets, 5), 4)}
 
     def _recall(self) -> dict:
-        device = self.runtime.device
-        images, rows = [], []
         with self.runtime.autocast():
-            for features, index, _ in encode_images(self.model, self.pairs, workers=self.workers, show_progress=False):
-                if features is not None:
-                    images.append(features.float().cpu().numpy())
-                    rows += index.tolist()
-            captions = [self.captions[i] for i in rows]
-            texts = [self.model.encode_text(self.model.tokenizer(captions[i:i + 256], truncate=True).to(device),
-                                            normalize=True).float().cpu().numpy() for i in range(0, len(captions), 256)]
+            rows, i2t, t2i, _ = pair_ranks(self.model, self.pairs, self.captions, self.workers)
         if len(rows) < 2:
             return {}
-        similarity = np.concatenate(images) @ np.concatenate(texts).T
-        i2t, t2i = rank_summary(retrieval_ranks(similarity)), rank_summary(retrieval_ranks(similarity.T))
+        i2t, t2i = rank_summary(i2t), rank_summary(t2i)
         return {"eval/image_to_text_r1": round(i2t["recall@1"], 4), "eval/image_to_text_r5": round(i2t["recall@5"], 4),
                 "eval/text_to_image_r1": round(t2i["recall@1"], 4), "eval/text_to_image_r5": round(t2i["recall@5"], 4)}

@@ -9,12 +9,11 @@ import torch
 
 from ...data.images import load_image
 from ...data.synthetic import World
-from ...evaluation.metrics import rank_summary, retrieval_ranks
-from ...evaluation.predict import encode_images
+from ...evaluation.metrics import rank_summary
+from ...evaluation.predict import pair_ranks
 from ...data.pairs import clean_captions, listed_pairs
 from ...io import write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
-from ...runtime import device_of
 
 
 class Pairs:
@@ -55,21 +54,7 @@ def retrieval_pairs(spec: str) -> Pairs:
 @torch.no_grad()
 def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = 2, show_progress: bool = True) -> dict:
     pairs = retrieval_pairs(spec)
-    image_rows, skipped = [], []
-    feats = []
-    for batch, index, errors in encode_images(model, pairs, workers=workers, show_progress=show_progress):
-        skipped += errors
-        if batch is not None:
-            feats.append(batch.float().cpu().numpy())
-            image_rows += index.tolist()
-    images = np.concatenate(feats)
-    captions = [pairs.captions[i] for i in image_rows]
-    device = device_of(model)
-    texts = np.concatenate([model.encode_text(model.tokenizer(captions[i:i + 256], truncate=True).to(device),
-                                              normalize=True).float().cpu().numpy()
-                            for i in range(0, len(captions), 256)])
-    similarity = images @ texts.T  # rows: images, columns: their captions, same order
-    i2t, t2i = retrieval_ranks(similarity), retrieval_ranks(similarity.T)
+    image_rows, i2t, t2i, skipped = pair_ranks(model, pairs, pairs.captions, workers, show_progress)
     n = len(image_rows)
     summary = {"pairs": spec, "examples": n, "skipped": skipped, "text_to_image": rank_summary(t2i),
                "image_to_text": rank_summary(i2t), "chance_recall@1": 1 / n}
