@@ -11,8 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..io import read_csv_rows
-from .datasets import IMAGE_SUFFIXES
-from .images import decode_image, load_image
+from .images import decode_image, listed, load_image
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def list_items(spec: str) -> list[Item]:
         root = Path(rest or spec)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: no such folder")
-        return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if listed(p)]
     if kind == "csv":
         path = Path(rest)
         rows = read_csv_rows(path, {"image"}, "csv:PATH wants an 'image' column, and optionally 'caption'")
@@ -66,7 +65,7 @@ def _tar_items(shard: Path) -> list[Item]:
         captions = {m.name.rsplit(".", 1)[0]: tar.extractfile(m).read().decode("utf-8").strip()
                     for m in members if m.name.endswith(".txt")}
     return [Item(f"{shard}:{m.name}", str(shard), m.name, m.offset_data, m.size, captions.get(m.name.rsplit(".", 1)[0]))
-            for m in members if Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
+            for m in members if listed(m.name)]
 
 
 def read_image(item: Item) -> Image.Image:

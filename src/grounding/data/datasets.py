@@ -25,10 +25,9 @@ import numpy as np
 from PIL import Image
 
 from ..io import read_csv_rows
-from .images import load_image
+from .images import IMAGE_SUFFIXES, listed, load_image
 from .synthetic import World
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CACHE = Path(os.environ.get("GROUNDING_CACHE", Path.home() / ".cache" / "grounding"))
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -96,12 +95,15 @@ def normalise_label(label: str) -> str:
 
 
 def warn_label_collisions(classes: list[str]) -> None:
+    """Warns, naming them, of labels given twice and of labels that read the same once normalised:
+    a zero-shot classifier cannot tell them apart."""
     seen: dict[str, str] = {}
     for label in classes:
         key = normalise_label(label)
-        if key in seen and seen[key] != label:
-            warnings.warn(f"labels {seen[key]!r} and {label!r} read the same once normalised; "
-                          "a zero-shot classifier cannot tell them apart", stacklevel=3)
+        if key in seen:
+            what = f"label {label!r} is given twice" if seen[key] == label else \
+                f"labels {seen[key]!r} and {label!r} read the same once normalised"
+            warnings.warn(f"{what}; a zero-shot classifier cannot tell them apart", stacklevel=3)
         seen.setdefault(key, label)
 
 
@@ -112,7 +114,10 @@ def open_dataset(spec: str) -> Dataset:
     if kind not in openers:
         raise ValueError(f"unknown dataset {spec!r}: use folder:PATH, csv:PATH, synthetic, fashion-mnist, "
                          "flags or emoji:VENDOR[:PATH]")
-    return openers[kind](rest)
+    data = openers[kind](rest)
+    if not len(data):
+        raise ValueError(f"{spec}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files)")
+    return data
 
 
 def _folder(rest: str) -> Dataset:
@@ -132,7 +137,7 @@ def _folder(rest: str) -> Dataset:
     paths, targets = [], []
     for index, folder in enumerate(folders):
         for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if listed(path):
                 paths.append(path)
                 targets.append((index,))
     return Dataset(f"folder:{root}", classes, [str(p) for p in paths], targets, paths=paths)
@@ -141,7 +146,11 @@ def _folder(rest: str) -> Dataset:
 def _csv(rest: str) -> Dataset:
     path = Path(rest)
     rows = read_csv_rows(path, {"image", "label"}, "csv:PATH wants columns image,label")
-    label_lists = [[x.strip() for x in row["label"].split("|") if x.strip()] for row in rows]
+    label_lists = [[x.strip() for x in (row["label"] or "").split("|") if x.strip()] for row in rows]
+    empty = [n for n, labels in enumerate(label_lists, 2) if not labels]
+    if empty:
+        raise ValueError(f"{path}: line {empty[0]} has an empty label ({len(empty)} such rows); fill the label in "
+                         "or remove the row")
     classes = sorted({label for labels in label_lists for label in labels})
     index = {c: i for i, c in enumerate(classes)}
     paths = [(path.parent / row["image"]) for row in rows]

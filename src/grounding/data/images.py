@@ -2,7 +2,9 @@
 
 Evaluation: bicubic resize of the shortest side, centre crop, normalisation by the model's mean
 and std. Training adds a random resized crop. Every unreadable file raises `BadImageError`
-naming the file and what is wrong with it.
+naming the file and what is wrong with it; nothing is decoded wrongly without a word: PNG
+checksums are verified, EXIF orientation is applied, 16-bit images are scaled to 8 bits and
+transparency is laid over white.
 """
 from __future__ import annotations
 
@@ -15,12 +17,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 if TYPE_CHECKING:
     from .synthetic import Scene
 
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit, enforced as an error
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# Listed beside the images so that they are reported as skipped, never silently left out.
+VECTOR_SUFFIXES = {".svg", ".svgz", ".eps", ".pdf"}
+
+
+def listed(name: str | Path) -> bool:
+    """Whether a folder or tar listing takes this file: an image, or a vector image, which is
+    then reported as skipped rather than silently left out."""
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES | VECTOR_SUFFIXES
 
 
 class BadImageError(ValueError):
@@ -30,37 +41,50 @@ class BadImageError(ValueError):
 def load_image(path: str | Path) -> Image.Image:
     """An RGB image, fully decoded, or BadImageError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise BadImageError(f"{path}: a folder, not an image file")
     if not path.is_file():
-        raise BadImageError(f"{path}: no such file")
+        broken = path.is_symlink()
+        raise BadImageError(f"{path}: " + ("a broken symbolic link; point it at an image" if broken else "no such file"))
     if path.stat().st_size == 0:
         raise BadImageError(f"{path}: the file is empty (0 bytes); replace or remove it")
-    return _decode(path, str(path))
+    _refuse_vector(path.name, str(path))
+    return _decode(path.read_bytes(), str(path))
 
 
 def decode_image(data: bytes, name: str) -> Image.Image:
     """`load_image` for bytes already read (a tar member); `name` goes into the error message."""
     if not data:
         raise BadImageError(f"{name}: empty (0 bytes); replace or remove it")
-    return _decode(io.BytesIO(data), name)
+    _refuse_vector(name, name)
+    return _decode(data, name)
 
 
-def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
+def _refuse_vector(filename: str, name: str) -> None:
+    if Path(filename).suffix.lower() in VECTOR_SUFFIXES:
+        raise BadImageError(f"{name}: a vector image, not supported; rasterise it first (e.g. to PNG)")
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise BadImageError(f"{name}: {image.width}x{image.height} pixels is over the "
                                         f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?); resize it first")
+                if image.format == "PNG":  # Pillow skips the checksums of image data while decoding
+                    image.verify()
+            with Image.open(io.BytesIO(data)) as image:
                 image.load()
-                return flatten(image)
+                return flatten(ImageOps.exif_transpose(image))
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadImageError(f"{name}: over Pillow's pixel limit (a decompression bomb?); resize it first") from None
     except UnidentifiedImageError:
         raise BadImageError(f"{name}: not an image Pillow can read; check the file type") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadImageError(f"{name}: cannot decode ({e}); the file is truncated or corrupt") from None
 
 
@@ -81,12 +105,20 @@ class SceneOrFile:
 
 
 def flatten(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency laid over white: clip art and emoji are drawn on a transparent
-    canvas whose hidden pixels are often black."""
+    """RGB, with any transparency laid over white (clip art and emoji are drawn on a transparent
+    canvas whose hidden pixels are often black) and 16- or 32-bit greyscale scaled to 8 bits
+    (a plain convert clips it, so most of it comes out white)."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, image).convert("RGB")
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max(initial=0)
+        sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and peak > 255)
+        scale = 255 / 65535 if sixteen_bit else 255.0 if image.mode == "F" and peak <= 1 else 1.0
+        grey = np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
     return image.convert("RGB")
 
 

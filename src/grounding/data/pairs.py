@@ -31,12 +31,9 @@ from PIL import Image
 
 from ..io import read_csv_rows
 from .collections import expand_braces
-from .datasets import IMAGE_SUFFIXES
-from .images import BadImageError, decode_image, load_image
+from .images import IMAGE_SUFFIXES, VECTOR_SUFFIXES, BadImageError, decode_image, listed, load_image
 from .streams import ListStream, split_off
 from .synthetic import Scene, World
-
-VECTOR_SUFFIXES = {".svg", ".svgz", ".eps", ".pdf"}
 
 
 @dataclass
@@ -326,11 +323,9 @@ def folder_pairs(root: str | Path) -> tuple[list[Pair], list[dict]]:
                                  ) from None
         return [Pair(root / image, captions, f"folder:{root}") for image, captions in by_image.items()], []
     pairs, left_out = [], []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        suffix = path.suffix.lower()
-        if suffix in VECTOR_SUFFIXES:
-            left_out.append({"key": str(path), "reason": f"{path}: vector image, not supported; rasterise it first"})
-        if suffix not in IMAGE_SUFFIXES:
+    for path in sorted(p for p in root.rglob("*") if listed(p)):  # broken links and folders fail when decoded
+        if path.suffix.lower() in VECTOR_SUFFIXES:
+            left_out.append({"key": str(path), "reason": f"{path}: a vector image, not supported; rasterise it first"})
             continue
         text = path.with_suffix(".txt")
         if not text.is_file():
