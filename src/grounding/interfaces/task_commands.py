@@ -20,11 +20,13 @@ ImageTower = Annotated[Optional[str], typer.Option(help="vit or resnet, overridi
 Init = Annotated[Optional[str], typer.Option(help="Start the towers (and the tokenizer) from this CLIP model.")]
 Freeze = Annotated[bool, typer.Option(help="With --init: keep the towers fixed, train only what is new.")]
 Width = Annotated[int, typer.Option(help="Width of the cross-attention layers.")]
-Layers = Annotated[int, typer.Option(help="Cross-attention layers.")]
+Layers = Annotated[int, typer.Option(help="How many cross-attention layers.")]
 Steps = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "steps"))]
 BatchSize = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "batch_size"))]
 LearningRate = Annotated[Optional[float], typer.Option(help=help_of(TaskLoopOptions, "lr"))]
 Seed = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "seed"))]
+SaveEvery = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "save_every"))]
+Overwrite = Annotated[bool, typer.Option(help="Write into an --out that holds other files (not a run of this command).")]
 
 
 def _loop(options: TaskLoopOptions, init: Optional[str]):
@@ -51,6 +53,8 @@ def train_vqa_command(
     batch_size: BatchSize = TaskLoopOptions.batch_size,
     lr: LearningRate = TaskLoopOptions.lr,
     seed: Seed = TaskLoopOptions.seed,
+    save_every: SaveEvery = TaskLoopOptions.save_every,
+    overwrite: Overwrite = False,
     baselines: bool = typer.Option(True, help="Also train the question-only model and report the majority answers."),
 ) -> None:
     """Train a VQA model (cross-attention from question tokens to image tokens), then evaluate it
@@ -58,11 +62,11 @@ def train_vqa_command(
     from ..tasks.vqa.run import run_train_vqa
     from ..tasks.vqa.train import VQAOptions
 
-    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed), init)
+    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed, save_every), init)
     options = VQAOptions(loop, data=data, towers=model, image_tower=image_tower,
                          text_tower=text_tower, init=init, freeze=freeze, width=width, layers=layers)
     try:
-        results = run_train_vqa(options, out, eval_data, baselines)
+        results = run_train_vqa(options, out, eval_data, baselines, overwrite=overwrite)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise typer.BadParameter(str(e))
     console = Console()
@@ -120,6 +124,8 @@ def train_caption_command(
     batch_size: BatchSize = TaskLoopOptions.batch_size,
     lr: LearningRate = TaskLoopOptions.lr,
     seed: Seed = TaskLoopOptions.seed,
+    save_every: SaveEvery = TaskLoopOptions.save_every,
+    overwrite: Overwrite = False,
     beam: int = typer.Option(1, help="Evaluate with beam search of this width (1: greedy)."),
 ) -> None:
     """Train a captioner, then evaluate BLEU, ROUGE-L and CIDEr-D beside the nearest-neighbour
@@ -127,12 +133,12 @@ def train_caption_command(
     from ..tasks.captioning.run import run_train_caption
     from ..tasks.captioning.train import CaptionOptions
 
-    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed), init)
+    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed, save_every), init)
     options = CaptionOptions(loop, data=data, towers=model, image_tower=image_tower,
                              init=init, freeze=freeze, width=width, layers=layers, decoder=decoder)
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
     try:
-        results = run_train_caption(options, out, eval_data, **decoding)
+        results = run_train_caption(options, out, eval_data, overwrite=overwrite, **decoding)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise typer.BadParameter(str(e))
     console = Console()
@@ -150,7 +156,7 @@ def train_caption_command(
 
 
 def caption_command(
-    images: list[Path] = typer.Argument(..., help="Image files."),
+    images: list[Path] = typer.Argument(..., help="The image files to caption."),
     model: Path = typer.Option(..., help="A folder written by grounding train-caption."),
     beam: int = typer.Option(1, help="Beam search of this width (1: greedy)."),
     length_penalty: float = typer.Option(0.6, help="Beam search: score / ((5 + length) / 6) ** this."),

@@ -6,22 +6,55 @@ instant (SIGKILL included) resumes from its newest complete checkpoint.
     OUT/model.safetensors             the latest weights: OUT is itself a loadable model
     OUT/metrics.jsonl                 one line per step
     OUT/skipped.jsonl                 one line per training example left out, with the reason
-    OUT/checkpoints/step-NNNNNNN/     weights and optimizer state after step N
+    OUT/checkpoints/step-NNNNNNN/     weights and optimizer state after step N, and manifest.json
+                                      with each file's size and SHA-256, checked before any use
     OUT/eval/step-NNNNNNN.json        validation results, and best.json naming the best step
+
+A damaged checkpoint (a disk error, a file cut short by someone) is never used: resuming falls
+back to the newest intact one, says so, and moves the damaged one aside as damaged-step-N.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
 
 from ..factory import WEIGHTS_FILE, load_weights, save_weights
-from ..io import atomic_path, write_text_atomic
+from ..io import FolderError, atomic_path, write_json_atomic, write_text_atomic
 
-STATE_FILE = "state.pt"
+STATE_FILE, MANIFEST_FILE, TRAIN_FILE = "state.pt", "manifest.json", "train.json"
+# What a run writes before its options and first checkpoint: a folder holding only these is a run just begun.
+RUN_START_FILES = {".lock", "config.json", "tokenizer.json"}
+
+
+def _digest(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return {"bytes": path.stat().st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+
+
+def verify(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder (a file missing, cut short or changed), or None."""
+    manifest = folder / MANIFEST_FILE
+    if not manifest.is_file():  # a checkpoint from before manifests: only its loading can tell
+        return None if (folder / STATE_FILE).is_file() else f"{MANIFEST_FILE} is missing"
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        return f"{MANIFEST_FILE} is not readable"
+    for name, want in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != want["bytes"]:
+            return f"{name} has {path.stat().st_size:,} bytes, not {want['bytes']:,} (cut short?)"
+        if _digest(path)["sha256"] != want["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
 
 
 class RunFolder:
@@ -31,12 +64,29 @@ class RunFolder:
         self.metrics = self.out / "metrics.jsonl"
         self.skipped = self.out / "skipped.jsonl"
 
-    def latest(self) -> tuple[int, Path] | None:
-        """The newest complete checkpoint, as (step, folder)."""
+    def check_out(self, overwrite: bool = False) -> None:
+        """Refuses an OUT that is a file, or a folder holding files but no training run (a saved
+        model, someone's data), unless `overwrite`: a run writes model.safetensors and config.json."""
+        if self.out.exists() and not self.out.is_dir():
+            raise FolderError(f"{self.out}: a file, not a folder; choose a folder for --out")
+        if overwrite or not self.out.is_dir() or (self.out / TRAIN_FILE).is_file():
+            return
+        others = sorted(p.name for p in self.out.iterdir() if p.name not in RUN_START_FILES)
+        if others:
+            raise FolderError(f"{self.out} holds {len(others)} file(s) ({', '.join(others[:3])}) but no training run; "
+                              "pass --overwrite to write into it anyway, or choose another --out")
+
+    def candidates(self) -> list[tuple[int, Path]]:
+        """The finished checkpoints, newest first, as (step, folder)."""
         if not self.checkpoints.is_dir():
-            return None
-        done = sorted(p for p in self.checkpoints.glob("step-*") if (p / STATE_FILE).is_file())
-        return (int(done[-1].name.split("-")[1]), done[-1]) if done else None
+            return []
+        done = [p for p in self.checkpoints.glob("step-*") if (p / MANIFEST_FILE).is_file() or (p / STATE_FILE).is_file()]
+        return sorted(((int(p.name.split("-")[1]), p) for p in done), reverse=True)
+
+    def latest(self) -> tuple[int, Path] | None:
+        """The newest finished checkpoint, as (step, folder), before it is verified."""
+        found = self.candidates()
+        return found[0] if found else None
 
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, keep: int = 2,
              data: dict | None = None) -> None:
@@ -49,34 +99,65 @@ class RunFolder:
         save_weights(model, staging / WEIGHTS_FILE)
         with atomic_path(staging / STATE_FILE) as tmp:
             torch.save({"step": step, "optimizer": optimizer.state_dict(), "data": data or {}}, tmp)
+        # digests of the bytes read back from disk: the weights are published only once they read whole
+        files = {name: _digest(staging / name) for name in (WEIGHTS_FILE, STATE_FILE)}
+        write_json_atomic(staging / MANIFEST_FILE, {"step": step, "files": files})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)  # the checkpoint appears whole or not at all
-        with atomic_path(self.out / WEIGHTS_FILE) as tmp:
-            tmp.unlink()
-            os.link(final / WEIGHTS_FILE, tmp)
+        self._publish(final)
         best = self.out / "eval" / "best.json"
         kept = {f"step-{json.loads(best.read_text())['step']:07d}"} if best.is_file() else set()
         for old in sorted(self.checkpoints.glob("step-*"))[:-keep]:
             if old.name not in kept:  # the best validated checkpoint stays
                 shutil.rmtree(old, ignore_errors=True)
 
+    def _publish(self, checkpoint: Path) -> None:
+        """OUT/model.safetensors becomes (a hard link to) the checkpoint's weights."""
+        with atomic_path(self.out / WEIGHTS_FILE) as tmp:
+            tmp.unlink()
+            os.link(checkpoint / WEIGHTS_FILE, tmp)
+
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict]:
-        """Loads the newest checkpoint into model and optimizer; returns its step (0 if none) and
-        its data state. Log lines written after that step, by the run that died, are dropped."""
-        found = self.latest()
-        step, data = 0, {}
-        if found is not None:
-            step, folder = found
-            load_weights(model, folder / WEIGHTS_FILE)
-            state = torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
-            optimizer.load_state_dict(state["optimizer"])
-            data = state.get("data", {})
+        """Loads the newest intact checkpoint into model and optimizer; returns its step (0 if none)
+        and its data state. Damaged newer ones are moved aside, with a warning naming them; if none
+        is intact, a ValueError says so and leaves them all in place. Log lines written after the
+        step, by the run that died, are dropped."""
+        step, data, damaged = 0, {}, []
+        for candidate, folder in self.candidates():
+            try:
+                problem = verify(folder)
+                if problem is None:
+                    load_weights(model, folder / WEIGHTS_FILE)
+                    state = _read_state(folder / STATE_FILE)
+                    optimizer.load_state_dict(state["optimizer"])
+                    step, data = candidate, state.get("data", {})
+                    break
+            except ValueError as e:
+                problem = str(e)
+            damaged.append((folder, problem))
+        if damaged and step == 0:
+            listed = "; ".join(f"{folder}: {problem}" for folder, problem in damaged)
+            raise ValueError(f"no intact checkpoint in {self.checkpoints} ({listed}); delete them to start over")
+        for folder, problem in damaged:
+            aside = folder.with_name(f"damaged-{folder.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(folder, aside)
+            warnings.warn(f"{folder} is damaged ({problem}): moved it to {aside.name} and resumed from step {step}")
+        if damaged:
+            self._publish(self.checkpoints / f"step-{step:07d}")
         for log in (self.metrics, self.skipped):
             if log.exists():
                 write_text_atomic(log, "".join(line + "\n" for line in _rows_up_to(log, step)))
         for stale in self.checkpoints.glob(".step-*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
         return step, data
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # a truncated zip, or pickled objects weights_only refuses
+        raise ValueError(f"{path}: the optimizer state cannot be read ({type(e).__name__}: {str(e)[:160]})") from None
 
 
 def _rows_up_to(log: Path, step: int) -> list[str]:

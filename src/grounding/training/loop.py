@@ -19,12 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from ..io import write_json_atomic
-from .checkpoint import RunFolder
+from .checkpoint import TRAIN_FILE, RunFolder
 from .lock import freeze_locked_batch_norms
 from .optim import cosine_lr, make_optimizer
 from .options import LoopConfig
 
-TRAIN_FILE = "train.json"
+# Every run checkpoints at least this many times (and at its end), whatever its --save-every.
+MIN_CHECKPOINTS = 4
 
 
 class DataState(Protocol):
@@ -54,6 +55,7 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
     report = _Reporter(label, unit, start, cfg, show_progress)
     stop = _StopOnInterrupt()
     step, saved = start, start
+    save_every = min(cfg.save_every, max(1, cfg.steps // MIN_CHECKPOINTS))
     try:
         with report, open(run.metrics, "a") as log:
             for step in range(start, cfg.steps):
@@ -77,7 +79,7 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                             writer.add_scalar(key, value, row["step"])
                 report.update(step + 1, loss, lr, extra, rate)
                 validated = any(key.startswith("eval/") for key in extra)
-                if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps or stop.requested or validated:
+                if (step + 1) % save_every == 0 or step + 1 == cfg.steps or stop.requested or validated:
                     run.save(model, optimizer, step + 1, cfg.keep, data.state() if data else None)
                     saved = step + 1
                 if stop.requested:

@@ -23,7 +23,8 @@ class LoopConfig:
     warmup: int = option(100, "Linear warmup steps.")
     grad_clip: float = option(1.0, "Clip the gradient's global norm to this (0: no clipping).")
     seed: int = option(0, "Seeds the weights and the data order.")
-    save_every: int = option(250, "Write a checkpoint every this many steps (and at the end).")
+    save_every: int = option(250, "Write a checkpoint every this many steps (and at least 4 times a run, and at "
+                             "its end).")
     keep: int = option(2, "Checkpoints kept on disk.")
     tensorboard: bool = option(False, "Also log to OUT/tensorboard (needs grounding[tensorboard]).")
     log_every: float = option(30.0, "Seconds between plain progress lines when the output is not a terminal.")
@@ -52,16 +53,18 @@ class TaskLoopOptions:
     """The loop options train-vqa and train-caption take: their runs are shorter than CLIP's,
     and the learning rate depends on where the towers start."""
 
-    steps: int = option(1500, "Optimizer steps.")
+    steps: int = option(1500, "Total optimizer steps.")
     batch_size: int = option(64, "Examples per step.")
     lr: float | None = option(None, "Peak learning rate, reached after warmup, then cosine-decayed; by default "
                               "5e-4 with --init, else 1e-3 (the rates the README's runs measured).")
     seed: int = option(0, "Seeds the weights and the data.")
+    save_every: int = option(250, "Write a checkpoint every this many steps (and at least 4 times a run, and at "
+                             "its end); run the same command again to resume.")
 
     def loop(self, init: bool) -> LoopConfig:
         lr = self.lr if self.lr is not None else 5e-4 if init else 1e-3
         loop = LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, seed=self.seed,
-                          warmup=min(100, max(1, self.steps // 10)))
+                          warmup=min(100, max(1, self.steps // 10)), save_every=self.save_every)
         loop.check()
         return loop
 
@@ -110,7 +113,8 @@ class TrainConfig(LoopConfig):
     lr: float = option(5e-4, "Peak learning rate, reached after the warmup steps, then cosine-decayed to zero.")
     weight_decay: float = option(0.2, "AdamW weight decay, on weight matrices only.")
     warmup: int = option(50, "Linear warmup steps.")
-    save_every: int = option(100, "Write a checkpoint every this many steps (and at the end).")
+    save_every: int = option(100, "Write a checkpoint every this many steps (and at least 4 times a run, and at "
+                             "its end).")
     accum: int = option(1, "Split each batch into this many micro-batches; the loss still sees the whole batch.")
     precision: str = option("fp32", "fp32, or bf16 autocast (weights and optimizer state stay fp32).")
     hard_negatives: bool = option(False, "synthetic data: add one near-miss caption per image (NegCLIP).")

@@ -19,10 +19,10 @@ from ..losses import contrastive_loss
 from ..models import CLIP
 from ..runtime import Runtime, autocast
 from ..tokenizer import Tokenizer
-from .checkpoint import RunFolder
+from .checkpoint import TRAIN_FILE, RunFolder
 from .feed import CachedFeed, PairFeed
 from .lock import lock_tower
-from .loop import TRAIN_FILE, fit
+from .loop import fit
 from .options import RESUMABLE, TrainConfig
 from .validation import Validation
 
@@ -73,11 +73,13 @@ def train_step(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, accum: int,
 
 
 def train(model_config: ModelConfig | None, train_config: TrainConfig | None, out: str | Path,
-          resume: bool = False, show_progress: bool = True, changes: dict | None = None) -> CLIP:
+          resume: bool = False, show_progress: bool = True, changes: dict | None = None,
+          overwrite: bool = False) -> CLIP:
     """Trains into `out`. A new run builds its model from `model_config` (or else from the
     options' `model` or `init`). With `resume=True` the model and options are read from `out`,
     `changes` may set the RESUMABLE ones (a higher `steps` trains longer), and training continues
-    from the newest checkpoint; the result equals an uninterrupted run's."""
+    from the newest intact checkpoint; the result equals an uninterrupted run's. A new run refuses
+    an `out` that holds other files, unless `overwrite`."""
     run = RunFolder(out)
     if resume:
         if not (run.out / TRAIN_FILE).is_file():
@@ -88,6 +90,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
                              f"(asked to change {', '.join(fixed)})")
         cfg = dataclasses.replace(TrainConfig.from_json(run.out / TRAIN_FILE), **(changes or {}))
     else:
+        run.check_out(overwrite)
         if run.latest() is not None:
             raise FileExistsError(f"{run.out} already holds a training run: pass --resume {run.out} "
                                   "to continue it, or choose another --out")

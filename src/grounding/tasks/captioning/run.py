@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ...io import folder_lock, write_json_atomic
+from ...training.checkpoint import RunFolder
 from .data import SyntheticCaptions, caption_examples, open_captions
 from .evaluate import evaluate_captions
 from .train import CaptionOptions, train_captioner
@@ -18,11 +19,14 @@ def synthetic_sets(seed: int, size: int = 500) -> dict[str, list]:
 
 
 def run_train_caption(options: CaptionOptions, out: str | Path, eval_spec: str | None = None,
-                      pool_size: int = 2000, show_progress: bool = True, **decoding) -> dict:
+                      pool_size: int = 2000, show_progress: bool = True, overwrite: bool = False,
+                      **decoding) -> dict:
     """Evaluates on `eval_spec` (csv:PATH or tuxpaint) if given, else on new synthetic scenes, or
     on the images of a CSV / Tux Paint training set that were held out of training. The
     nearest-neighbour baseline searches the training images (for the synthetic world, the first
-    `pool_size` scenes training saw). OUT is locked while it runs."""
+    `pool_size` scenes training saw). OUT is locked while it runs, and refused if it holds other
+    files than a run's, unless `overwrite`."""
+    RunFolder(out).check_out(overwrite)
     with folder_lock(out, "grounding train-caption"):
         return _train_and_evaluate(options, Path(out), eval_spec, pool_size, show_progress, decoding)
 

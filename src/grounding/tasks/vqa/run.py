@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ...io import folder_lock, write_json_atomic
+from ...training.checkpoint import RunFolder
 from .data import SyntheticQA, csv_questions, open_qa
 from .evaluate import evaluate_vqa, majority_answers
 from .train import VQAOptions, train_vqa
@@ -18,9 +19,11 @@ def synthetic_sets(seed: int, size: int = 1000) -> dict[str, list]:
 
 
 def run_train_vqa(options: VQAOptions, out: str | Path, eval_spec: str | None = None, baselines: bool = True,
-                  show_progress: bool = True) -> dict:
+                  show_progress: bool = True, overwrite: bool = False) -> dict:
     """Evaluates on `eval_spec` (csv:PATH) if given, else on new synthetic scenes or on the rows
-    of a training CSV that were held out of training. OUT is locked while it runs."""
+    of a training CSV that were held out of training. OUT is locked while it runs, and refused if
+    it holds other files than a run's, unless `overwrite`."""
+    RunFolder(out).check_out(overwrite)
     with folder_lock(out, "grounding train-vqa"):
         return _train_and_evaluate(options, Path(out), eval_spec, baselines, show_progress)
 
