@@ -15,6 +15,10 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+# Sizes that must be at least 1 (the others of ModelConfig.check's numbers may be 0).
+POSITIVE = {"embed_dim", "image_size", "width", "layers", "heads", "patch_size", "context_length", "vocab_size"}
+
+
 @dataclass
 class VisionConfig:
     kind: Literal["vit", "resnet", "efficientnet_lite0"] = "vit"
@@ -74,18 +78,48 @@ class ModelConfig:
                 vision[key] = tuple(vision[key])
         if isinstance(vision.get("layers"), list):
             vision["layers"] = tuple(vision["layers"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(vision=VisionConfig(**vision), text=TextConfig(**d.pop("text", {})), **d)
+        text = dict(d.pop("text", {}))
+        for part, values, kind in (("", d, cls), ("vision.", vision, VisionConfig), ("text.", text, TextConfig)):
+            unknown = set(values) - {f.name for f in dataclasses.fields(kind)} - {"vision", "text"}
+            if unknown:
+                raise ValueError(f"unknown model config keys: {', '.join(part + k for k in sorted(unknown))}")
+        config = cls(vision=VisionConfig(**vision), text=TextConfig(**text), **d)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """A ValueError naming the first field whose value cannot make a model."""
+        for part, values in (("", self), ("vision.", self.vision), ("text.", self.text)):
+            for f in dataclasses.fields(values):
+                value, default = getattr(values, f.name), f.default
+                if isinstance(default, bool) or not isinstance(default, (int, float)):
+                    continue
+                numbers = value if f.name == "layers" and isinstance(value, tuple) else (value,)
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) or (
+                        isinstance(default, int) and not all(isinstance(v, int) for v in numbers)):
+                    raise ValueError(f"{part}{f.name} is {value!r}; it must be a{'n integer' if isinstance(default, int) else ' number'}")
+                if f.name in POSITIVE and not all(v >= 1 for v in numbers):
+                    raise ValueError(f"{part}{f.name} is {value!r}; it must be at least 1")
+        for part, tower in (("vision", self.vision), ("text", self.text)):
+            if tower.kind in ("vit", "transformer") and tower.width % tower.heads:
+                raise ValueError(f"{part}.width {tower.width} is not a multiple of {part}.heads {tower.heads}")
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ModelConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not valid JSON ({e}); restore the file or save the model again") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a model config is a JSON object, not {type(raw).__name__}")
+        try:
+            return cls.from_dict(raw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 class TaskConfig:

@@ -146,8 +146,12 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     """A preset (random weights), a saved folder (this project's or Hugging Face's), or an
     OpenAI / open_clip state dict file, ready to encode images and text. A state dict carries no
     config: give its `activation` ('quick_gelu' for OpenAI's weights, 'gelu' for most others)."""
-    if str(name_or_path) in PRESETS:
-        return create_model(preset(str(name_or_path))).to(device)
+    name = str(name_or_path)
+    if (name in PRESETS or name in BUILTIN) and Path(name).exists() and isinstance(name_or_path, str):
+        raise ValueError(f"{name!r} names both a {'preset' if name in PRESETS else 'built-in model'} and the "
+                         f"folder ./{name} here: pass ./{name} for the folder, or run from another folder")
+    if name in PRESETS:
+        return create_model(preset(name)).to(device)
     folder = BUILTIN.get(str(name_or_path), Path(name_or_path))
     from .formats import huggingface
 
@@ -162,14 +166,28 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     model = attach(CLIP(config), tokenizer)
     if not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
-    load_weights(model, folder / WEIGHTS_FILE)
+    try:
+        load_weights(model, folder / WEIGHTS_FILE)
+    except ValueError as e:
+        if not (folder / "checkpoints").is_dir():
+            raise
+        raise ValueError(f"{e}; resuming the run (grounding train --resume {folder}) falls back to its newest intact "
+                         "checkpoint") from None
     return model.to(device).eval()
+
+
+def reference(name_or_path: str | Path) -> str:
+    """How a store or index records the model it was made with: a preset's or built-in model's
+    name, else the absolute path, so that it still loads from another folder."""
+    name = str(name_or_path)
+    return name if isinstance(name_or_path, str) and (name in PRESETS or name in BUILTIN) else str(Path(name).resolve())
 
 
 def _load_hf(folder: Path) -> CLIP:
     """A Hugging Face CLIP folder; its tokenizer files if present, else OpenAI's vocabulary."""
     from .formats import huggingface
 
+    hf_state = huggingface.read_hf_weights(folder)
     config = huggingface.hf_to_config(json.loads((folder / CONFIG_FILE).read_text()))
     huggingface.read_preprocessing(folder, config)
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
@@ -178,7 +196,7 @@ def _load_hf(folder: Path) -> CLIP:
         tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
     config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
     model = attach(CLIP(config), tokenizer)
-    state = huggingface.hf_to_state(huggingface.read_hf_weights(folder), config, str(folder))
+    state = huggingface.hf_to_state(hf_state, config, str(folder))
     model.load_state_dict(state)
     return model
 

@@ -76,6 +76,23 @@ def read_csv_rows(path: str | Path, required: set[str], usage: str) -> list[dict
     return rows
 
 
+class FolderError(ValueError):
+    """An output folder that cannot be used (a file, not writable, someone else's files)."""
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """Makes `folder` if needed; a FolderError naming it if it is a file or cannot be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"{folder}: a file, not a folder; choose a folder for the output")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise FolderError(f"{folder}: cannot write here ({e.strerror}); choose a folder you can write to") from None
+    return folder
+
+
 class FolderInUseError(FileExistsError):
     """Another process holds the folder's lock; the message names it."""
 
@@ -92,8 +109,7 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     import fcntl
     import socket
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = writable_folder(folder)
     path = folder / ".lock"
     if path.resolve() in _HELD:  # checked before opening: closing any handle drops this process's lock
         raise FolderInUseError(f"{folder} is in use by this process ({what}); wait for it to finish, or choose "

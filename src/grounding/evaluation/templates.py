@@ -16,13 +16,23 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 
 def read_templates(path: str | Path) -> tuple[str, ...]:
     """One template per line, each with `{}`; blank lines and lines starting with # are skipped."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such template file, nor a built-in set ({', '.join(TEMPLATE_SETS)})")
     lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     templates = tuple(line for line in lines if line and not line.startswith("#"))
-    bad = [t for t in templates if "{}" not in t]
+    bad = [t for t in templates if not fits(t)]
     if not templates or bad:
-        raise ValueError(f"{path}: every template needs '{{}}' where the label goes"
-                         + (f"; these lack it: {bad[:3]}" if bad else "; the file has none"))
+        raise ValueError(f"{path}: every template needs one '{{}}' where the label goes, and no other braces"
+                         + (f"; these do not: {bad[:3]}" if bad else "; the file has none"))
     return templates
+
+
+def fits(template: str) -> bool:
+    """One `{}` for the label, and no other replacement field."""
+    try:
+        return template.count("{}") == 1 and template.format("x") != template
+    except (IndexError, KeyError, ValueError):
+        return False
 
 
 def resolve_templates(name_or_path: str | None, default: str = "default") -> tuple[str, ...]:

@@ -8,14 +8,16 @@ from typing import Sequence
 
 import hashlib
 import json
+import warnings
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..data.datasets import CACHE
 from ..models import CLIP
-from .templates import TEMPLATE_SETS
+from .templates import TEMPLATE_SETS, fits
 
 DEFAULT_TEMPLATES = TEMPLATE_SETS["default"]
 SYNTHETIC_TEMPLATES = TEMPLATE_SETS["synthetic"]
@@ -28,8 +30,8 @@ def build_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[str
     template embeddings."""
     if not labels:
         raise ValueError("no labels given")
-    if not templates or any("{}" not in t for t in templates):
-        raise ValueError("every template must contain '{}' where the label goes")
+    if not templates or not all(fits(t) for t in templates):
+        raise ValueError("every template needs one '{}' where the label goes, and no other braces")
     texts = [t.format(label) for label in labels for t in templates]
     device = next(model.parameters()).device
     embeddings = torch.cat([
@@ -50,7 +52,13 @@ def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[st
     key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates)]).encode()).hexdigest()
     path = (cache_dir or CACHE / "classifiers") / f"{key[:32]}.safetensors"
     if path.is_file():
-        return load_file(str(path))["classifier"].to(next(model.parameters()).device)
+        try:
+            cached = load_file(str(path))["classifier"]
+            if cached.shape == (model.config.embed_dim, len(labels)):
+                return cached.to(next(model.parameters()).device)
+        except (SafetensorError, OSError, KeyError):
+            pass
+        warnings.warn(f"{path}: a damaged classifier cache entry; rebuilt it from the label texts")
     classifier = build_classifier(model, labels, templates)
     with atomic_path(path) as tmp:
         save_file({"classifier": classifier.cpu().contiguous()}, str(tmp))

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..config import ModelConfig, TextConfig, VisionConfig
 from ..io import atomic_path, write_json_atomic
@@ -21,7 +21,10 @@ _ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
 
 def is_hf_folder(folder: Path) -> bool:
     config = Path(folder) / "config.json"
-    return config.is_file() and "vision_config" in json.loads(config.read_text())
+    try:
+        return config.is_file() and "vision_config" in json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False  # not Hugging Face's: the loader of our own configs says what is wrong with it
 
 
 def hf_to_config(hf: dict) -> ModelConfig:
@@ -132,10 +135,11 @@ def state_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str
 
 
 def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
-    if (folder / "model.safetensors").is_file():
-        return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    from .openai import read_state  # tensors only, and a one-line error naming a bad file
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return read_state(folder / name)
     raise FileNotFoundError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 

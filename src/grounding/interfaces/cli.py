@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -11,7 +13,7 @@ import typer
 from ..training.options import TrainConfig
 from .common import Device, runtime_for
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Ground language in images: train CLIP-style models and classify images zero-shot.")
 
 
@@ -30,8 +32,10 @@ Format = choice("Format", "hf", "open_clip", "grounding")
 TokenizerChoice = choice("TokenizerChoice", "openai", "minilm", "train")
 
 
-
-
+@app.callback()
+def _setup() -> None:
+    """Warnings print as one plain line each (`warning: ...`), not as Python's file:line form."""
+    warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 
 
 def default_of(cls, name: str) -> typer.models.OptionInfo:
@@ -51,6 +55,8 @@ def train(
                                           "(--steps, --workers and --device may change)."),
     config: Optional[Path] = typer.Option(None, help="A JSON file of training options (a run's train.json is one); "
                                           "options given here override it."),
+    overwrite: bool = typer.Option(False, help="Write a new run into an --out that holds other files (a saved "
+                                   "model, anything but a run)."),
     data: Optional[str] = default_of(TrainConfig, "data"),
     model: Optional[str] = default_of(TrainConfig, "model"),
     init: Optional[str] = default_of(TrainConfig, "init"),
@@ -110,7 +116,7 @@ def train(
             run_training(None, None, resume, resume=True, changes=given)
         else:
             options = TrainConfig.from_json(config) if config else TrainConfig()
-            run_training(None, dataclasses.replace(options, **given), out)
+            run_training(None, dataclasses.replace(options, **given), out, overwrite=overwrite)
     except BadDataError as e:
         typer.echo(f"stopped: {e}", err=True)
         raise typer.Exit(1)
@@ -159,7 +165,25 @@ def _load_model(spec: str, device: str = "cpu"):
 
 
 
+def _loadable(spec: str) -> bool:
+    from ..config import PRESETS
+    from ..factory import BUILTIN
+
+    return spec in PRESETS or spec in BUILTIN or Path(spec).exists()
+
+
+def _dataset(spec: str):
+    from ..data.datasets import open_dataset
+
+    try:
+        return open_dataset(spec)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--dataset")
+
+
 def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
+    from ..data.datasets import warn_label_collisions
+
     if (labels is None) == (labels_file is None):
         raise typer.BadParameter("give exactly one of --labels or --labels-file")
     if labels_file is not None:
@@ -171,6 +195,7 @@ def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
     names = [n for n in names if n]
     if not names:
         raise typer.BadParameter("the label list is empty")
+    warn_label_collisions(names)
     return names
 
 
@@ -182,7 +207,7 @@ def classify(
     labels_file: Optional[Path] = typer.Option(None, help="A file with one label per line."),
     templates: Optional[str] = typer.Option(None, help="A template file (one per line, with {}) or a built-in "
                                             "set: default, synthetic, fashion, flags, emoji."),
-    top_k: int = typer.Option(5, help="How many labels to show per image."),
+    top_k: int = typer.Option(5, min=1, help="How many labels to show per image."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
     device: Device = "auto",
 ) -> None:
@@ -239,18 +264,17 @@ def zeroshot(
     """Evaluate zero-shot classification on a labelled dataset, with a report to look at."""
     import numpy as np
 
-    from ..data.datasets import open_dataset
     from ..evaluation.run import evaluate_zero_shot
     from ..evaluation.templates import resolve_templates
 
-    try:
-        data = open_dataset(dataset)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e), param_hint="--dataset")
+    data = _dataset(dataset)
     if limit and limit < len(data):
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:limit]))
+    try:
+        prompts = resolve_templates(templates, data.templates)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--templates")
     clip = _load_model(model, device)
-    prompts = resolve_templates(templates, data.templates)
     summary = evaluate_zero_shot(clip, data, prompts, out, batch_size, workers, cards, not no_cache)
     if summary["multi_label"]:
         typer.echo(f"mean average precision: {summary['mean_average_precision']:.3f} "
@@ -273,22 +297,21 @@ def probe(
                                     "Full data is always added."),
     train_limit: int = typer.Option(5000, help="At most this many training-pool examples are encoded."),
     seed: int = typer.Option(0, help="Seeds the splits and the choice of shots."),
-    workers: int = typer.Option(2, help="Image-decoding processes."),
+    workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
 ) -> None:
     """Linear probe on frozen features (K-shot and full), beside zero-shot accuracy."""
     from rich.console import Console
     from rich.table import Table
 
-    from ..data.datasets import open_dataset
     from ..evaluation.predict import predict
     from ..evaluation.report import summarize
     from ..evaluation.run import run_probe
     from ..evaluation.templates import resolve_templates
     from ..evaluation.zeroshot import cached_classifier
 
+    data = _dataset(dataset)
     clip = _load_model(model, device)
-    data = open_dataset(dataset)
     zs = summarize(data, predict(clip, data, cached_classifier(clip, data.classes, resolve_templates(None, data.templates)),
                                  workers=workers, show_progress=False), bootstrap=0)
     results = run_probe(clip, dataset, [*shots, None], zs, train_limit, seed, workers)
@@ -299,7 +322,7 @@ def probe(
     Console().print(table)
 
 
-index_app = typer.Typer(no_args_is_help=True, help="Build vector indexes over embedding stores.")
+index_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build vector indexes over embedding stores.")
 app.add_typer(index_app, name="index")
 
 
@@ -314,7 +337,7 @@ def embed(
     texts: Optional[Path] = typer.Option(None, help="A file with one text per line, instead of --images."),
     shard_size: int = typer.Option(4096, help="Items per shard; each finished shard is kept on a restart."),
     batch_size: int = typer.Option(64, help="Items encoded per batch."),
-    workers: int = typer.Option(2, help="Image-decoding processes."),
+    workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
 ) -> None:
     """Encode a collection of images (or texts) into a sharded embedding store."""
@@ -356,7 +379,7 @@ def index_build(
 def search(
     index: Path = typer.Argument(..., help="An embedding store with a built index."),
     query: Optional[str] = typer.Argument(None, help='Words to search for, e.g. "spoon".'),
-    k: int = typer.Option(10, "-k", "--top-k", help="How many hits per query."),
+    k: int = typer.Option(10, "-k", "--top-k", min=1, help="How many hits per query."),
     image: Optional[Path] = typer.Option(None, help="Search with an image instead of words."),
     queries: Optional[Path] = typer.Option(None, help="A file of queries, one per line, answered in one batch."),
     model: Optional[str] = typer.Option(None, help="The model to encode queries with; by default the index's own. "
@@ -378,9 +401,15 @@ def search(
         found = Index(index)
     except FileNotFoundError as e:
         raise typer.BadParameter(str(e))
-    clip = _load_model(model or found.meta["store"]["model"], device)
+    made_with = found.meta["store"]["model"]
+    if model is None and not _loadable(made_with):
+        raise typer.BadParameter(f"the index was made with {made_with}, which is not there any more; pass --model "
+                                 f"with that model (fingerprint {found.meta['store']['model_fingerprint'][:16]})")
+    clip = _load_model(model or made_with, device)
     texts = [query] if query is not None else None
     if queries is not None:
+        if not queries.is_file():
+            raise typer.BadParameter(f"{queries}: no such file (one query a line)", param_hint="--queries")
         texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
         results = run_search(clip, found, k, texts=texts, images=[image] if image else None)
@@ -405,7 +434,7 @@ def retrieval_eval(
     pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2], or captioned images as train --data "
                               "names them (csv:PATH with image,caption, folder:PATH, ...), each with its first caption."),
     out: Path = typer.Option(Path("runs/retrieval"), help="Where summary.json and ranks.jsonl go."),
-    workers: int = typer.Option(2, help="Image-decoding processes."),
+    workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
 ) -> None:
     """Text-to-image and image-to-text recall@1/5/10 and ranks over paired data."""
@@ -425,7 +454,7 @@ def retrieval_eval(
 
 @app.command()
 def ground(
-    image: Path = typer.Argument(..., help="The image."),
+    image: Path = typer.Argument(..., help="The image to look in."),
     phrase: str = typer.Argument(..., help='What to find, e.g. "the red circle".'),
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     out: Path = typer.Option(Path("ground.png"), help="Where to draw the heat map and the box."),

@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader
 
 from ...data.collections import list_items, read_image
 from ...data.images import DecodedImages, ImageList
-from ...factory import fingerprint
+from ...factory import fingerprint, reference
 from ...io import folder_lock
 from ...models import CLIP
-from .store import Store
+from .store import Store, items_manifest
 
 
 def _progress() -> Progress:
@@ -29,6 +29,9 @@ def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size:
                  batch_size: int = 64, workers: int = 2, show_progress: bool = True) -> Store:
     """Encodes the collection SPEC into the store OUT (locked while it runs)."""
     items = list_items(spec)
+    if not items:
+        raise ValueError(f"{spec}: no images found")
+    Store(Path(out)).check_out()
     with folder_lock(out, "grounding embed"):
         return _embed_images(model, items, spec, Path(out), model_name, shard_size, batch_size, workers, show_progress)
 
@@ -37,8 +40,8 @@ def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size:
 def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: str, shard_size: int,
                   batch_size: int, workers: int, show_progress: bool) -> Store:
     store = Store(Path(out))
-    store.begin({"kind": "image", "source": spec, "model": model_name, "model_fingerprint": fingerprint(model),
-                 "embed_dim": model.config.embed_dim, "shard_size": shard_size, "items": len(items)})
+    store.begin({"kind": "image", "source": spec, "model": reference(model_name), "model_fingerprint": fingerprint(model),
+                 "embed_dim": model.config.embed_dim, "shard_size": shard_size, **items_manifest([i.key for i in items])})
     starts = range(0, len(items), shard_size)
     todo = [s for s in starts if not store.done(s // shard_size)]
     device = next(model.parameters()).device
@@ -67,7 +70,12 @@ def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: st
 def embed_texts(model: CLIP, texts_file: Path, out: Path, model_name: str, shard_size: int = 4096,
                 batch_size: int = 256, show_progress: bool = True) -> Store:
     """One text per line of `texts_file`; each row's key is the text itself. OUT is locked while it runs."""
+    if not Path(texts_file).is_file():
+        raise FileNotFoundError(f"{texts_file}: no such file (--texts wants one text a line)")
     texts = [line.strip() for line in Path(texts_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise ValueError(f"{texts_file}: no texts in it (one text a line)")
+    Store(Path(out)).check_out()
     with folder_lock(out, "grounding embed"):
         return _embed_texts(model, texts, texts_file, Path(out), model_name, shard_size, batch_size, show_progress)
 
@@ -76,9 +84,9 @@ def embed_texts(model: CLIP, texts_file: Path, out: Path, model_name: str, shard
 def _embed_texts(model: CLIP, texts: list[str], texts_file: Path, out: Path, model_name: str, shard_size: int,
                  batch_size: int, show_progress: bool) -> Store:
     store = Store(Path(out))
-    store.begin({"kind": "text", "source": str(texts_file), "model": model_name,
+    store.begin({"kind": "text", "source": str(texts_file), "model": reference(model_name),
                  "model_fingerprint": fingerprint(model), "embed_dim": model.config.embed_dim,
-                 "shard_size": shard_size, "items": len(texts)})
+                 "shard_size": shard_size, **items_manifest(texts)})
     device = next(model.parameters()).device
     with _progress() as progress:
         task = progress.add_task("embed", total=len(texts), rate="-", visible=show_progress)

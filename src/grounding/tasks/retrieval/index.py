@@ -23,6 +23,7 @@ from ...io import folder_lock, write_json_atomic
 from .store import Store
 
 EXACT_LIMIT = 100_000
+IVFPQ_MIN = 256  # its product quantiser learns 256 codes per sub-vector, from at least as many vectors
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 160
 
 
@@ -39,6 +40,9 @@ def make_index(vectors: np.ndarray, kind: str) -> faiss.Index:
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = HNSW_EF_SEARCH
     elif kind == "ivfpq":
+        if len(vectors) < IVFPQ_MIN:
+            raise ValueError(f"an ivfpq index learns 256 codes per sub-vector, so it needs at least {IVFPQ_MIN} vectors; "
+                             f"the store has {len(vectors):,}: use --kind flat (exact) or hnsw")
         nlist = max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
         m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0)
         coarse = faiss.IndexFlatIP(dim)

@@ -1,22 +1,30 @@
 """An embedding store: a folder of shards, each a float32 matrix of unit vectors and a JSON list
 of what each row is, plus a manifest naming the model that made them.
 
-    DIR/manifest.json      kind (image or text), model path and fingerprint, embed_dim, shard size
+    DIR/manifest.json      kind (image or text), model path and fingerprint, embed_dim, shard size,
+                           the number of items and a hash of their ordered keys
     DIR/shard-00000.npy    (rows, embed_dim) float32
     DIR/shard-00000.json   {"keys": [...], "captions": [...], "skipped": [...]}, written last:
                            a shard is finished when its JSON exists
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...io import atomic_path, write_json_atomic
+from ...io import FolderError, atomic_path, write_json_atomic
 
 MANIFEST = "manifest.json"
+
+
+def items_manifest(keys: list[str]) -> dict:
+    """What a resumed store checks its input against: the count and a hash of the ordered keys."""
+    digest = hashlib.sha256("\n".join(keys).encode("utf-8", "surrogateescape")).hexdigest()
+    return {"items": len(keys), "items_sha256": digest}
 
 
 @dataclass
@@ -39,9 +47,24 @@ class Store:
             if differ:
                 raise ValueError(f"{self.folder} holds embeddings made differently ({', '.join(differ)} differ); "
                                  "choose another --out or delete it")
+            if old.get("items_sha256", manifest["items_sha256"]) != manifest["items_sha256"] or \
+                    old["items"] != manifest["items"]:
+                raise ValueError(f"{self.folder}: the input changed since this store was begun ({old['items']} items "
+                                 f"then, {manifest['items']} now, or other files); resuming would mix the two, so "
+                                 "embed into a new --out, or delete this one to start over")
             return
+        self.check_out()
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, manifest)
+
+    def check_out(self) -> None:
+        """Refuses a folder that is a file or holds other files but no store (before it is locked)."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise FolderError(f"{self.folder}: a file, not a folder; choose a folder for --out")
+        if self.folder.is_dir() and not (self.folder / MANIFEST).is_file() and \
+                any(p.name != ".lock" for p in self.folder.iterdir()):
+            raise FolderError(f"{self.folder} holds other files and no {MANIFEST}: it is not an embedding store; "
+                              "choose an empty or new --out")
 
     def shard_path(self, index: int) -> Path:
         return self.folder / f"shard-{index:05d}"
