@@ -10,16 +10,28 @@ from grounding.interfaces.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["demo"]])
-def test_every_command_explains_every_option(command):
-    result = runner.invoke(app, command + ["--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
-    assert result.exit_code == 0
-    text = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
-    options = re.findall(r"^\s*│?\s*(--[a-z-]+)\s+(.*)$", text, flags=re.M)
-    assert options, text
-    for name, rest in options:
-        if name != "--help":
-            assert len(rest.split()) >= 3, f"{name} has no help text"
+def _commands():
+    import click
+    import typer.main
+
+    def walk(group, path):
+        for name, command in group.commands.items():
+            yield path + [name], command
+            if isinstance(command, click.Group):
+                yield from walk(command, path + [name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("path,command", _commands(), ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_every_command_explains_every_option(path, command):
+    result = runner.invoke(app, path + ["--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert command.help and len(command.help.split()) >= 5, f"{path} has no summary"
+    for param in command.params:
+        assert param.help and len(param.help.split()) >= 3, f"{' '.join(path)} {param.name} has no help text"
+        for flag in getattr(param, "opts", []):
+            assert flag.split("/")[0] in result.output
 
 
 def test_train_needs_out_or_resume():

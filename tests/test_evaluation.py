@@ -142,9 +142,10 @@ def test_templates_file(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("# mine\na photo of a {}.\n\nthe {} itself\n")
     assert read_templates(path) == ("a photo of a {}.", "the {} itself")
-    path.write_text("no placeholder here\n")
-    with pytest.raises(ValueError, match="lack it"):
-        read_templates(path)
+    for bad in ("no placeholder here", "a {} of a {}", "a {0} photo", "a {label}"):
+        path.write_text(bad + "\n")
+        with pytest.raises(ValueError, match="these do not"):
+            read_templates(path)
 
 
 def test_probe_separates_separable_features_and_picks_k_shots():
