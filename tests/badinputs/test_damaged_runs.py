@@ -75,14 +75,27 @@ def test_with_no_intact_checkpoint_resuming_names_them_and_moves_nothing(tmp_pat
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000001", "step-0000002"]
 
 
-def test_an_unreadable_optimizer_state_names_its_file(tmp_path):
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+@pytest.mark.parametrize("content", ["garbage", "pickle"])
+def test_an_unreadable_optimizer_state_names_its_file_and_no_pickle_runs(tmp_path, content):
     out = tmp_path / "run"
     _train(out, steps=1)
     folder = out / "checkpoints" / "step-0000001"
     (folder / "manifest.json").unlink()  # as a checkpoint written before manifests
-    (folder / "state.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    if content == "garbage":
+        (folder / "state.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        torch.save({"step": 1, "optimizer": _Payload(tmp_path / "ran.txt")}, folder / "state.pt")
     with pytest.raises(ValueError, match="state.pt: the optimizer state cannot be read"):
         train(None, None, out, resume=True, show_progress=False)
+    assert not (tmp_path / "ran.txt").exists()
 
 
 def test_a_saved_model_folder_is_not_overwritten_without_being_asked(tmp_path):
