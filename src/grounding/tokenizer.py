@@ -197,14 +197,31 @@ class Tokenizer:
     def save(self, path: str | Path) -> None:
         self.bpe.save(str(path))
 
+    def merges(self) -> list[tuple[str, str]]:
+        model = json.loads(self.bpe.to_str())["model"]
+        return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+
+    def swapped(self, a: int, b: int) -> "Tokenizer":
+        """The same byte-level BPE with ids `a` and `b` exchanged (for a format that gives an id a
+        meaning of its own); the embedding rows must be exchanged with them."""
+        vocab = self.bpe.get_vocab()
+        vocab[self.bpe.id_to_token(a)], vocab[self.bpe.id_to_token(b)] = b, a
+        return Tokenizer.from_vocab_and_merges(vocab, self.merges(), self.context_length)
+
     def save_hf_files(self, folder: str | Path) -> None:
-        """Hugging Face's `vocab.json` and `merges.txt`, as `CLIPTokenizer` reads them."""
+        """Hugging Face's `vocab.json`, `merges.txt` and the special tokens, as `CLIPTokenizer`
+        reads them."""
+        from .io import write_json_atomic, write_text_atomic
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        model = json.loads(self.bpe.to_str())["model"]
-        merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-        (folder / "vocab.json").write_text(json.dumps(self.bpe.get_vocab(), ensure_ascii=False), encoding="utf-8")
-        (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+        merges = [" ".join(m) for m in self.merges()]
+        write_text_atomic(folder / "vocab.json", json.dumps(self.bpe.get_vocab(), ensure_ascii=False))
+        write_text_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+        pad = PAD if self.bpe.token_to_id(PAD) is not None else END
+        write_json_atomic(folder / "tokenizer_config.json", {
+            "tokenizer_class": "CLIPTokenizer", "bos_token": START, "eos_token": END, "pad_token": pad,
+            "unk_token": END, "model_max_length": self.context_length})
 
     # --- use --------------------------------------------------------------------------------
 

@@ -47,7 +47,9 @@ def hf_to_config(hf: dict) -> ModelConfig:
 
 def config_to_hf(config: ModelConfig) -> dict:
     if config.vision.kind != "vit" or config.text.kind != "transformer":
-        raise ValueError("Hugging Face's CLIPModel holds a ViT and a text Transformer only")
+        raise ValueError(f"Hugging Face's CLIPModel holds a ViT image tower and a Transformer text tower only, and "
+                         f"this model has a {config.vision.kind} image tower and a {config.text.kind} text tower: "
+                         "convert it --to open_clip (which holds ResNets too) or --to grounding")
     t, v = config.text, config.vision
     return {
         "model_type": "clip", "architectures": ["CLIPModel"], "projection_dim": config.embed_dim,
@@ -55,7 +57,6 @@ def config_to_hf(config: ModelConfig) -> dict:
         "text_config": {"vocab_size": t.vocab_size, "hidden_size": t.width, "intermediate_size": int(t.width * t.mlp_ratio),
                         "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
                         "max_position_embeddings": t.context_length, "hidden_act": t.activation,
-                        "eos_token_id": t.eot_token_id, "bos_token_id": t.eot_token_id - 1, "pad_token_id": t.pad_token_id,
                         "projection_dim": config.embed_dim},
         "vision_config": {"hidden_size": v.width, "intermediate_size": int(v.width * v.mlp_ratio),
                           "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "image_size": v.image_size,
@@ -151,16 +152,33 @@ def read_preprocessing(folder: Path, config: ModelConfig) -> None:
         config.vision.std = tuple(pre.get("image_std", config.vision.std))
 
 
+# transformers' CLIPTextTransformer reads an eos_token_id of 2 as a config from before its fix and
+# then pools at the largest token id, not at the end token; ours can have its end token at id 2.
+LEGACY_EOS_ID = 2
+
+
 def write_hf_folder(model, folder: Path) -> None:
-    """config.json, model.safetensors, preprocessor_config.json and the tokenizer's files."""
+    """config.json, model.safetensors, preprocessor_config.json and the tokenizer's files. A
+    vocabulary whose end token has transformers' legacy id gets that id exchanged with its last
+    one (the embedding rows too), so that transformers pools at the end token."""
+    hf_config = config_to_hf(model.config)  # a ResNet or LSTM model is refused before anything is written
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "config.json", config_to_hf(model.config))
+    tokenizer, state = model.tokenizer, dict(model.state_dict())
+    if tokenizer.eot_token_id == LEGACY_EOS_ID:
+        last = len(tokenizer) - 1
+        tokenizer = tokenizer.swapped(LEGACY_EOS_ID, last)
+        rows = state["text.token_embedding.weight"].clone()
+        rows[[LEGACY_EOS_ID, last]] = rows[[last, LEGACY_EOS_ID]]
+        state["text.token_embedding.weight"] = rows
+    hf_config["text_config"].update(eos_token_id=tokenizer.eot_token_id, bos_token_id=tokenizer.sot_token_id,
+                                    pad_token_id=tokenizer.pad_token_id)
+    write_json_atomic(folder / "config.json", hf_config)
     with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(state_to_hf(model.state_dict(), model.config), str(tmp), metadata={"format": "pt"})
+        save_file(state_to_hf(state, model.config), str(tmp), metadata={"format": "pt"})
     v = model.config.vision
     write_json_atomic(folder / "preprocessor_config.json", {
         "image_processor_type": "CLIPImageProcessor", "image_mean": list(v.mean), "image_std": list(v.std),
         "size": {"shortest_edge": v.image_size}, "crop_size": {"height": v.image_size, "width": v.image_size},
         "do_resize": True, "do_center_crop": True, "do_normalize": True, "resample": 3})
-    model.tokenizer.save_hf_files(folder)
+    tokenizer.save_hf_files(folder)
