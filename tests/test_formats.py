@@ -88,6 +88,24 @@ def test_transformers_reads_our_hf_export_with_our_embeddings(tokenizer, tmp_pat
         assert (back.encode_text(back.tokenizer(texts)) - ours_text).abs().max() < 1e-5
 
 
+def test_an_hf_folder_without_vocabulary_files_encodes_images_and_says_what_text_needs(tmp_path, openai_bpe,
+                                                                                      monkeypatch):
+    hf = hf_model("tiny")
+    hf.save_pretrained(tmp_path / "hf")  # weights and config only: no vocab.json or merges.txt
+    monkeypatch.delenv("GROUNDING_OPENAI_BPE", raising=False)  # and OpenAI's vocabulary nowhere to be found
+    model = grounding.load(tmp_path / "hf")
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (model.encode_image(pixels) - features(hf.get_image_features(pixel_values=pixels))).abs().max() < 1e-4
+    with pytest.raises(FileNotFoundError, match="no vocab.json and merges.txt.*GROUNDING_OPENAI_BPE"):
+        model.tokenizer(["a red circle"])
+    monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))  # once it is there, text works too
+    model = grounding.load(tmp_path / "hf")
+    ids = model.tokenizer(["a red circle"])
+    with torch.no_grad():
+        assert (model.encode_text(ids) - features(hf.get_text_features(input_ids=ids))).abs().max() < 1e-4
+
+
 def test_incomplete_hf_checkpoint_lists_what_is_missing(tmp_path, openai_bpe, monkeypatch):
     from safetensors.torch import load_file, save_file
 
@@ -129,8 +147,9 @@ def test_open_clip_state_dicts_load_with_parity_both_ways(tmp_path, openai_bpe, 
             assert (ours.encode_image(inputs["pixels224"]) - made[f"{name}/image"]).abs().max() < 1e-4, name
             assert (ours.encode_text(inputs["ids"]) - made[f"{name}/text"]).abs().max() < 1e-4, name
             assert (ours(inputs["pixels224"], inputs["ids"])[0] - made[f"{name}/logits"]).abs().max() < 1e-3, name
-        write_open_clip(ours, tmp_path / f"back.{name}.pt")
-        inputs[f"{name}/path"] = str(tmp_path / f"back.{name}.pt")
+        # back as open_clip's model folder, which open_clip builds from our config alone (no name)
+        write_open_clip(ours, tmp_path / f"back-{name}")
+        inputs[f"{name}/path"] = str(tmp_path / f"back-{name}")
     torch.save(inputs, tmp_path / "inputs.pt")
     subprocess.run([str(peer), str(script), "check", str(tmp_path / "inputs.pt"), str(tmp_path / "checked.pt"),
                     *OPEN_CLIP_MODELS], check=True, capture_output=True, env=env)
@@ -139,13 +158,44 @@ def test_open_clip_state_dicts_load_with_parity_both_ways(tmp_path, openai_bpe, 
         assert (checked[key] - value).abs().max() < 1e-4, key
 
 
+def test_open_clip_reads_our_model_folder_with_its_own_vocabulary(tmp_path):
+    """A model with a trained vocabulary (end token id 2), exported as open_clip's folder: open_clip
+    tokenizes with the folder's files and gives our embeddings."""
+    from grounding.formats.openai import write_open_clip
+
+    peer = next((p for p in PEERS if p.exists()), None)
+    if peer is None:
+        pytest.skip("open_clip's environment is missing: README 'Testing' says how to make it")
+    config = grounding.preset("tiny")
+    config.vision.activation = config.text.activation = "quick_gelu"
+    torch.manual_seed(0)
+    model = grounding.create_model(config).eval()
+    assert model.tokenizer.eot_token_id == 2
+    write_open_clip(model, tmp_path / "oc")
+    texts = ["a red circle", "two blue squares above a small green triangle"]
+    inputs = {"texts": texts, "ids": model.tokenizer(texts), "pixels32": torch.randn(2, 3, 32, 32),
+              "tiny/path": str(tmp_path / "oc")}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = Path(__file__).parent / "peers" / "open_clip_side.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([str(peer), str(script), "own", str(tmp_path / "inputs.pt"), str(tmp_path / "own.pt"),
+                           "tiny"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = torch.load(tmp_path / "own.pt", weights_only=True)
+    assert torch.equal(theirs["tiny/ids"], inputs["ids"])  # open_clip tokenizes as we do
+    with torch.no_grad():
+        assert (theirs["tiny/text"] - model.encode_text(inputs["ids"])).abs().max() < 1e-4
+        assert (theirs["tiny/image"] - model.encode_image(inputs["pixels32"])).abs().max() < 1e-4
+
+
 def test_a_state_dict_without_activation_is_refused(tmp_path, tiny_model):
     from grounding.formats.openai import write_open_clip
 
-    write_open_clip(tiny_model, tmp_path / "w.pt")
+    write_open_clip(tiny_model, tmp_path / "folder")  # a bare state dict would not hold its own vocabulary
+    weights = tmp_path / "folder" / "open_clip_model.safetensors"
     with pytest.raises(ValueError, match="activation cannot be read from weights"):
-        grounding.load(tmp_path / "w.pt")
-    (tmp_path / "cut.pt").write_bytes((tmp_path / "w.pt").read_bytes()[:1000])
+        grounding.load(weights)
+    (tmp_path / "cut.pt").write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated"):
         grounding.load(tmp_path / "cut.pt", activation="gelu")
 
@@ -173,8 +223,17 @@ def test_convert_command_round_trips_through_every_format(tmp_path):
         assert torch.allclose(again(pixels, again.tokenizer(texts))[0], model(pixels, model.tokenizer(texts))[0],
                               atol=1e-5)
     assert again.preprocess == model.preprocess
-    result = runner.invoke(app, ["convert", str(tmp_path / "mine"), str(tmp_path / "oc.safetensors"), "--to", "open_clip"])
-    assert result.exit_code == 0 and (tmp_path / "oc.safetensors").stat().st_size > 1000
+    bare = runner.invoke(app, ["convert", str(tmp_path / "mine"), str(tmp_path / "oc.safetensors"), "--to", "open_clip"])
+    assert bare.exit_code == 2 and "give a folder instead" in bare.output  # its own vocabulary needs the folder form
+    result = runner.invoke(app, ["convert", str(tmp_path / "mine"), str(tmp_path / "oc"), "--to", "open_clip"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "oc").iterdir()} >= {"open_clip_config.json", "open_clip_model.safetensors",
+                                                             "vocab.json", "merges.txt"}
+    back = grounding.load(tmp_path / "oc")  # no activation needed: the folder says it
+    with torch.no_grad():
+        assert torch.allclose(back(pixels, back.tokenizer(texts))[0], model(pixels, model.tokenizer(texts))[0],
+                              atol=1e-5)
+    assert back.preprocess == model.preprocess and len(back.tokenizer) == len(model.tokenizer)
 
 
 class _Attributes(torch.nn.Module):

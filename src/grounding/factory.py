@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -17,7 +18,7 @@ from .data.images import Preprocess
 from .io import atomic_path, write_json_atomic
 from .models import CLIP
 from .models.pretrained import hash_state, packaged_prefixes
-from .tokenizer import Tokenizer
+from .tokenizer import MissingVocabulary, Tokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
 # Trained models shipped inside the package, loadable by name with no training and no network.
@@ -151,14 +152,20 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
         raise ValueError(f"{name!r} names both a {'preset' if name in PRESETS else 'built-in model'} and the "
                          f"folder ./{name} here: pass ./{name} for the folder, or run from another folder")
     if name in PRESETS:
-        return create_model(preset(name)).to(device)
+        warnings.warn(f"{name!r} is a preset: its weights are random, so its answers mean nothing; pass a trained "
+                      f"model (a run folder, a checkpoint, or the built-in {', '.join(BUILTIN)})", stacklevel=2)
+        model = create_model(preset(name)).to(device)
+        model.random_weights = True
+        return model
     folder = BUILTIN.get(str(name_or_path), Path(name_or_path))
-    from .formats import huggingface
+    from .formats import huggingface, openai
 
     if folder.is_file():
         return _load_state_dict_file(folder, activation).to(device).eval()
     if huggingface.is_hf_folder(folder):
         return _load_hf(folder).to(device).eval()
+    if openai.is_open_clip_folder(folder):
+        return _load_open_clip_folder(folder).to(device).eval()
     if not (folder / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}), a built-in "
                                 f"model ({', '.join(BUILTIN)}) or a folder saved by grounding (a run's --out folder)")
@@ -190,15 +197,39 @@ def _load_hf(folder: Path) -> CLIP:
     hf_state = huggingface.read_hf_weights(folder)
     config = huggingface.hf_to_config(json.loads((folder / CONFIG_FILE).read_text()))
     huggingface.read_preprocessing(folder, config)
-    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        tokenizer = Tokenizer.from_hf_files(folder / "vocab.json", folder / "merges.txt", config.text.context_length)
-    else:
-        tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
-    config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+    tokenizer = _folder_tokenizer(folder, config, _read_hf_eos(folder, config.text.vocab_size - 1))
     model = attach(CLIP(config), tokenizer)
     state = huggingface.hf_to_state(hf_state, config, str(folder))
     model.load_state_dict(state)
     return model
+
+
+def _folder_tokenizer(folder: Path, config: ModelConfig, eot_token_id: int):
+    """A model folder's vocab.json and merges.txt, else OpenAI's vocabulary."""
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        tokenizer = Tokenizer.from_hf_files(folder / "vocab.json", folder / "merges.txt", config.text.context_length)
+        config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+        return tokenizer
+    return _openai_vocabulary(config, eot_token_id, f"{folder} has no vocab.json and merges.txt, so")
+
+
+def _openai_vocabulary(config: ModelConfig, eot_token_id: int, why: str):
+    """OpenAI's vocabulary; where it is not on this machine, a stand-in that lets images encode
+    and says, once text is used, what is missing (`why`) and where to get it. The config's end
+    and pad ids follow the tokenizer (`eot_token_id` where there is none)."""
+    try:
+        tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
+    except FileNotFoundError as e:
+        config.text.eot_token_id = eot_token_id
+        return MissingVocabulary(f"{why} its text side needs OpenAI's vocabulary, and {e}", config.text.vocab_size,
+                                 config.text.context_length)
+    config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+    return tokenizer
+
+
+def _read_hf_eos(folder: Path, default: int) -> int:
+    eos = json.loads((folder / CONFIG_FILE).read_text()).get("text_config", {}).get("eos_token_id", default)
+    return default if eos == 2 else eos  # transformers' legacy value: OpenAI's end token is the last id
 
 
 def _load_state_dict_file(path: Path, activation: str | None) -> CLIP:
@@ -212,15 +243,27 @@ def _load_state_dict_file(path: Path, activation: str | None) -> CLIP:
         raise ValueError(f"{path} holds no config, and the activation cannot be read from weights: pass "
                          "activation='quick_gelu' (OpenAI's weights) or 'gelu' (most open_clip-trained ones)")
     config = openai.infer_config(state, activation)
-    tokenizer = Tokenizer.from_openai_merges(context_length=config.text.context_length)
-    config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+    tokenizer = _openai_vocabulary(config, config.text.vocab_size - 1, f"{path} is a state dict, so")
+    return _from_open_clip_state(config, tokenizer, state, path)
+
+
+def _load_open_clip_folder(folder: Path) -> CLIP:
+    from .formats import openai
+
+    config, state = openai.read_open_clip_folder(folder)
+    return _from_open_clip_state(config, _folder_tokenizer(folder, config, config.text.vocab_size - 1), state, folder)
+
+
+def _from_open_clip_state(config: ModelConfig, tokenizer, state: dict, source: Path) -> CLIP:
+    from .formats import openai
+
     model = attach(CLIP(config), tokenizer)
     ours = openai.openai_to_state(state)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
     wrong = [k for k in set(ours) & set(expected) if ours[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(f"{path} does not fit the architecture read from it: missing {missing[:5]}, "
+        raise ValueError(f"{source} does not fit the architecture read from it: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
     model.load_state_dict(ours)
     return model

@@ -124,6 +124,26 @@ def learn_merges(words: Counter[tuple[str, ...]], num_merges: int, min_count: in
     return merges
 
 
+class MissingVocabulary:
+    """Stands in for a tokenizer whose vocabulary file is not on this machine (a Hugging Face
+    folder saved without one needs OpenAI's): the model still encodes images, and any use of
+    text raises FileNotFoundError saying where to get the vocabulary."""
+
+    byte_level = True
+
+    def __init__(self, message: str, size: int, context_length: int):
+        self.message, self.size, self.context_length = message, size, context_length
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getattr__(self, name: str):
+        raise FileNotFoundError(self.message)
+
+    def __call__(self, *args, **kwargs):
+        raise FileNotFoundError(self.message)
+
+
 class Tokenizer:
     """Turns strings into (batch, context_length) id tensors: start token, BPE ids, end token,
     then padding. Over-long text is an error unless `truncate=True`, which keeps the end token.
@@ -196,6 +216,11 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         self.bpe.save(str(path))
+
+    def is_openai(self) -> bool:
+        """Whether this is OpenAI's vocabulary (its size and special ids; a trained one has a pad token)."""
+        return (self.byte_level and len(self) == 49408 and (self.sot_token_id, self.eot_token_id) == (49406, 49407)
+                and self.bpe.token_to_id(PAD) is None)
 
     def merges(self) -> list[tuple[str, str]]:
         model = json.loads(self.bpe.to_str())["model"]

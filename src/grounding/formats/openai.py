@@ -1,9 +1,13 @@
 """OpenAI and open_clip state dicts (`.pt`, `.bin` or `.safetensors`, with or without a
-`state_dict` wrapper or a `module.` prefix), and OpenAI's TorchScript archives. They carry no
-config, so the architecture is read from the tensor shapes; the activation cannot be, and must
-be given (OpenAI's weights use QuickGELU, most open_clip-trained ones GELU)."""
+`state_dict` wrapper or a `module.` prefix), OpenAI's TorchScript archives, and open_clip's model
+folders. A state dict carries no config, so the architecture is read from the tensor shapes; the
+activation cannot be, and must be given (OpenAI's weights use QuickGELU, most open_clip-trained
+ones GELU). A model folder (`open_clip_config.json` beside `open_clip_model.safetensors`, what
+open_clip's `create_model("local-dir:FOLDER")` reads) says both, and its preprocessing, and holds
+a vocabulary of the model's own as Hugging Face tokenizer files."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,7 +15,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig, TextConfig, VisionConfig
-from ..io import atomic_path
+from ..io import atomic_path, write_json_atomic
+
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
+# open_clip takes a vocabulary from Hugging Face tokenizer files in a model folder when its config
+# names one (any name: the folder itself is where they are read from).
+HF_TOKENIZER_NAME = "grounding"
 
 _DROPPED = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
 
@@ -93,11 +103,85 @@ def openai_to_state(state: dict) -> dict[str, torch.Tensor]:
     return {_rename(k): (v.float() if v.is_floating_point() else v) for k, v in state.items() if k not in _DROPPED}
 
 
+def open_clip_state(model) -> dict[str, torch.Tensor]:
+    return {_rename_back(k): v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
 def write_open_clip(model, path: Path) -> None:
-    """A state dict in open_clip's (and OpenAI's) naming, as safetensors or .pt by suffix."""
-    state = {_rename_back(k): v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        if Path(path).suffix == ".safetensors":
-            save_file(state, str(tmp))
-        else:
-            torch.save(state, tmp)
+    """open_clip's formats: a folder (its config with the preprocessing, the weights, and the
+    vocabulary when it is not OpenAI's), or, for a path ending .pt or .safetensors, the bare state
+    dict in open_clip's (and OpenAI's) naming, which only a model with OpenAI's vocabulary fits."""
+    config = open_clip_config(model)
+    path = Path(path)
+    if path.suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        if not model.tokenizer.is_openai():
+            raise ValueError(f"{path}: this model has a vocabulary of its own, which a bare state dict cannot carry; "
+                             "give a folder instead (open_clip's model folder holds it)")
+        with atomic_path(path) as tmp:
+            if path.suffix == ".safetensors":
+                save_file(open_clip_state(model), str(tmp))
+            else:
+                torch.save(open_clip_state(model), tmp)
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / OPEN_CLIP_WEIGHTS[0]) as tmp:
+        save_file(open_clip_state(model), str(tmp))
+    if not model.tokenizer.is_openai():
+        model.tokenizer.save_hf_files(path)
+    write_json_atomic(path / OPEN_CLIP_CONFIG, config)
+
+
+def open_clip_config(model) -> dict:
+    """open_clip's `open_clip_config.json` for the model: its `model_cfg` and `preprocess_cfg`."""
+    c = model.config
+    v, t = c.vision, c.text
+    if v.kind not in ("vit", "resnet") or t.kind != "transformer":
+        raise ValueError(f"open_clip holds ViT and ResNet image towers and Transformer text towers, and this model "
+                         f"has a {v.kind} and a {t.kind}: convert it --to grounding")
+    if v.activation != t.activation:
+        raise ValueError("open_clip has one activation for both towers, and this model's differ; convert it --to grounding")
+    resnet = v.kind == "resnet"
+    vision = {"image_size": v.image_size, "layers": list(v.layers) if resnet else v.layers, "width": v.width,
+              "head_width": v.width * 32 // v.heads if resnet else v.width // v.heads, "mlp_ratio": v.mlp_ratio,
+              "patch_size": None if resnet else v.patch_size}
+    text = {"context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width, "heads": t.heads,
+            "layers": t.layers, "mlp_ratio": t.mlp_ratio}
+    if not model.tokenizer.is_openai():  # its own vocabulary: pool at its end token, not at the largest id
+        text.update(hf_tokenizer_name=HF_TOKENIZER_NAME, pool_type="eos", eos_id=t.eot_token_id, pad_id=t.pad_token_id)
+    model_cfg = {"embed_dim": c.embed_dim, "quick_gelu": v.activation == "quick_gelu", "vision_cfg": vision,
+                 "text_cfg": text}
+    if c.loss == "siglip":
+        model_cfg["init_logit_bias"] = -10.0
+    return {"model_cfg": model_cfg, "preprocess_cfg": {"size": v.image_size, "mean": list(v.mean), "std": list(v.std),
+                                                      "interpolation": "bicubic", "resize_mode": "shortest"}}
+
+
+def is_open_clip_folder(folder: Path) -> bool:
+    return (Path(folder) / OPEN_CLIP_CONFIG).is_file()
+
+
+def read_open_clip_folder(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The config (from the folder's own, not guessed) and the state dict of an open_clip folder."""
+    folder = Path(folder)
+    try:
+        cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text(encoding="utf-8"))
+        model_cfg = cfg["model_cfg"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder / OPEN_CLIP_CONFIG}: not an open_clip config ({e})") from None
+    weights = next((folder / name for name in OPEN_CLIP_WEIGHTS if (folder / name).is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{folder}: no {' or '.join(OPEN_CLIP_WEIGHTS)} beside {OPEN_CLIP_CONFIG}")
+    state = read_state(weights)
+    if not is_openai_state(state):
+        raise ValueError(f"{weights}: not a CLIP state dict in open_clip's naming (a timm or Hugging Face tower?)")
+    config = infer_config(state, "quick_gelu" if model_cfg.get("quick_gelu") else "gelu")
+    vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    head_width = vision.get("head_width", 64)
+    config.vision.heads = config.vision.width * (32 if config.vision.kind == "resnet" else 1) // head_width
+    config.text.heads = text.get("heads", config.text.heads)
+    if "init_logit_bias" in model_cfg:
+        config.loss = "siglip"
+    pre = cfg.get("preprocess_cfg", {})
+    config.vision.mean = tuple(pre.get("mean", config.vision.mean))
+    config.vision.std = tuple(pre.get("std", config.vision.std))
+    return config, state
