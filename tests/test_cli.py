@@ -11,13 +11,12 @@ runner = CliRunner()
 
 
 def _commands():
-    import click
     import typer.main
 
     def walk(group, path):
         for name, command in group.commands.items():
             yield path + [name], command
-            if isinstance(command, click.Group):
+            if hasattr(command, "commands"):  # a group (typer's is no click.Group subclass)
                 yield from walk(command, path + [name])
 
     return list(walk(typer.main.get_command(app), []))
@@ -73,3 +72,16 @@ def test_encoding_commands_run_on_the_device_asked_for(tmp_path):
     result = runner.invoke(app, ["embed", "--model", "tiny", "--texts", str(tmp_path / "texts.txt"),
                                  "--out", str(tmp_path / "e"), "--device", "cpu"])
     assert result.exit_code == 0 and "2 embeddings" in result.output, result.output
+
+
+def test_a_preset_name_is_loudly_random(tmp_path):
+    import grounding
+
+    with pytest.warns(UserWarning, match="weights are random"):
+        model = grounding.load("tiny")
+    assert repr(model).startswith("# random weights")
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "red.png")
+    result = runner.invoke(app, ["classify", str(tmp_path / "red.png"), "--model", "tiny", "--labels", "red,blue"])
+    assert result.exit_code == 0 and "warning: 'tiny' is a preset: its weights are random" in result.output

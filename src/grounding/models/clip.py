@@ -33,6 +33,11 @@ class CLIP(nn.Module):
         # Set by `grounding.load`, so that paths and strings go in and embeddings come out.
         self.tokenizer = None
         self.preprocess = None
+        self.random_weights = False  # `grounding.load` of a preset name: said in the repr and warned of
+
+    def __repr__(self) -> str:
+        note = "# random weights (a preset): train it or load a trained model\n" if self.random_weights else ""
+        return note + super().__repr__()
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         features = self.visual(pixels)
