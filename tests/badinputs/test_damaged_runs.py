@@ -100,7 +100,7 @@ def test_an_unreadable_optimizer_state_names_its_file_and_no_pickle_runs(tmp_pat
 
 def test_a_saved_model_folder_is_not_overwritten_without_being_asked(tmp_path):
     saved = tmp_path / "saved"
-    grounding.factory.save_model(grounding.load("tiny"), saved)
+    grounding.factory.save_model(grounding.create_model(preset("tiny")), saved)
     before = (saved / "model.safetensors").read_bytes()
     with pytest.raises(FolderError, match="--overwrite"):
         _train(saved, steps=1)
@@ -135,7 +135,7 @@ def test_a_resumed_embedding_refuses_an_input_that_changed(tmp_path):
     folder.mkdir()
     for i in range(5):
         Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(folder / f"{i}.png")
-    model = grounding.load("tiny")
+    model = grounding.create_model(preset("tiny"))
     store = embed_images(model, str(folder), tmp_path / "store", "tiny", shard_size=2, workers=0, show_progress=False)
     store.shard_path(2).with_suffix(".json").unlink()  # as if killed during the last shard
     (folder / "0.png").rename(folder / "9.png")  # the same count, other items
@@ -154,7 +154,7 @@ def test_a_store_records_where_its_model_is_so_search_works_from_anywhere(tmp_pa
     from grounding.interfaces.cli import app
 
     runner = CliRunner()
-    grounding.factory.save_model(grounding.load("tiny"), tmp_path / "work" / "model")
+    grounding.factory.save_model(grounding.create_model(preset("tiny")), tmp_path / "work" / "model")
     (tmp_path / "work" / "texts.txt").write_text("a red circle\na blue square\n")
     monkeypatch.chdir(tmp_path / "work")
     assert runner.invoke(app, ["embed", "--model", "model", "--texts", "texts.txt", "--out", "store"]).exit_code == 0

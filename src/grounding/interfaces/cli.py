@@ -479,14 +479,18 @@ def ground(
 
 @app.command()
 def convert(
-    source: str = typer.Argument(..., help="A model folder (grounding or Hugging Face) or a preset name."),
-    destination: Path = typer.Argument(..., help="The folder to write (for open_clip: a .pt or .safetensors file)."),
-    to: Format = typer.Option(..., help="hf (a Hugging Face CLIPModel folder), open_clip (a state dict in "
-                              "open_clip's and OpenAI's naming) or grounding."),
+    source: str = typer.Argument(..., help="A model folder (grounding, Hugging Face or open_clip), a state dict file "
+                                 "or a built-in model."),
+    destination: Path = typer.Argument(..., help="The folder to write (open_clip: also a .pt or .safetensors file, "
+                                       "the bare state dict, for a model with OpenAI's vocabulary)."),
+    to: Format = typer.Option(..., help="hf: a Hugging Face CLIPModel folder (ViT and Transformer towers only); "
+                              "open_clip: open_clip's model folder (ViT or ResNet, Transformer text), read by "
+                              "create_model('local-dir:OUT'); grounding: any model."),
     activation: Optional[str] = typer.Option(None, help="For a SOURCE state dict, which carries no config: "
                                              "quick_gelu (OpenAI's weights) or gelu."),
 ) -> None:
-    """Convert a checkpoint between formats, preprocessing settings and tokenizer included."""
+    """Convert a checkpoint between formats, preprocessing settings and tokenizer included. Hugging
+    Face's CLIPModel holds ViT models only (the demo's ResNet goes --to open_clip)."""
     import grounding
 
     from ..factory import save_model

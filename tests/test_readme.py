@@ -1,0 +1,77 @@
+"""The README's examples as written: every `grounding` command line in its shell blocks parses
+against the real command line (the command exists, every option exists and takes the value
+given), and the Python API block runs, with a small saved model standing in for runs/demo."""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+
+from grounding.interfaces.cli import app
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.M | re.S)
+
+
+def _command_lines() -> list[list[str]]:
+    """Each `grounding ...` invocation in the shell blocks, as the shell would split it."""
+    found = []
+    for block in _blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            command: list[str] = []
+            for word in words + ["&&"]:
+                if word in ("&&", "||", "|", ";"):
+                    if command and command[0] == "grounding":
+                        found.append(command[1:])
+                    command = []
+                else:
+                    command.append(word)
+    return found
+
+
+COMMANDS = _command_lines()
+
+
+def test_the_readme_shows_many_commands():
+    assert len(COMMANDS) >= 40 and {c[0] for c in COMMANDS if c} >= {"train", "classify", "zeroshot", "embed",
+                                                                       "search", "convert", "train-vqa", "demo"}
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a)[:70])
+def test_a_readme_command_parses_as_written(args):
+    command: click.Command = typer.main.get_command(app)
+    path = []
+    while hasattr(command, "commands") and args and args[0] in command.commands:
+        path.append(args[0])
+        command, args = command.commands[args[0]], args[1:]
+    assert path, f"no such command: grounding {' '.join(args)}"
+    if "--help" in args:
+        return
+    command.make_context("grounding " + " ".join(path), list(args))  # unknown options and bad values raise
+
+
+def test_the_python_api_block_runs(tmp_path, monkeypatch):
+    import torch
+
+    from grounding.config import preset
+    from grounding.data.synthetic import World
+    from grounding.factory import create_model, save_model
+
+    (block,) = [b for b in _blocks("python") if "grounding.load(\"runs/demo\")" in b]
+    torch.manual_seed(0)
+    save_model(create_model(preset("tiny")), tmp_path / "runs" / "demo")  # stands in for `grounding demo`'s run
+    import numpy as np
+
+    World().sample(np.random.default_rng(0), "any").render(64).save(tmp_path / "scene.png")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["probs"].shape == (1, 2) and torch.allclose(scope["probs"].sum(), torch.tensor(1.0))
