@@ -75,3 +75,26 @@ def test_the_python_api_block_runs(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)
     assert scope["probs"].shape == (1, 2) and torch.allclose(scope["probs"].sum(), torch.tensor(1.0))
+
+
+def test_the_plain_onnxruntime_block_runs_and_agrees_with_the_model(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="install the test extra: pip install -e '.[test]'")
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from grounding.config import preset
+    from grounding.factory import create_model
+    from grounding.formats.export import export
+
+    (block,) = [b for b in _blocks("python") if "onnxruntime" in b]
+    torch.manual_seed(0)
+    model = create_model(preset("tiny")).eval()
+    export(model, tmp_path / "out" / "onnx")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    with torch.no_grad():
+        expected = model(model.preprocess(tmp_path / "photo.jpg")[None], model.tokenizer(scope["labels"]))[0].softmax(-1)
+    assert np.abs(scope["probs"] - expected.numpy()).max() < 1e-4

@@ -510,6 +510,28 @@ def convert(
     typer.echo(f"wrote {to.value} model to {destination}")
 
 
+ExportFormat = choice("ExportFormat", "onnx", "torchscript")
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="The model to export: a run or saved folder, a checkpoint, or a built-in "
+                                "model."),
+    out: Path = typer.Argument(..., help="The folder for the two encoders, tokenizer.json and preprocess.json."),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx (onnxruntime and the like) or "
+                                        "torchscript (torch.jit.load)."),
+) -> None:
+    """Export the image and text encoders for inference without grounding (README: Export)."""
+    from ..formats.export import export
+
+    clip = _load_model(model, "cpu")
+    try:
+        files = export(clip, out, format.value)
+    except (ValueError, ImportError) as e:
+        raise typer.BadParameter(str(e))
+    typer.echo(f"wrote {', '.join(p.name for p in files)} to {out}")
+
+
 from .task_commands import register  # noqa: E402  (the task commands join this app)
 
 register(app)

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from .transformer import exporting
+
 WIDTH = 384  # all-MiniLM-L6-v2's
 
 
@@ -50,8 +52,10 @@ class MiniLM(nn.Module):
     def forward(self, ids: torch.Tensor, pad_token_id: int = 0) -> torch.Tensor:
         """(batch, width): the mean of the token states over the non-padding tokens."""
         keep = ids != pad_token_id
-        length = int(keep.sum(dim=1).max())  # padding is at the end: cut what no row needs
-        ids, keep = ids[:, :length], keep[:, :length]
+        if not exporting():  # padding is at the end: cut what no row needs
+            length = int(keep.sum(dim=1).max())
+            ids, keep = ids[:, :length], keep[:, :length]
+        length = ids.shape[1]
         positions = torch.arange(length, device=ids.device)
         x = self.word_embeddings(ids) + self.position_embeddings(positions) + self.token_type_embeddings.weight[0]
         x = self.ln_embed(x)

@@ -8,14 +8,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import TextConfig
-from .transformer import Transformer
+from .transformer import Transformer, exporting
 
 
 def end_of_text_positions(ids: torch.Tensor, eot_token_id: int) -> torch.Tensor:
     """The index of the first end-of-text token in each row; a row without one is an error."""
     is_eot = ids == eot_token_id
     found = is_eot.any(dim=1)
-    if not bool(found.all()):
+    if not exporting() and not bool(found.all()):
         rows = torch.nonzero(~found).flatten().tolist()[:5]
         raise ValueError(f"token rows {rows} have no end-of-text token ({eot_token_id}): "
                          "encode text with the model's own tokenizer")
@@ -41,7 +41,7 @@ class TextTransformer(nn.Module):
         the end positions. The mask is causal, so what follows a row's end never reaches it and
         cutting the padding changes no result."""
         eot = end_of_text_positions(ids, self.config.eot_token_id)
-        length = int(eot.max()) + 1 if self.trim_padding else ids.shape[1]
+        length = int(eot.max()) + 1 if self.trim_padding and not exporting() else ids.shape[1]
         ids = ids[:, :length]
         x = self.token_embedding(ids) + self.positional_embedding[:length]
         x = self.transformer(x, causal=True)

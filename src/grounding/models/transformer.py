@@ -10,6 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def exporting() -> bool:
+    """Whether the forward pass is being captured as a graph (ONNX, TorchScript, torch.export):
+    then nothing may depend on one batch's values, such as cutting its padding."""
+    return torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 class QuickGELU(nn.Module):
     """The sigmoid approximation of GELU that OpenAI's CLIP weights were trained with."""
 

@@ -1,0 +1,106 @@
+"""Encoders for inference without this project (`grounding export MODEL OUT`): the image and the
+text encoder as two graphs, ONNX (for onnxruntime and every runtime that reads ONNX) or
+TorchScript, beside what they need around them.
+
+    OUT/image_encoder.onnx   pixels (batch, 3, S, S) float32, preprocessed -> features (batch, D)
+    OUT/text_encoder.onnx    ids (batch, context) int64 -> features (batch, D)
+    OUT/tokenizer.json       a `tokenizers` file that cleans, splits, adds the start and end
+                             tokens and pads to the context: ids straight from text
+    OUT/preprocess.json      image size, mean, std, how to resize, the context, the logit scale
+
+The features are the model's own, before normalisation, as `encode_image` and `encode_text`
+give them (TorchScript: image_encoder.pt and text_encoder.pt instead)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, normalizers, processors
+from torch import nn
+
+from ..io import atomic_path, write_json_atomic
+from ..models import CLIP
+
+FORMATS = ("onnx", "torchscript")
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, model: CLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, model: CLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(ids)
+
+
+def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
+    """Writes the encoders, the tokenizer and the preprocessing into `out`; returns the files."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}: use {' or '.join(FORMATS)}")
+    if format == "onnx":
+        try:
+            import onnx  # noqa: F401  (what torch's exporter writes with)
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise ImportError("ONNX export needs the onnx and onnxscript packages: pip install 'grounding[onnx]'") from None
+    if model.config.text.kind == "lstm":
+        raise ValueError("an LSTM text tower does not export (its packed sequences have no graph form); export "
+                         "a model with a Transformer or MiniLM text tower")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.float().eval().cpu()
+    size, context = model.config.vision.image_size, model.config.text.context_length
+    pixels = torch.zeros(2, 3, size, size)
+    ids = model.tokenizer(["a photo of a cat.", "a dog"])
+    suffix = ".onnx" if format == "onnx" else ".pt"
+    written = []
+    for name, encoder, example, input_name in (("image_encoder", ImageEncoder(model).eval(), pixels, "pixels"),
+                                               ("text_encoder", TextEncoder(model).eval(), ids, "ids")):
+        path = out / f"{name}{suffix}"
+        with atomic_path(path) as tmp, torch.no_grad():
+            if format == "onnx":
+                torch.onnx.export(encoder, (example,), str(tmp), dynamo=True, input_names=[input_name],
+                                  output_names=["features"], dynamic_shapes={input_name: {0: "batch"}},
+                                  external_data=False, verbose=False)
+            else:
+                torch.jit.save(torch.jit.trace(encoder, (example,)), str(tmp))
+        written.append(path)
+    tokenizer_path = out / "tokenizer.json"
+    with atomic_path(tokenizer_path) as tmp:
+        standalone_tokenizer(model).save(str(tmp))
+    vision = model.config.vision
+    write_json_atomic(out / "preprocess.json", {
+        "image_size": size, "mean": list(vision.mean), "std": list(vision.std),
+        "resize": "bicubic resize of the shortest side to image_size, then a centre crop of image_size",
+        "context_length": context, "pad_token_id": model.tokenizer.pad_token_id,
+        "logit_scale": model.logit_scale.detach().exp().item(), "embed_dim": model.config.embed_dim,
+        "inputs": {"image_encoder": "pixels", "text_encoder": "ids"}, "outputs": "features"})
+    return [*written, tokenizer_path, out / "preprocess.json"]
+
+
+def standalone_tokenizer(model: CLIP):
+    """The model's tokenizer as a `tokenizers` object that does everything on its own: lowercases
+    and collapses whitespace (as `clean` does, less ftfy's repairs of broken unicode), adds the
+    start and end tokens, truncates keeping the end token, and pads to the context length."""
+    tokenizer = model.tokenizer
+    bpe = type(tokenizer.bpe).from_str(tokenizer.bpe.to_str())
+    context = model.config.text.context_length
+    if tokenizer.byte_level:
+        bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                               normalizers.Strip(), normalizers.Lowercase()])
+        start, end = tokenizer.bpe.id_to_token(tokenizer.sot_token_id), tokenizer.bpe.id_to_token(tokenizer.eot_token_id)
+        bpe.post_processor = processors.TemplateProcessing(
+            single=f"{start} $A {end}", special_tokens=[(start, tokenizer.sot_token_id), (end, tokenizer.eot_token_id)])
+    bpe.enable_truncation(context)
+    bpe.enable_padding(length=context, pad_id=tokenizer.pad_token_id,
+                       pad_token=tokenizer.bpe.id_to_token(tokenizer.pad_token_id) or "")
+    return bpe
