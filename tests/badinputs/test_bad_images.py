@@ -61,14 +61,17 @@ def _assert_rejections_named(messages: list[str], cases, name_of=lambda c: c.nam
 
 
 def test_classify_answers_the_good_files_and_names_the_bad_ones(corpus, saved_tiny):
-    files = [str(corpus / c.name) for c in CASES]
+    files = [str(corpus / c.name) for c in CASES if c.name != "folder.jpg"]  # a folder given is searched
     result = runner.invoke(app, ["classify", *files, "--model", str(saved_tiny), "--labels", "red,green,blue",
                                  "--json", "--device", "cpu"])
     assert result.exit_code == 1, result.output  # some files could not be read
     assert "Traceback" not in result.output
     answered = [json.loads(line)["path"] for line in result.stdout.splitlines() if line.startswith("{")]
     assert answered == [str(corpus / c.name) for c in ACCEPTED]
-    _assert_rejections_named([line for line in result.output.splitlines() if line.startswith("skipped:")], REJECTED)
+    _assert_rejections_named([line for line in result.output.splitlines() if line.startswith("skipped:")],
+                             [c for c in REJECTED if c.name != "folder.jpg"])
+    empty = runner.invoke(app, ["classify", str(corpus / "folder.jpg"), "--model", str(saved_tiny), "--labels", "a,b"])
+    assert empty.exit_code == 2 and "a folder with no images in it" in empty.output
 
 
 def test_zeroshot_counts_the_good_files_and_lists_the_bad_ones(corpus, saved_tiny, tmp_path):

@@ -10,7 +10,6 @@ worker process), so it resumes exactly too, given the same number of workers.
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
@@ -19,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..tokenizer import Tokenizer
-from .images import BadImageError, TrainTransform
+from .images import BadImageError, TrainTransform, one_thread
 from .pairs import Mixture, StreamPosition, caption_of, describe_skip
 
 
@@ -113,13 +112,6 @@ class PairBatches(IterableDataset):
         stacked = torch.stack(pixels) if pixels else torch.empty(0, 3, size, size)
         return Batch(step, stacked, ids, negatives, drawn, [dict(r, step=step) for r in skipped], len(cut),
                      positions)
-
-
-def one_thread(_: int) -> None:
-    """Each data worker computes on one core, the model keeps the others (README: threads), and
-    Ctrl-C is the training process's to handle (it checkpoints first)."""
-    torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def batch_loader(batches: PairBatches, workers: int) -> DataLoader:

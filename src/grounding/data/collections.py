@@ -40,6 +40,29 @@ def expand_braces(pattern: str) -> list[str]:
     return [expanded for option in options for expanded in expand_braces(head + option + tail)]
 
 
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Image paths from command-line inputs: a folder gives its images (searched recursively), a
+    pattern with * ? or [ its matches (`**` crosses folders), anything else itself (a missing
+    file is reported when it is read). Order is kept; a path named twice is used once."""
+    import glob
+
+    paths: list[Path] = []
+    for given in inputs:
+        if Path(given).is_dir():
+            found = sorted(p for p in Path(given).rglob("*") if listed(p))
+            if not found:
+                raise FileNotFoundError(f"{given}: a folder with no images in it")
+            paths += found
+        elif any(ch in given for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"{given}: no file matches this pattern")
+            paths += [m for m in matches if not m.is_dir() and listed(m)]
+        else:
+            paths.append(Path(given))
+    return list(dict.fromkeys(paths))
+
+
 def list_items(spec: str) -> list[Item]:
     kind, _, rest = spec.partition(":")
     if kind == "folder" or (not rest and Path(spec).is_dir()):

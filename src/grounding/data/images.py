@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,22 @@ class DecodedImages(torch.utils.data.Dataset):
         except BadImageError as e:
             size = self.preprocess.image_size
             return torch.zeros(3, size, size), i, str(e)
+
+
+def one_thread(_: int) -> None:
+    """Each worker process decodes on one core, leaving the others to the model (several
+    processes each using every core slow each other down several times), and leaves Ctrl-C to the
+    main process to handle (a training run checkpoints first)."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def image_loader(source, preprocess: Preprocess, batch_size: int = 64, workers: int = 2) -> torch.utils.data.DataLoader:
+    """Batches of `DecodedImages(source)`, decoded in `workers` processes of one thread each
+    (0: in this process) while the caller encodes."""
+    return torch.utils.data.DataLoader(DecodedImages(source, preprocess), batch_size=batch_size, num_workers=workers,
+                                       worker_init_fn=one_thread if workers else None,
+                                       prefetch_factor=4 if workers else None)
 
 
 def load_batch(paths: list[str | Path], preprocess: Preprocess, skip_bad: bool = False

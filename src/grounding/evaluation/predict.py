@@ -3,14 +3,13 @@ and preprocess batches while the main process encodes, and only the score matrix
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch.utils.data import DataLoader
-
 from ..data.datasets import Dataset
-from ..data.images import DecodedImages
+from ..data.images import ImageList, image_loader
 from ..models import CLIP
 
 
@@ -33,8 +32,7 @@ class Predictions:
 def encode_images(model: CLIP, dataset: Dataset, batch_size: int = 64, workers: int = 2,
                   show_progress: bool = True):
     """Yields (unit features, dataset indices, skipped messages) batch by batch."""
-    loader = DataLoader(DecodedImages(dataset, model.preprocess), batch_size=batch_size, num_workers=workers,
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    loader = image_loader(dataset, model.preprocess, batch_size, workers)
     columns = [TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     device = next(model.parameters()).device
     with Progress(*columns, disable=not show_progress) as progress:
@@ -44,6 +42,23 @@ def encode_images(model: CLIP, dataset: Dataset, batch_size: int = 64, workers: 
             features = model.encode_image(pixels[ok].to(device), normalize=True) if ok.any() else None
             yield features, index[ok].numpy(), [e for e in errors if e]
             progress.advance(task, len(index))
+
+
+@torch.no_grad()
+def classify_files(model: CLIP, paths: list, classifier: torch.Tensor, batch_size: int = 64, workers: int = 2
+                   ) -> Iterator[tuple[object, np.ndarray | None, str]]:
+    """(path, probabilities over the classifier's labels, "") per image, in order, or (path,
+    None, why) for an image that cannot be read; decoded in workers while the model encodes."""
+    scale = model.logit_scale.exp().float()
+    device = next(model.parameters()).device
+    for pixels, index, errors in image_loader(ImageList(paths), model.preprocess, batch_size, workers):
+        ok = torch.tensor([not e for e in errors], dtype=torch.bool)
+        probs = iter([])
+        if ok.any():
+            features = model.encode_image(pixels[ok].to(device), normalize=True)
+            probs = iter((scale * features @ classifier).softmax(dim=-1).cpu().numpy())
+        for i, error in zip(index.tolist(), errors):
+            yield paths[i], None if error else next(probs), error
 
 
 @torch.no_grad()

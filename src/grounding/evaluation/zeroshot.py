@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data.datasets import CACHE
 from ..models import CLIP
+from ..runtime import dtype_of
 from .templates import TEMPLATE_SETS, fits
 
 DEFAULT_TEMPLATES = TEMPLATE_SETS["default"]
@@ -49,7 +50,9 @@ def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[st
     from ..factory import fingerprint
     from ..io import atomic_path
 
-    key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates)]).encode()).hexdigest()
+    precision = str(dtype_of(model.text))  # a bf16 model's classifier is its own
+    key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates), precision]
+                                    ).encode()).hexdigest()
     path = (cache_dir or CACHE / "classifiers") / f"{key[:32]}.safetensors"
     if path.is_file():
         try:

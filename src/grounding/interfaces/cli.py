@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..training.options import TrainConfig
-from .common import Device, runtime_for
+from .common import Device, Precision as InferencePrecision, runtime_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Ground language in images: train CLIP-style models and classify images zero-shot.")
@@ -154,14 +154,25 @@ def demo(
     run_demo(out, steps=steps, n_examples=examples, seed=seed)
 
 
-def _load_model(spec: str, device: str = "cpu"):
-    """The model, on the device `--device` names (decided once, here: the rest follows the model)."""
+def _load_model(spec: str, device: str = "cpu", precision: str = "fp32"):
+    """The model on the device `--device` names, in the precision `--precision` names (decided
+    once, here: the rest follows the model's weights)."""
     import grounding
 
+    runtime = runtime_for(device, precision)
     try:
-        return grounding.load(spec, device=runtime_for(device).device)
+        model = grounding.load(spec, device=runtime.device)
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e), param_hint="--model")
+    runtime = runtime.for_model(model)
+    if runtime.why:
+        typer.echo(f"precision: {runtime.precision} ({runtime.why})", err=True)
+    if runtime.precision == "bf16":  # a model is named by its trained weights, whatever precision it runs in
+        from ..factory import fingerprint
+
+        for part in (None, "text", "visual"):
+            fingerprint(model, part)
+    return runtime.prepare(model)
 
 
 
@@ -201,47 +212,68 @@ def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
 
 @app.command()
 def classify(
-    images: list[Path] = typer.Argument(..., help="Image files to classify."),
-    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    images: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or patterns such as "
+                                       "'photos/**/*.jpg'."),
+    model: str = typer.Option("lit-minilm-effnet", help="A saved model or run folder, a checkpoint, or the built-in "
+                              "model."),
     labels: Optional[str] = typer.Option(None, help='Comma-separated labels, e.g. "cat,dog,spoon".'),
     labels_file: Optional[Path] = typer.Option(None, help="A file with one label per line."),
     templates: Optional[str] = typer.Option(None, help="A template file (one per line, with {}) or a built-in "
                                             "set: default, synthetic, fashion, flags, emoji."),
     top_k: int = typer.Option(5, min=1, help="How many labels to show per image."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
+    csv_output: bool = typer.Option(False, "--csv", help="Print a CSV: path, then label and probability per rank."),
+    batch_size: int = typer.Option(64, min=1, help="Images encoded per batch."),
+    workers: int = typer.Option(2, min=0, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
+    precision: InferencePrecision = "fp32",
 ) -> None:
-    """Classify images zero-shot: each image's top labels with their probabilities."""
+    """Classify images zero-shot: each image's top labels with their probabilities. Exit code 1
+    when some images could not be read (each is named on stderr)."""
+    import csv
     import json
+    import time
 
-    import torch
+    from rich.console import Console
+    from rich.progress import Progress
 
-    from ..data.images import BadImageError, load_image
+    from ..data.collections import expand_inputs
+    from ..evaluation.predict import classify_files
     from ..evaluation.templates import resolve_templates
-    from ..evaluation.zeroshot import cached_classifier, classify as score
+    from ..evaluation.zeroshot import cached_classifier
 
+    if json_output and csv_output:
+        raise typer.BadParameter("give --json or --csv, not both")
     names = _labels(labels, labels_file)
-    clip = _load_model(model, device)
     try:
         prompts = resolve_templates(templates)
-    except (OSError, ValueError) as e:
-        raise typer.BadParameter(str(e), param_hint="--templates")
+        paths = expand_inputs(images)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e))
+    clip = _load_model(model, device, precision)
     classifier = cached_classifier(clip, names, prompts)
-    failed = 0
-    for path in images:
-        try:
-            pixels = clip.preprocess(load_image(path))[None]
-        except BadImageError as e:
-            typer.echo(f"skipped: {e}", err=True)
-            failed += 1
-            continue
-        probs = score(clip, classifier, pixels)[0].cpu()
-        top = torch.topk(probs, min(top_k, len(names)))
-        pairs = [(names[int(i)], float(p)) for p, i in zip(top.values, top.indices)]
-        if json_output:
-            typer.echo(json.dumps({"path": str(path), "top": [{"label": n, "probability": p} for n, p in pairs]}))
-        else:
-            typer.echo(f"{path}: " + ", ".join(f"{n} {p:.1%}" for n, p in pairs))
+    k = min(top_k, len(names))
+    writer = csv.writer(sys.stdout) if csv_output else None
+    if writer:
+        writer.writerow(["path", *(f"{what}_{r}" for r in range(1, k + 1) for what in ("label", "probability"))])
+    began, failed = time.perf_counter(), 0
+    progress = Progress(console=Console(stderr=True), transient=True)
+    task = progress.add_task("classify", total=len(paths), visible=False)
+    with progress:
+        for done, (path, probs, error) in enumerate(classify_files(
+                clip, paths, classifier, batch_size, workers if len(paths) > batch_size else 0), 1):
+            progress.update(task, completed=done, visible=time.perf_counter() - began > 2)  # only when it takes time
+            if error:
+                progress.console.print(f"skipped: {error}", markup=False, highlight=False, soft_wrap=True)
+                failed += 1
+                continue
+            top = [(names[i], float(probs[i])) for i in probs.argsort()[::-1][:k]]
+            if writer:
+                writer.writerow([str(path), *(f"{x:.6f}" if isinstance(x, float) else x for pair in top for x in pair)])
+            elif json_output:
+                print(json.dumps({"path": str(path), "top": [{"label": n, "probability": p} for n, p in top]}))
+            else:
+                print(f"{path}: " + ", ".join(f"{n} {p:.1%}" for n, p in top))
     if failed:
         raise typer.Exit(1)
 
@@ -260,6 +292,7 @@ def zeroshot(
     cards: bool = typer.Option(False, help="Also export one PNG card per example into OUT/cards."),
     no_cache: bool = typer.Option(False, help="Re-encode the label texts even if a cached classifier exists."),
     device: Device = "auto",
+    precision: InferencePrecision = "fp32",
 ) -> None:
     """Evaluate zero-shot classification on a labelled dataset, with a report to look at."""
     import numpy as np
@@ -274,7 +307,7 @@ def zeroshot(
         prompts = resolve_templates(templates, data.templates)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--templates")
-    clip = _load_model(model, device)
+    clip = _load_model(model, device, precision)
     summary = evaluate_zero_shot(clip, data, prompts, out, batch_size, workers, cards, not no_cache)
     if summary["multi_label"]:
         typer.echo(f"mean average precision: {summary['mean_average_precision']:.3f} "
@@ -299,6 +332,7 @@ def probe(
     seed: int = typer.Option(0, help="Seeds the splits and the choice of shots."),
     workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
+    precision: InferencePrecision = "fp32",
 ) -> None:
     """Linear probe on frozen features (K-shot and full), beside zero-shot accuracy."""
     from rich.console import Console
@@ -311,7 +345,7 @@ def probe(
     from ..evaluation.zeroshot import cached_classifier
 
     data = _dataset(dataset)
-    clip = _load_model(model, device)
+    clip = _load_model(model, device, precision)
     zs = summarize(data, predict(clip, data, cached_classifier(clip, data.classes, resolve_templates(None, data.templates)),
                                  workers=workers, show_progress=False), bootstrap=0)
     results = run_probe(clip, dataset, [*shots, None], zs, train_limit, seed, workers)
@@ -339,13 +373,14 @@ def embed(
     batch_size: int = typer.Option(64, help="Items encoded per batch."),
     workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
+    precision: InferencePrecision = "fp32",
 ) -> None:
     """Encode a collection of images (or texts) into a sharded embedding store."""
     from ..tasks.retrieval.embed import embed_images, embed_texts
 
     if (images is None) == (texts is None):
         raise typer.BadParameter("give exactly one of --images or --texts")
-    clip = _load_model(model, device)
+    clip = _load_model(model, device, precision)
     try:
         if images:
             store = embed_images(clip, images, out, model, shard_size, batch_size, workers)
@@ -387,6 +422,7 @@ def search(
     sheet: Optional[Path] = typer.Option(None, help="Draw the hits of the first query as a contact sheet PNG."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per query."),
     device: Device = "auto",
+    precision: InferencePrecision = "fp32",
 ) -> None:
     """Search an index with words (text to image) or an image (image to image or to text)."""
     import json
@@ -405,7 +441,7 @@ def search(
     if model is None and not _loadable(made_with):
         raise typer.BadParameter(f"the index was made with {made_with}, which is not there any more; pass --model "
                                  f"with that model (fingerprint {found.meta['store']['model_fingerprint'][:16]})")
-    clip = _load_model(model or made_with, device)
+    clip = _load_model(model or made_with, device, precision)
     texts = [query] if query is not None else None
     if queries is not None:
         if not queries.is_file():
@@ -436,11 +472,12 @@ def retrieval_eval(
     out: Path = typer.Option(Path("runs/retrieval"), help="Where summary.json and ranks.jsonl go."),
     workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
+    precision: InferencePrecision = "fp32",
 ) -> None:
     """Text-to-image and image-to-text recall@1/5/10 and ranks over paired data."""
     from ..tasks.retrieval.evaluate import retrieval_eval as run_eval
 
-    clip = _load_model(model, device)
+    clip = _load_model(model, device, precision)
     try:
         summary = run_eval(clip, pairs, out, workers)
     except (FileNotFoundError, ValueError) as e:
@@ -462,12 +499,13 @@ def ground(
                                         "(patch tokens; README: Phrase grounding)."),
     window: Optional[int] = typer.Option(None, help="Occlusion window in pixels; default half a ViT patch."),
     device: Device = "auto",
+    precision: InferencePrecision = "fp32",
 ) -> None:
     """Show which part of an image a phrase refers to: a heat map and a box."""
     from ..data.images import BadImageError, load_image
     from ..tasks.phrase_grounding import ground as run_ground, save_overlay
 
-    clip = _load_model(model, device)
+    clip = _load_model(model, device, precision)
     try:
         heat, box, view = run_ground(clip, load_image(image), phrase, method.value, window)
     except (BadImageError, ValueError) as e:

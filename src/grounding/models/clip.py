@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..runtime import dtype_of
 from .pretrained import EfficientNetTower, MiniLMTower
 from .resnet import ModifiedResNet
 from .text import TextLSTM, TextTransformer
@@ -40,11 +41,13 @@ class CLIP(nn.Module):
         return note + super().__repr__()
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        features = self.visual(pixels)
+        """Features of preprocessed images, in fp32 whatever the weights' type (bf16 inference)."""
+        features = self.visual(pixels.to(dtype_of(self.visual))).float()
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_text(self, ids: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        features = self.text(ids)
+        """Features of token ids, in fp32 whatever the weights' type."""
+        features = self.text(ids).float()
         return F.normalize(features, dim=-1) if normalize else features
 
     def clamp_logit_scale(self) -> None:

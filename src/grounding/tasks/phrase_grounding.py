@@ -27,7 +27,7 @@ from PIL import Image  # noqa: E402
 from ..data.synthetic import World  # noqa: E402
 from ..io import save_figure  # noqa: E402
 from ..models import CLIP, ModifiedResNet  # noqa: E402
-from ..runtime import device_of  # noqa: E402
+from ..runtime import device_of, dtype_of  # noqa: E402
 
 
 @torch.no_grad()
@@ -35,11 +35,12 @@ def patch_embeddings(model: CLIP, pixels: torch.Tensor) -> torch.Tensor:
     """(batch, grid, grid, embed_dim) unit vectors, one per patch (ViT) or grid cell (ResNet,
     through the attention pool's value and output projections)."""
     visual = model.visual
-    tokens = visual.forward_tokens(pixels)[:, 1:]
+    tokens = visual.forward_tokens(pixels.to(dtype_of(visual)))[:, 1:]
     if isinstance(visual, ModifiedResNet):
         projected = visual.attnpool.c_proj(visual.attnpool.v_proj(tokens))
     else:
         projected = tokens @ visual.proj
+    projected = projected.float()
     side = int(round(projected.shape[1] ** 0.5))
     return F.normalize(projected, dim=-1).view(projected.shape[0], side, side, -1)
 

@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from ..data.batches import Batch, PairBatches, batch_loader, one_thread
-from ..data.images import DecodedImages, ImageList, TrainTransform
+from ..data.batches import Batch, PairBatches, batch_loader
+from ..data.images import DecodedImages, ImageList, TrainTransform, one_thread
 from ..data.pairs import ListSource, Mixture, clean_captions
 from ..io import atomic_path
 from ..models import CLIP

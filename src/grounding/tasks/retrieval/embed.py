@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch.utils.data import DataLoader
 
 from ...data.collections import list_items, read_image
-from ...data.images import DecodedImages, ImageList
+from ...data.images import ImageList, image_loader
 from ...factory import fingerprint, reference
 from ...io import folder_lock
 from ...models import CLIP
@@ -51,7 +50,7 @@ def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: st
         began, count = time.perf_counter(), 0
         for start in todo:
             shard = items[start:start + shard_size]
-            loader = DataLoader(DecodedImages(ImageList(shard, read_image), model.preprocess), batch_size=batch_size, num_workers=workers)
+            loader = image_loader(ImageList(shard, read_image), model.preprocess, batch_size, workers)
             vectors, keep, skipped = [], [], []
             for pixels, index, errors in loader:
                 ok = torch.tensor([not e for e in errors], dtype=torch.bool)
