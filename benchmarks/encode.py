@@ -5,7 +5,7 @@ counts only if its accuracy guard holds: its features have a cosine similarity o
 to the same implementation's fp32 ones. The machine's own matrix-multiply rate gives the limit
 for ViT-B/32 (8.8 GFLOP an image), printed beside.
 
-    python benchmarks/encode.py                  # about 5 minutes on 2 cores
+    COLUMNS=120 python benchmarks/encode.py     # about 8 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from rich.table import Table
 from train_throughput import CACHE, ENV, HERE, peers_python
 
 GFLOP_PER_IMAGE = {"ViT-B-32": 8.8, "RN50": 8.2}  # multiply-adds x 2 of one 224 px image
-MODES = ("fp32", "bf16-autocast", "bf16-weights")
+MODES = ("fp32", "bf16-autocast", "bf16-weights", "bf16-compiled")
 LABELS = ["cat", "dog", "spoon", "bicycle", "red circle", "hippopotamus", "traffic light", "the Eiffel tower"]
 
 
@@ -87,6 +87,8 @@ def main() -> None:
             for mode in MODES:
                 if impl == "grounding" and mode == "bf16-autocast":
                     continue  # grounding converts the weights once instead
+                if mode == "bf16-compiled" and (impl != "grounding" or kind == "text"):
+                    continue  # grounding's --compile, which compiles the image encoder
                 python = Path(sys.executable) if impl == "grounding" else peers
                 rate, features = measure(python, impl, name, kind, mode, batch, args.repeats, data)
                 reference = features if mode == "fp32" else reference

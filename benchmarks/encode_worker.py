@@ -17,8 +17,8 @@ def build(impl: str, name: str, mode: str):
         from grounding.runtime import Runtime
 
         model = CLIP(preset(name)).eval()
-        if mode == "bf16-weights":
-            model = Runtime.resolve("cpu", "bf16").prepare(model)
+        if mode.startswith("bf16"):  # its bf16 is weights converted once (and, asked for, a compiled encoder)
+            model = Runtime.resolve("cpu", "bf16", compile=mode == "bf16-compiled").prepare(model)
         return model.encode_image, model.encode_text
     if impl == "open_clip":
         import open_clip

@@ -113,3 +113,14 @@ def test_auto_precision_says_what_it_chose(saved, scenes):
     assert result.exit_code == 0, result.output
     chosen = Runtime.resolve("cpu", "auto")
     assert f"precision: {chosen.precision} ({chosen.why})" in result.output
+
+
+def test_a_compiled_image_encoder_gives_the_same_answers(scenes, saved):
+    args = ["classify", str(scenes), "--model", str(saved), "--labels", "red circle,blue square", "--json",
+            "--batch-size", "3", "--device", "cpu"]
+    plain, compiled = runner.invoke(app, args), runner.invoke(app, args + ["--compile"])
+    assert plain.exit_code == compiled.exit_code == 0, compiled.output
+    for a, b in zip(plain.stdout.splitlines(), compiled.stdout.splitlines(), strict=True):
+        a, b = json.loads(a), json.loads(b)  # batches of 3, 3 and 1 images: one compile serves every size
+        assert a["path"] == b["path"] and a["top"][0]["label"] == b["top"][0]["label"]
+        assert a["top"][0]["probability"] == pytest.approx(b["top"][0]["probability"], abs=1e-4)

@@ -18,6 +18,7 @@ BF16_FLAGS = (("amx_bf16", "AMX bf16 matrix units"), ("avx512_bf16", "AVX-512 bf
 # on 99% of images; tests/test_inference.py). The built-in model's packaged towers do not: their
 # zero-shot margins are small, and bf16 changes its top-1 on 3-18% of images (README: Performance).
 BF16_TOWERS = {"vit", "resnet", "transformer"}
+CONVOLUTIONAL = {"resnet", "efficientnet_lite0"}
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,10 @@ class Runtime:
     device: torch.device
     precision: str = "fp32"  # or "bf16": autocast for training; bf16 weights for inference
     why: str = ""  # what decided an `auto` precision
+    compile: bool = False  # inference: compile the image encoder (torch.compile, inductor with frozen weights)
 
     @classmethod
-    def resolve(cls, device: str = "auto", precision: str = "fp32") -> "Runtime":
+    def resolve(cls, device: str = "auto", precision: str = "fp32", compile: bool = False) -> "Runtime":
         """`auto` device takes a GPU when PyTorch sees one, else the CPU; asking for `cuda`
         without one is an error that says so. `auto` precision takes bf16 where the device
         multiplies bf16 matrices fast (a GPU, a CPU with bf16 matrix instructions), else fp32."""
@@ -44,21 +46,34 @@ class Runtime:
         if precision == "auto":
             fast, why = fast_bf16(torch.device(device))
             precision = "bf16" if fast else "fp32"
-        return cls(torch.device(device), precision, why)
+        return cls(torch.device(device), precision, why, compile)
 
     def for_model(self, model) -> "Runtime":
         """An `auto` choice of bf16 falls back to fp32 for a model with a tower outside BF16_TOWERS."""
         towers = {model.config.vision.kind, model.config.text.kind}
         if self.why and self.precision == "bf16" and not towers <= BF16_TOWERS:
             unsafe = ", ".join(sorted(towers - BF16_TOWERS))
-            return Runtime(self.device, "fp32", f"{self.why}, but the {unsafe} tower's answers change in bf16")
+            return Runtime(self.device, "fp32", f"{self.why}, but the {unsafe} tower's answers change in bf16",
+                           self.compile)
         return self
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model ready for inference here: on the device, its weights converted once to bf16
-        when that is the precision (features still come back in fp32)."""
+        when that is the precision (features still come back in fp32), a convolutional image
+        tower's weights laid out channels-last (the same results to float rounding; measured 1.7x
+        on EfficientNet-Lite0's depthwise convolutions, 1.13x on a ResNet in bf16), and its image
+        encoder compiled if asked (README: Performance)."""
         model = model.to(self.device)
-        return model.to(torch.bfloat16) if self.precision == "bf16" else model
+        if self.precision == "bf16":
+            model = model.to(torch.bfloat16)
+        if model.config.vision.kind in CONVOLUTIONAL:
+            model.visual.to(memory_format=torch.channels_last)
+        if self.compile:
+            from torch._inductor import config as inductor
+
+            inductor.freezing = True  # weights as constants: what makes it pay on CPUs
+            model.encode_image = torch.compile(model.encode_image, dynamic=True)
+        return model
 
     def autocast(self):
         """bf16 autocast on this device (weights and optimizer state stay fp32), or nothing."""
