@@ -51,3 +51,34 @@ def trained_tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "run"
     options = TrainConfig(steps=150, batch_size=32, lr=2e-3, warmup=10, save_every=1000)
     return train(preset("tiny"), options, out, show_progress=False), out
+
+
+@pytest.fixture(scope="session")
+def server_world(tmp_path_factory):
+    """For the server's tests: a tiny CLIP model, an index of 8 scenes embedded with it, and tiny
+    VQA and caption models."""
+    import numpy as np
+
+    from grounding.data.synthetic import World
+    from grounding.factory import load, save_model
+    from grounding.training.options import LoopConfig
+    from grounding.tasks.captioning.train import CaptionOptions, train_captioner
+    from grounding.tasks.retrieval.embed import embed_images
+    from grounding.tasks.retrieval.index import build_index
+    from grounding.tasks.vqa.train import VQAOptions, train_vqa
+
+    root = tmp_path_factory.mktemp("server")
+    torch.manual_seed(0)
+    save_model(create_model(preset("tiny")), root / "model")
+    (root / "scenes").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        World().sample(rng, "one").render(64).save(root / "scenes" / f"scene{i}.png")
+    embed_images(load(root / "model"), str(root / "scenes"), root / "store", str(root / "model"), workers=0,
+                 show_progress=False)
+    build_index(root / "store")
+    loop = LoopConfig(steps=1, batch_size=4, warmup=1)
+    train_vqa(VQAOptions(loop=loop, towers="tiny", width=32, layers=1), root / "vqa", show_progress=False)
+    train_captioner(CaptionOptions(loop=loop, towers="tiny", width=32, layers=1), root / "caption",
+                    show_progress=False)
+    return root

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..training.options import TrainConfig
-from .common import Device, Precision as InferencePrecision, runtime_for
+from .common import Compile, Device, Precision as InferencePrecision, runtime_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Ground language in images: train CLIP-style models and classify images zero-shot.")
@@ -154,12 +154,12 @@ def demo(
     run_demo(out, steps=steps, n_examples=examples, seed=seed)
 
 
-def _load_model(spec: str, device: str = "cpu", precision: str = "fp32"):
+def _load_model(spec: str, device: str = "cpu", precision: str = "fp32", compile: bool = False):
     """The model on the device `--device` names, in the precision `--precision` names (decided
     once, here: the rest follows the model's weights)."""
     import grounding
 
-    runtime = runtime_for(device, precision)
+    runtime = runtime_for(device, precision, compile)
     try:
         model = grounding.load(spec, device=runtime.device)
     except (FileNotFoundError, ValueError) as e:
@@ -227,6 +227,7 @@ def classify(
     workers: int = typer.Option(2, min=0, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
+    compile: Compile = False,
 ) -> None:
     """Classify images zero-shot: each image's top labels with their probabilities. Exit code 1
     when some images could not be read (each is named on stderr)."""
@@ -250,7 +251,7 @@ def classify(
         paths = expand_inputs(images)
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e))
-    clip = _load_model(model, device, precision)
+    clip = _load_model(model, device, precision, compile)
     classifier = cached_classifier(clip, names, prompts)
     k = min(top_k, len(names))
     writer = csv.writer(sys.stdout) if csv_output else None
@@ -293,6 +294,7 @@ def zeroshot(
     no_cache: bool = typer.Option(False, help="Re-encode the label texts even if a cached classifier exists."),
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
+    compile: Compile = False,
 ) -> None:
     """Evaluate zero-shot classification on a labelled dataset, with a report to look at."""
     import numpy as np
@@ -307,7 +309,7 @@ def zeroshot(
         prompts = resolve_templates(templates, data.templates)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--templates")
-    clip = _load_model(model, device, precision)
+    clip = _load_model(model, device, precision, compile)
     summary = evaluate_zero_shot(clip, data, prompts, out, batch_size, workers, cards, not no_cache)
     if summary["multi_label"]:
         typer.echo(f"mean average precision: {summary['mean_average_precision']:.3f} "
@@ -374,13 +376,14 @@ def embed(
     workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
+    compile: Compile = False,
 ) -> None:
     """Encode a collection of images (or texts) into a sharded embedding store."""
     from ..tasks.retrieval.embed import embed_images, embed_texts
 
     if (images is None) == (texts is None):
         raise typer.BadParameter("give exactly one of --images or --texts")
-    clip = _load_model(model, device, precision)
+    clip = _load_model(model, device, precision, compile)
     try:
         if images:
             store = embed_images(clip, images, out, model, shard_size, batch_size, workers)
@@ -568,6 +571,42 @@ def export_command(
     except (ValueError, ImportError) as e:
         raise typer.BadParameter(str(e))
     typer.echo(f"wrote {', '.join(p.name for p in files)} to {out}")
+
+
+@app.command()
+def serve(
+    model: str = typer.Option("lit-minilm-effnet", help="The CLIP model the page and API answer with."),
+    index: Optional[Path] = typer.Option(None, help="An embedding store with a built index, for search."),
+    vqa_model: Optional[Path] = typer.Option(None, help="A folder written by grounding train-vqa, for /vqa."),
+    caption_model: Optional[Path] = typer.Option(None, help="A folder written by grounding train-caption, for /caption."),
+    host: str = typer.Option("127.0.0.1", help="The address to listen on (0.0.0.0 opens it to the network)."),
+    port: int = typer.Option(8000, help="The port to listen on."),
+    api_key: Optional[str] = typer.Option(None, envvar="GROUNDING_API_KEY", help="Require this key (header X-API-Key) "
+                                          "on every endpoint but /health; or set GROUNDING_API_KEY."),
+    max_upload_mb: float = typer.Option(10.0, min=0.01, help="The largest upload accepted, in MiB (413 above)."),
+    max_pixels: int = typer.Option(40_000_000, min=1, help="The most pixels an uploaded image may have (413 above)."),
+    max_batch: int = typer.Option(32, min=1, help="Images encoded together at most (requests are batched)."),
+    max_wait_ms: float = typer.Option(10.0, min=0, help="How long a request waits for others to batch with."),
+    device: Device = "auto",
+    precision: InferencePrecision = "fp32",
+) -> None:
+    """Serve the web page and the HTTP API (classify, search, ground, ask, caption; docs at /docs)."""
+    try:
+        import uvicorn
+
+        from .server.app import ServerSettings, create_app
+    except ImportError:
+        raise typer.BadParameter("the server needs FastAPI and uvicorn: pip install 'grounding[serve]'") from None
+    settings = ServerSettings(model, str(index) if index else None, str(vqa_model) if vqa_model else None,
+                              str(caption_model) if caption_model else None, api_key,
+                              int(max_upload_mb * 2 ** 20), max_pixels, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                              device=device, precision=precision)
+    try:
+        application = create_app(settings)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e))
+    typer.echo(f"serving {model} on http://{host}:{port}/ (API docs at /docs)", err=True)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 from .task_commands import register  # noqa: E402  (the task commands join this app)

@@ -114,6 +114,11 @@ class Index:
             raise ValueError(f"this index was built with another model ({store['model']}, {store['embed_dim']}-d); "
                              f"query it with that model (--model {store['model']})")
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+    def search_rows(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Top-k (row, cosine) per query."""
         scores, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(self.keys)))
-        return [[(self.keys[r], float(s)) for s, r in zip(srow, rrow) if r >= 0] for srow, rrow in zip(scores, rows)]
+        return [[(int(r), float(s)) for s, r in zip(srow, rrow) if r >= 0] for srow, rrow in zip(scores, rows)]
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Top-k (key, cosine) per query."""
+        return [[(self.keys[r], s) for r, s in hits] for hits in self.search_rows(queries, k)]

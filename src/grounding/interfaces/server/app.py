@@ -1,0 +1,301 @@
+"""`grounding serve`: a web page and an HTTP API over the same models (FastAPI under uvicorn).
+
+Model work runs in threads, never on the event loop; image encodings of requests that arrive
+together are batched (batching.py). Nothing a request sends is taken as a file path (thumbnails
+are served by index row), nothing is unpickled, uploads are bounded in bytes and pixels, CORS is
+off, and with an API key every endpoint but /health wants it (header `X-API-Key`)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import secrets
+import tarfile
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Security, UploadFile
+from fastapi.responses import FileResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass
+class ServerSettings:
+    model: str = "lit-minilm-effnet"
+    index: str | None = None
+    vqa_model: str | None = None
+    caption_model: str | None = None
+    api_key: str | None = None
+    max_upload_bytes: int = 10 * 2 ** 20
+    max_pixels: int = 40_000_000
+    max_labels: int = 1000
+    max_batch: int = 32
+    max_wait_ms: float = 10.0
+    device: str = "auto"
+    precision: str = "fp32"
+
+
+class Models:
+    """What the server answers with, loaded once at start."""
+
+    def __init__(self, settings: ServerSettings):
+        import grounding
+        from ...factory import fingerprint
+        from ...runtime import Runtime
+        from ...tasks.retrieval.index import Index
+        from ...tasks.saved import load_task_model
+        from .batching import MicroBatcher
+
+        runtime = Runtime.resolve(settings.device, settings.precision)
+        clip = grounding.load(settings.model, device=runtime.device)
+        self.runtime = runtime.for_model(clip)
+        self.fingerprint = fingerprint(clip)
+        self.clip = self.runtime.prepare(clip)
+        self.index = Index(Path(settings.index)) if settings.index else None
+        if self.index is not None:
+            self.index.check_model(self.fingerprint, clip.config.embed_dim)
+        self.vqa = load_task_model(settings.vqa_model, "vqa").to(self.runtime.device) if settings.vqa_model else None
+        self.captioner = (load_task_model(settings.caption_model, "caption").to(self.runtime.device)
+                          if settings.caption_model else None)
+        self.images = MicroBatcher(self._encode_images, settings.max_batch, settings.max_wait_ms / 1000)
+
+    @torch.no_grad()  # grad mode is per thread: the batcher's thread needs it said here
+    def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(pixels.to(self.runtime.device), normalize=True).cpu()
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        ids = self.clip.tokenizer(texts, truncate=True).to(self.runtime.device)
+        return self.clip.encode_text(ids, normalize=True).cpu()
+
+    @torch.no_grad()
+    def classifier(self, labels: tuple[str, ...], templates: str) -> torch.Tensor:
+        from ...evaluation.templates import TEMPLATE_SETS
+        from ...evaluation.zeroshot import cached_classifier
+
+        return cached_classifier(self.clip, list(labels), TEMPLATE_SETS[templates]).cpu()
+
+
+def create_app(settings: ServerSettings, models: Models | None = None) -> FastAPI:
+    from ... import __version__
+    from ...data.images import BadImageError, decode_image
+    from ...evaluation.templates import TEMPLATE_SETS
+
+    models = models or Models(settings)
+    app = FastAPI(title="grounding", version=__version__,
+                  description="Zero-shot classification, search, phrase grounding, VQA and captioning.")
+    header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+    def authorised(key: str | None = Security(header)) -> None:
+        if settings.api_key and not (key and secrets.compare_digest(key, settings.api_key)):
+            raise HTTPException(401, "this server wants an API key: send it in the X-API-Key header")
+
+    guarded = [Depends(authorised)]
+
+    async def read_image(upload: UploadFile) -> Image.Image:
+        name = upload.filename or "the upload"
+        if upload.content_type and not upload.content_type.startswith("image/") \
+                and upload.content_type != "application/octet-stream":
+            raise HTTPException(400, f"{name}: sent as {upload.content_type}, not as an image")
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"{name}: over the server's upload limit of {settings.max_upload_bytes:,} bytes")
+        try:
+            with Image.open(io.BytesIO(data)) as probe:  # the header alone: refuse before decoding
+                width, height = probe.size
+        except Image.DecompressionBombError:
+            raise HTTPException(413, f"{name}: over the server's limit of {settings.max_pixels:,} pixels "
+                                     "(a decompression bomb?)") from None
+        except (UnidentifiedImageError, OSError):
+            raise HTTPException(400, f"{name}: not an image this server can read") from None
+        if width * height > settings.max_pixels:
+            raise HTTPException(413, f"{name}: {width}x{height} pixels is over the server's limit of "
+                                     f"{settings.max_pixels:,}")
+        try:
+            return await asyncio.to_thread(decode_image, data, name)
+        except BadImageError as e:
+            raise HTTPException(400, str(e)) from None
+
+    def parse_labels(labels: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(x.strip() for x in labels.replace("\n", ",").split(",") if x.strip()))
+        if not names:
+            raise HTTPException(400, "no labels: give some, separated by commas or new lines")
+        if len(names) > settings.max_labels:
+            raise HTTPException(400, f"{len(names)} labels is over the server's limit of {settings.max_labels}")
+        return names
+
+    async def unit_features(images: list[Image.Image]) -> torch.Tensor:
+        pixels = await asyncio.to_thread(lambda: torch.stack([models.clip.preprocess(i) for i in images]))
+        return await models.images(pixels)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/info", dependencies=guarded)
+    def info() -> dict:
+        index = None if models.index is None else {"count": len(models.index.keys), "kind": models.index.kind,
+                                                   "index": models.index.meta["kind"]}
+        return {"version": __version__, "model": settings.model, "fingerprint": models.fingerprint,
+                "embed_dim": models.clip.config.embed_dim, "device": str(models.runtime.device),
+                "precision": models.runtime.precision, "index": index, "vqa": models.vqa is not None,
+                "caption": models.captioner is not None, "template_sets": list(TEMPLATE_SETS),
+                "limits": {k: v for k, v in asdict(settings).items() if k.startswith("max_")}}
+
+    @app.post("/classify", dependencies=guarded)
+    async def classify(images: list[UploadFile] = File(..., description="One or more images."),
+                       labels: str = Form(..., description="Labels, separated by commas or new lines."),
+                       templates: str = Form("default", description="A built-in template set."),
+                       top_k: int = Form(5, ge=1, le=1000)) -> dict:
+        """The top labels of each image, with probabilities (zero-shot)."""
+        names = parse_labels(labels)
+        if templates not in TEMPLATE_SETS:
+            raise HTTPException(400, f"unknown template set {templates!r}: use one of {', '.join(TEMPLATE_SETS)}")
+        decoded = [await read_image(upload) for upload in images]
+        classifier = await asyncio.to_thread(models.classifier, names, templates)
+        features = await unit_features(decoded)
+        probs = (models.clip.logit_scale.detach().float().exp().cpu() * features @ classifier).softmax(dim=-1)
+        k = min(top_k, len(names))
+        results = []
+        for upload, row in zip(images, probs):
+            top = row.topk(k)
+            results.append({"filename": upload.filename, "top": [
+                {"label": names[int(i)], "probability": float(p)} for p, i in zip(top.values, top.indices)]})
+        return {"results": results}
+
+    def need_index():
+        if models.index is None:
+            raise HTTPException(404, "this server has no index: start it with --index STORE (grounding embed, "
+                                     "then grounding index build)")
+        return models.index
+
+    def hits(rows: list[tuple[int, float]]) -> list[dict]:
+        index = need_index()
+        return [{"id": r, "name": Path(index.keys[r]).name, "score": s, "caption": index.captions[r],
+                 "thumbnail": f"/thumbnail/{r}" if index.kind == "image" else None} for r, s in rows]
+
+    @app.get("/search", dependencies=guarded)
+    async def search_words(q: str = Query(..., min_length=1, max_length=1000), k: int = Query(20, ge=1, le=500)) -> dict:
+        """The index's items nearest to some words."""
+        index = need_index()
+        if not q.strip():
+            raise HTTPException(400, "an empty query: give some words to search for")
+        vector = await asyncio.to_thread(models.encode_texts, [q])
+        return {"query": q, "hits": hits(index.search_rows(vector.numpy(), k)[0])}
+
+    @app.post("/search", dependencies=guarded)
+    async def search_image(image: UploadFile = File(...), k: int = Form(20, ge=1, le=500)) -> dict:
+        """The index's items nearest to an image."""
+        index = need_index()
+        vector = await unit_features([await read_image(image)])
+        return {"query": image.filename, "hits": hits(index.search_rows(vector.numpy(), k)[0])}
+
+    @app.get("/thumbnail/{row}", dependencies=guarded)
+    async def thumbnail(row: int) -> Response:
+        """A row of the index as a small JPEG (by row number: no path is ever taken from a request)."""
+        index = need_index()
+        if index.kind != "image" or not 0 <= row < len(index.keys):
+            raise HTTPException(404, f"no image at row {row}")
+        try:
+            data = await asyncio.to_thread(_thumbnail, index.keys[row])
+        except (OSError, ValueError, KeyError):
+            raise HTTPException(404, f"the image of row {row} cannot be read any more") from None
+        return Response(data, media_type="image/jpeg")
+
+    @app.post("/ground", dependencies=guarded)
+    async def ground(image: UploadFile = File(...), phrase: str = Form(..., min_length=1, max_length=300)) -> dict:
+        """Where in the image a phrase is: the strongest box and a heat map PNG (as a data URL)."""
+        from ...tasks.phrase_grounding import ground as locate
+
+        if not phrase.strip():
+            raise HTTPException(400, "an empty phrase: say what to look for")
+        picture = await read_image(image)
+        heat, box, view = await asyncio.to_thread(torch.no_grad()(locate), models.clip, picture, phrase)
+        png = await asyncio.to_thread(_overlay_png, view, heat, box)
+        return {"phrase": phrase, "box": list(box), "view_size": view.size[0],
+                "heatmap": "data:image/png;base64," + base64.b64encode(png).decode()}
+
+    @app.post("/vqa", dependencies=guarded)
+    async def vqa(image: UploadFile = File(...), question: str = Form(..., min_length=1, max_length=300),
+                  top: int = Form(3, ge=1, le=50)) -> dict:
+        """Answers to a question about the image, with probabilities."""
+        if models.vqa is None:
+            raise HTTPException(404, "this server has no VQA model: start it with --vqa-model (grounding train-vqa)")
+        if not question.strip():
+            raise HTTPException(400, "an empty question")
+        picture = await read_image(image)
+
+        @torch.no_grad()
+        def answer() -> list[dict]:
+            device = models.runtime.device
+            pixels = models.vqa.preprocess(picture)[None].to(device)
+            probs = models.vqa(pixels, models.vqa.tokenizer([question], truncate=True).to(device)).softmax(-1)[0]
+            values, indices = probs.cpu().topk(min(top, len(probs)))
+            return [{"answer": models.vqa.config.answers[int(i)], "probability": float(p)}
+                    for p, i in zip(values, indices)]
+
+        return {"question": question, "answers": await asyncio.to_thread(answer)}
+
+    @app.post("/caption", dependencies=guarded)
+    async def caption(image: UploadFile = File(...)) -> dict:
+        """A caption of the image (greedy decoding)."""
+        from ...tasks.captioning.decode import generate
+
+        if models.captioner is None:
+            raise HTTPException(404, "this server has no captioning model: start it with --caption-model "
+                                     "(grounding train-caption)")
+        picture = await read_image(image)
+
+        @torch.no_grad()
+        def describe() -> str:
+            pixels = models.captioner.preprocess(picture)[None].to(models.runtime.device)
+            return generate(models.captioner, pixels)[0]
+
+        return {"caption": await asyncio.to_thread(describe)}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.models = models
+    return app
+
+
+@lru_cache(maxsize=2048)
+def _thumbnail(key: str, size: int = 160) -> bytes:
+    """A JPEG of a store's item: a file, or SHARD:MEMBER inside a webdataset tar."""
+    from ...data.images import decode_image, load_image
+
+    if Path(key).is_file():
+        image = load_image(key)
+    else:
+        shard, member = key.rsplit(":", 1)
+        with tarfile.open(shard) as tar:
+            image = decode_image(tar.extractfile(member).read(), key)
+    image.thumbnail((size, size))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def _overlay_png(view: Image.Image, heat: np.ndarray, box: tuple[int, int, int, int]) -> bytes:
+    """The model's view with the heat map over it (inferno colours) and the box in green."""
+    from matplotlib import colormaps
+    from PIL import ImageDraw
+
+    span = heat.max() - heat.min()
+    scaled = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    colours = Image.fromarray((colormaps["inferno"](scaled)[..., :3] * 255).astype(np.uint8))
+    blended = Image.blend(view.convert("RGB"), colours.resize(view.size, Image.BICUBIC), 0.55)
+    ImageDraw.Draw(blended).rectangle(box, outline=(0, 255, 0), width=2)
+    out = io.BytesIO()
+    blended.save(out, "PNG")
+    return out.getvalue()

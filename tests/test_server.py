@@ -1,0 +1,177 @@
+"""The HTTP API, with FastAPI's TestClient: every endpoint and every error path, the limits, the
+API key, and batching of requests that arrive together."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="install the test extra: pip install -e '.[test]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from grounding.factory import load  # noqa: E402
+from grounding.interfaces.server.app import Models, ServerSettings, create_app  # noqa: E402
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def _client(server_world, **changes) -> TestClient:
+    settings = ServerSettings(model=str(server_world / "model"), index=str(server_world / "store"),
+                              vqa_model=str(server_world / "vqa"), caption_model=str(server_world / "caption"),
+                              device="cpu", **changes)
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture(scope="module")
+def client(server_world):
+    with _client(server_world) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def scene(server_world) -> bytes:
+    return (server_world / "scenes" / "scene0.png").read_bytes()
+
+
+def test_health_info_page_and_docs(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/info").json()
+    assert info["index"]["count"] == 8 and info["vqa"] and info["caption"] and info["precision"] == "fp32"
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>grounding</title>" in page.text
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing fetched from elsewhere
+    assert client.get("/static/app.js").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/classify", "/search", "/ground", "/vqa", "/caption", "/health", "/info"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_classify_gives_the_models_own_probabilities(client, server_world, scene):
+    from grounding.evaluation.templates import TEMPLATE_SETS
+    from grounding.evaluation.zeroshot import build_classifier, classify
+
+    answer = client.post("/classify", files=[("images", ("a.png", scene, "image/png")),
+                                             ("images", ("b.png", scene, "image/png"))],
+                         data={"labels": "red circle, blue square\ngreen triangle", "top_k": 2})
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["filename"] for r in results] == ["a.png", "b.png"] and all(len(r["top"]) == 2 for r in results)
+    model = load(server_world / "model")
+    labels = ["red circle", "blue square", "green triangle"]
+    with torch.no_grad():
+        probs = classify(model, build_classifier(model, labels, TEMPLATE_SETS["default"]),
+                         model.preprocess(Image.open(io.BytesIO(scene)))[None])[0]
+    best = int(probs.argmax())
+    assert results[0]["top"][0]["label"] == labels[best]
+    assert results[0]["top"][0]["probability"] == pytest.approx(float(probs[best]), abs=1e-5)
+
+
+def _bomb_png() -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("files,data,code,words", [
+    ([("images", ("a.png", b"<html>not an image</html>", "image/png"))], {"labels": "a,b"}, 400, "not an image"),
+    ([("images", ("a.txt", b"hello", "text/plain"))], {"labels": "a,b"}, 400, "not as an image"),
+    ([("images", ("cut.png", "TRUNCATED", "image/png"))], {"labels": "a,b"}, 400, "truncated or corrupt"),
+    ([("images", ("bomb.png", "BOMB", "image/png"))], {"labels": "a,b"}, 413, "over the server's limit"),
+    ([("images", ("big.png", "BIG", "image/png"))], {"labels": "a,b"}, 413, "upload limit"),
+    ([("images", ("a.png", "SCENE", "image/png"))], {"labels": " , "}, 400, "no labels"),
+    ([("images", ("a.png", "SCENE", "image/png"))], {"labels": "a", "templates": "/etc/passwd"}, 400,
+     "unknown template set"),
+    ([], {"labels": "a,b"}, 422, "images"),
+])
+def test_classify_refuses_bad_requests_with_a_plain_reason(server_world, scene, files, data, code, words):
+    payloads = {"TRUNCATED": scene[:len(scene) // 2], "BOMB": _bomb_png(), "SCENE": scene, "BIG": b"\0" * 3000}
+    files = [(field, (name, payloads.get(body, body), kind)) for field, (name, body, kind) in files]
+    with _client(server_world, max_upload_bytes=2000 if any(f[1][0] == "big.png" for f in files) else 10 ** 7) as c:
+        answer = c.post("/classify", files=files or None, data=data)
+    assert answer.status_code == code, answer.text
+    detail = answer.json()["detail"]
+    assert words in (detail if isinstance(detail, str) else str(detail)) and "Traceback" not in answer.text
+
+
+def test_search_by_words_and_by_image_and_thumbnails_by_row(client, scene):
+    found = client.get("/search", params={"q": "a red circle", "k": 3}).json()
+    assert len(found["hits"]) == 3 and found["hits"][0]["score"] >= found["hits"][1]["score"]
+    thumb = client.get(found["hits"][0]["thumbnail"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(thumb.content)).size[0] <= 160
+    by_image = client.post("/search", files={"image": ("q.png", scene, "image/png")}, data={"k": 1}).json()
+    assert by_image["hits"][0]["name"] == "scene0.png" and by_image["hits"][0]["score"] == pytest.approx(1, abs=1e-4)
+    assert client.get("/thumbnail/8").status_code == 404
+    assert client.get("/thumbnail/-1").status_code == 404
+    for sneaky in ("/thumbnail/..%2F..%2Fetc%2Fpasswd", "/thumbnail/%2Fetc%2Fpasswd"):
+        assert client.get(sneaky).status_code in (404, 422)  # a row number or nothing: never a path
+    assert client.get("/search", params={"q": ""}).status_code == 422
+
+
+def test_ground_gives_a_box_and_a_heat_map(client, scene):
+    answer = client.post("/ground", files={"image": ("s.png", scene, "image/png")}, data={"phrase": "the circle"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    x0, y0, x1, y1 = body["box"]
+    assert 0 <= x0 < x1 <= body["view_size"] and 0 <= y0 < y1 <= body["view_size"]
+    png = base64.b64decode(body["heatmap"].split(",", 1)[1])
+    assert Image.open(io.BytesIO(png)).size == (body["view_size"], body["view_size"])
+
+
+def test_vqa_and_caption(client, scene):
+    answer = client.post("/vqa", files={"image": ("s.png", scene, "image/png")},
+                         data={"question": "how many circles are there?", "top": 2}).json()
+    assert len(answer["answers"]) == 2 and sum(a["probability"] for a in answer["answers"]) <= 1 + 1e-6
+    caption = client.post("/caption", files={"image": ("s.png", scene, "image/png")}).json()["caption"]
+    assert isinstance(caption, str)
+
+
+def test_what_a_server_was_not_given_is_a_404_saying_how(server_world, scene):
+    with TestClient(create_app(ServerSettings(model=str(server_world / "model"), device="cpu"))) as c:
+        for path, words in (("/vqa", "--vqa-model"), ("/caption", "--caption-model")):
+            answer = c.post(path, files={"image": ("s.png", scene, "image/png")}, data={"question": "what?"})
+            assert answer.status_code == 404 and words in answer.json()["detail"]
+        assert c.get("/search", params={"q": "red"}).status_code == 404
+
+
+def test_an_api_key_guards_everything_but_health(server_world):
+    with _client(server_world, api_key="s3cret") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/info").status_code == 401 and "X-API-Key" in c.get("/info").json()["detail"]
+        assert c.get("/info", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.get("/info", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/search", params={"q": "red"}).status_code == 401
+
+
+def test_no_cross_origin_access_by_default(client):
+    answer = client.get("/info", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in answer.headers
+
+
+def test_requests_that_arrive_together_share_forward_passes(server_world, scene):
+    import httpx
+
+    app = create_app(ServerSettings(model=str(server_world / "model"), device="cpu", max_wait_ms=50))
+    models: Models = app.state.models
+
+    async def many() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            answers = await asyncio.gather(*[
+                c.post("/classify", files={"images": (f"{i}.png", scene, "image/png")}, data={"labels": "a,b"})
+                for i in range(12)])
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(many()) == [200] * 12
+    assert models.images.batches < 12  # batched: fewer forward passes than requests
