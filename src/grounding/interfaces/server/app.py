@@ -11,8 +11,9 @@ import base64
 import io
 import secrets
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
 STATIC = Path(__file__).parent / "static"
+CLASSIFIERS_KEPT = 64  # label sets whose classifiers stay in memory
 
 
 @dataclass
@@ -64,7 +66,13 @@ class Models:
         self.vqa = load_task_model(settings.vqa_model, "vqa").to(self.runtime.device) if settings.vqa_model else None
         self.captioner = (load_task_model(settings.caption_model, "caption").to(self.runtime.device)
                           if settings.caption_model else None)
-        self.images = MicroBatcher(self._encode_images, settings.max_batch, settings.max_wait_ms / 1000)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.images = MicroBatcher(self._encode_images, self.executor, settings.max_batch, settings.max_wait_ms / 1000)
+        self.classifiers: dict[tuple, torch.Tensor] = {}
+
+    async def run(self, work, *args):
+        """`work(*args)` on the model thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, partial(work, *args))
 
     @torch.no_grad()  # grad mode is per thread: the batcher's thread needs it said here
     def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -77,10 +85,16 @@ class Models:
 
     @torch.no_grad()
     def classifier(self, labels: tuple[str, ...], templates: str) -> torch.Tensor:
+        """The classifier of these labels, kept in memory for the most recent label sets."""
         from ...evaluation.templates import TEMPLATE_SETS
         from ...evaluation.zeroshot import cached_classifier
 
-        return cached_classifier(self.clip, list(labels), TEMPLATE_SETS[templates]).cpu()
+        key = (labels, templates)
+        if key not in self.classifiers:
+            if len(self.classifiers) >= CLASSIFIERS_KEPT:
+                self.classifiers.pop(next(iter(self.classifiers)))
+            self.classifiers[key] = cached_classifier(self.clip, list(labels), TEMPLATE_SETS[templates]).cpu()
+        return self.classifiers[key]
 
 
 def create_app(settings: ServerSettings, models: Models | None = None) -> FastAPI:
@@ -159,7 +173,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         if templates not in TEMPLATE_SETS:
             raise HTTPException(400, f"unknown template set {templates!r}: use one of {', '.join(TEMPLATE_SETS)}")
         decoded = [await read_image(upload) for upload in images]
-        classifier = await asyncio.to_thread(models.classifier, names, templates)
+        classifier = await models.run(models.classifier, names, templates)
         features = await unit_features(decoded)
         probs = (models.clip.logit_scale.detach().float().exp().cpu() * features @ classifier).softmax(dim=-1)
         k = min(top_k, len(names))
@@ -187,7 +201,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         index = need_index()
         if not q.strip():
             raise HTTPException(400, "an empty query: give some words to search for")
-        vector = await asyncio.to_thread(models.encode_texts, [q])
+        vector = await models.run(models.encode_texts, [q])
         return {"query": q, "hits": hits(index.search_rows(vector.numpy(), k)[0])}
 
     @app.post("/search", dependencies=guarded)
@@ -217,7 +231,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         if not phrase.strip():
             raise HTTPException(400, "an empty phrase: say what to look for")
         picture = await read_image(image)
-        heat, box, view = await asyncio.to_thread(torch.no_grad()(locate), models.clip, picture, phrase)
+        heat, box, view = await models.run(torch.no_grad()(locate), models.clip, picture, phrase)
         png = await asyncio.to_thread(_overlay_png, view, heat, box)
         return {"phrase": phrase, "box": list(box), "view_size": view.size[0],
                 "heatmap": "data:image/png;base64," + base64.b64encode(png).decode()}
@@ -241,7 +255,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
             return [{"answer": models.vqa.config.answers[int(i)], "probability": float(p)}
                     for p, i in zip(values, indices)]
 
-        return {"question": question, "answers": await asyncio.to_thread(answer)}
+        return {"question": question, "answers": await models.run(answer)}
 
     @app.post("/caption", dependencies=guarded)
     async def caption(image: UploadFile = File(...)) -> dict:
@@ -258,7 +272,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
             pixels = models.captioner.preprocess(picture)[None].to(models.runtime.device)
             return generate(models.captioner, pixels)[0]
 
-        return {"caption": await asyncio.to_thread(describe)}
+        return {"caption": await models.run(describe)}
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
