@@ -24,22 +24,16 @@ from ..models import CLIP
 FORMATS = ("onnx", "torchscript")
 
 
-class ImageEncoder(nn.Module):
-    def __init__(self, model: CLIP):
+class Encoder(nn.Module):
+    """One of the model's encoders (`encode_image` or `encode_text`) as a module of its own: what
+    a graph exporter captures."""
+
+    def __init__(self, model: CLIP, method: str):
         super().__init__()
-        self.model = model
+        self.model, self.method = model, method
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixels)
-
-
-class TextEncoder(nn.Module):
-    def __init__(self, model: CLIP):
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(ids)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(inputs)
 
 
 def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
@@ -63,8 +57,9 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
     ids = model.tokenizer(["a photo of a cat.", "a dog"])
     suffix = ".onnx" if format == "onnx" else ".pt"
     written = []
-    for name, encoder, example, input_name in (("image_encoder", ImageEncoder(model).eval(), pixels, "pixels"),
-                                               ("text_encoder", TextEncoder(model).eval(), ids, "ids")):
+    for name, method, example, input_name in (("image_encoder", "encode_image", pixels, "pixels"),
+                                              ("text_encoder", "encode_text", ids, "ids")):
+        encoder = Encoder(model, method).eval()
         path = out / f"{name}{suffix}"
         with atomic_path(path) as tmp, torch.no_grad():
             if format == "onnx":
