@@ -64,7 +64,7 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
         with atomic_path(path) as tmp, torch.no_grad():
             if format == "onnx":
                 torch.onnx.export(encoder, (example,), str(tmp), dynamo=True, input_names=[input_name],
-                                  output_names=["features"], dynamic_shapes={input_name: {0: "batch"}},
+                                  output_names=["features"], dynamic_shapes={"inputs": {0: "batch"}},
                                   external_data=False, verbose=False)
             else:
                 torch.jit.save(torch.jit.trace(encoder, (example,)), str(tmp))
