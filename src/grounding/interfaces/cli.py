@@ -360,6 +360,28 @@ def probe(
 
 index_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build vector indexes over embedding stores.")
 app.add_typer(index_app, name="index")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Prepare training data: webdataset shards for training at scale.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("shard")
+def data_shard(
+    spec: str = typer.Argument(..., help="Training pairs as train --data names them (csv:PATH, folder:PATH, "
+                               "openclipart, emoji:VENDOR, tuxpaint, joined with +)."),
+    out: Path = typer.Option(..., help="A new or empty folder for the shards and manifest.json."),
+    shard_size: int = typer.Option(1000, min=1, help="Samples per shard."),
+) -> None:
+    """Write webdataset shards (image, captions, metadata) from any training data that lists its
+    images, with a manifest of counts, bytes and skipped files."""
+    from ..data.shards import write_shards
+
+    try:
+        manifest = write_shards(spec, out, shard_size)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e))
+    typer.echo(f"{manifest['samples']} samples in {len(manifest['shards'])} shards ({manifest['bytes']:,} bytes), "
+               f"{len(manifest['skipped'])} skipped (listed in {out / 'manifest.json'}); "
+               f"train with --data '{manifest['train_with']}'")
 
 
 
