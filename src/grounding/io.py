@@ -93,6 +93,20 @@ def writable_folder(folder: str | Path) -> Path:
     return folder
 
 
+def refuse_foreign(folder: str | Path, ours: bool, allowed: set[str], fix: str) -> None:
+    """A FolderError if `folder` is a file, or if it is not `ours` (a run's, a store's) and holds
+    files other than `allowed` (what a job leaves when it has just begun; the lock always is);
+    `fix` says what to do instead. Nothing is written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"{folder}: a file, not a folder; choose a folder for the output")
+    if ours or not folder.is_dir():
+        return
+    others = sorted(p.name for p in folder.iterdir() if p.name not in allowed | {".lock"})
+    if others:
+        raise FolderError(f"{folder} holds {len(others)} file(s) ({', '.join(others[:3])}) of something else; {fix}")
+
+
 class FolderInUseError(FileExistsError):
     """Another process holds the folder's lock; the message names it."""
 

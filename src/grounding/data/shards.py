@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from ..io import FolderError, folder_lock, write_json_atomic
+from ..io import folder_lock, refuse_foreign, write_json_atomic
 from .images import BadImageError, load_image
 from .pairs import listed_pairs
 
@@ -29,8 +29,7 @@ def write_shards(spec: str, out: str | Path, shard_size: int = 1000, show_progre
     if shard_size < 1:
         raise ValueError(f"--shard-size {shard_size}: a shard holds at least 1 sample")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(p.name != ".lock" for p in out.iterdir())):
-        raise FolderError(f"{out}: not a new or empty folder; shards go into one of their own")
+    refuse_foreign(out, False, set(), "shards go into a new or empty folder of their own")
     pairs = listed_pairs(spec)
     shards, skipped, written = [], [], 0
     with folder_lock(out, "grounding data shard"), Progress(disable=not show_progress) as progress:

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from ..factory import WEIGHTS_FILE, load_weights, save_weights
-from ..io import FolderError, atomic_path, write_json_atomic, write_text_atomic
+from ..io import atomic_path, refuse_foreign, write_json_atomic, write_text_atomic
 
 STATE_FILE, MANIFEST_FILE, TRAIN_FILE = "state.pt", "manifest.json", "train.json"
 # What a run writes before its options and first checkpoint: a folder holding only these is a run just begun.
-RUN_START_FILES = {".lock", "config.json", "tokenizer.json"}
+RUN_START_FILES = {"config.json", "tokenizer.json"}
 
 
 def _digest(path: Path) -> dict:
@@ -67,14 +67,8 @@ class RunFolder:
     def check_out(self, overwrite: bool = False) -> None:
         """Refuses an OUT that is a file, or a folder holding files but no training run (a saved
         model, someone's data), unless `overwrite`: a run writes model.safetensors and config.json."""
-        if self.out.exists() and not self.out.is_dir():
-            raise FolderError(f"{self.out}: a file, not a folder; choose a folder for --out")
-        if overwrite or not self.out.is_dir() or (self.out / TRAIN_FILE).is_file():
-            return
-        others = sorted(p.name for p in self.out.iterdir() if p.name not in RUN_START_FILES)
-        if others:
-            raise FolderError(f"{self.out} holds {len(others)} file(s) ({', '.join(others[:3])}) but no training run; "
-                              "pass --overwrite to write into it anyway, or choose another --out")
+        refuse_foreign(self.out, overwrite or (self.out / TRAIN_FILE).is_file(), RUN_START_FILES,
+                       "it is not a training run: pass --overwrite to write into it anyway, or choose another --out")
 
     def candidates(self) -> list[tuple[int, Path]]:
         """The finished checkpoints, newest first, as (step, folder)."""

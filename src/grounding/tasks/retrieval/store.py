@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import FolderError, atomic_path, write_json_atomic
+from ...io import atomic_path, refuse_foreign, write_json_atomic
 
 MANIFEST = "manifest.json"
 
@@ -59,12 +59,8 @@ class Store:
 
     def check_out(self) -> None:
         """Refuses a folder that is a file or holds other files but no store (before it is locked)."""
-        if self.folder.exists() and not self.folder.is_dir():
-            raise FolderError(f"{self.folder}: a file, not a folder; choose a folder for --out")
-        if self.folder.is_dir() and not (self.folder / MANIFEST).is_file() and \
-                any(p.name != ".lock" for p in self.folder.iterdir()):
-            raise FolderError(f"{self.folder} holds other files and no {MANIFEST}: it is not an embedding store; "
-                              "choose an empty or new --out")
+        refuse_foreign(self.folder, (self.folder / MANIFEST).is_file(), set(),
+                       f"it is not an embedding store (no {MANIFEST}): choose an empty or new --out")
 
     def shard_path(self, index: int) -> Path:
         return self.folder / f"shard-{index:05d}"
