@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
 
 from grounding.config import ModelConfig, preset, resolve_config
 from grounding.factory import create_model
+from grounding.models.layers import Layer
 from grounding.models.text import end_of_text_positions
 
 
@@ -101,3 +104,48 @@ def test_tower_overrides():
     assert config.vision.kind == "resnet" and len(config.vision.layers) == 4 and config.text.kind == "lstm"
     with pytest.raises(ValueError, match="neither a preset"):
         resolve_config("no-such-model")
+
+
+def _one_step_gradients(model, checkpointed: bool, examples: int = 6):
+    from grounding.data.synthetic import World
+    from grounding.training.trainer import ContrastiveStep
+
+    model = copy.deepcopy(model).train()
+    model.set_grad_checkpointing(checkpointed)
+    calls = []
+    layer = next(m for m in model.modules() if isinstance(m, Layer))
+    layer.register_forward_pre_hook(lambda *_: calls.append(1))  # (recomputation stops once it has what it needs)
+    scenes = World().batch(0, 0, examples)
+    size = model.config.vision.image_size
+    pixels = torch.stack([model.preprocess(s.render(size)) for s in scenes])
+    ContrastiveStep(model)(pixels, model.tokenizer([s.caption() for s in scenes]))
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return grads, dict(model.named_buffers()), len(calls)
+
+
+@pytest.mark.parametrize("image", ["vit", "resnet"])
+def test_grad_checkpointing_gives_the_same_gradients_and_batchnorm_statistics(image):
+    torch.manual_seed(0)
+    model = create_model(resolve_config("tiny", image, None))
+    plain, plain_buffers, plain_calls = _one_step_gradients(model, False)
+    saved, saved_buffers, saved_calls = _one_step_gradients(model, True)
+    assert (plain_calls, saved_calls) == (1, 2)  # the layer really ran again in the backward pass
+    assert plain.keys() == saved.keys()
+    for name in plain:
+        assert torch.allclose(plain[name], saved[name], rtol=0, atol=1e-6), name
+    for name in plain_buffers:  # running statistics moved once, not twice
+        assert torch.equal(plain_buffers[name], saved_buffers[name]), name
+
+
+def test_grad_checkpointing_reaches_the_packaged_towers():
+    import grounding
+
+    model = grounding.load("lit-minilm-effnet")  # EfficientNet-Lite0's blocks and MiniLM's layers, all unlocked
+    plain, plain_buffers, _ = _one_step_gradients(model, False, examples=3)
+    saved, saved_buffers, calls = _one_step_gradients(model, True, examples=3)
+    assert calls == 2 and plain.keys() == saved.keys()
+    assert any(name.startswith("text.backbone") for name in plain)
+    for name in plain:
+        assert torch.allclose(plain[name], saved[name], rtol=1e-4, atol=1e-6), name
+    for name in plain_buffers:
+        assert torch.equal(plain_buffers[name], saved_buffers[name]), name

@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from .layers import Layer
 from .transformer import exporting
 
 WIDTH = 384  # all-MiniLM-L6-v2's
 
 
-class BertLayer(nn.Module):
+class BertLayer(Layer):
     def __init__(self, width: int, heads: int, hidden: int, eps: float):
         super().__init__()
         self.heads = heads

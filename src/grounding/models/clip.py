@@ -8,6 +8,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..runtime import dtype_of
+from .layers import set_checkpointing
 from .pretrained import EfficientNetTower, MiniLMTower
 from .resnet import ModifiedResNet
 from .text import TextLSTM, TextTransformer
@@ -49,6 +50,11 @@ class CLIP(nn.Module):
         """Features of token ids, in fp32 whatever the weights' type."""
         features = self.text(ids).float()
         return F.normalize(features, dim=-1) if normalize else features
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each tower layer's activations in the backward pass instead of keeping them
+        (models/layers.py); the LSTM text tower has no layers to do it for."""
+        set_checkpointing(self, enabled)
 
     def clamp_logit_scale(self) -> None:
         """Keep the temperature at or above 1/100; the trainer calls this after each step."""

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import Layer
+
 # (repeats, kernel, first stride, expansion, input channels, output channels) per stage
 STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
@@ -43,7 +45,7 @@ class ConvBN(nn.Module):
         return F.relu6(x) if self.act else x
 
 
-class MBConv(nn.Module):
+class MBConv(Layer):
     """Inverted residual: expand (1x1), depthwise, project (1x1); a skip when shapes allow."""
 
     def __init__(self, kernel: int, stride: int, expansion: int, cin: int, cout: int):

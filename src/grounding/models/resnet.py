@@ -8,13 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import VisionConfig
+from .layers import Layer
 
 
 def _conv_bn(cin: int, cout: int, kernel: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout)]
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(Layer):
     expansion = 4
 
     def __init__(self, cin: int, planes: int, stride: int = 1):

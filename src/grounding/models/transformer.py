@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import Layer
+
 
 def exporting() -> bool:
     """Whether the forward pass is being captured as a graph (ONNX, TorchScript, torch.export):
@@ -59,7 +61,7 @@ class MLP(nn.Module):
         return self.c_proj(self.act(self.c_fc(x)))
 
 
-class Block(nn.Module):
+class Block(Layer):
     def __init__(self, width: int, heads: int, mlp_ratio: float, act: str):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
