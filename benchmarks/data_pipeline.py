@@ -30,7 +30,7 @@ from grounding.data.synthetic import World
 from grounding.factory import build_tokenizer, create_model
 from grounding.training.loop import fit
 from grounding.training.options import TrainConfig
-from grounding.training.trainer import train, train_step
+from grounding.training.trainer import ContrastiveStep, train
 
 CACHE = Path(__file__).parent / ".cache" / "jpegs"
 WARMUP = 5
@@ -79,7 +79,7 @@ def pre_decoded(listing: Path, steps: int, scratch: Path) -> float:
 
     def backward_at(step: int) -> float:
         pick = torch.from_numpy(np.random.default_rng(step).choice(len(rows), 64, replace=False))
-        return train_step(model, pixels[pick], ids[pick], 1, "fp32")
+        return ContrastiveStep(model)(pixels[pick], ids[pick])
 
     options = TrainConfig(steps=steps, batch_size=64, save_every=10 ** 6, log_every=10 ** 6, warmup=5)
     fit(model, backward_at, options, scratch / "pre-decoded", unit="pairs", show_progress=False)

@@ -20,7 +20,7 @@ import grounding
 from grounding.config import preset
 from grounding.data.batches import PairBatches, batch_loader
 from grounding.data.images import TrainTransform
-from grounding.data.pairs import Mixture, open_pairs
+from grounding.data.pairs import Mixture, StreamPosition, open_pairs
 from grounding.data.synthetic import World
 from grounding.interfaces.cli import app
 from grounding.training.options import TrainConfig
@@ -119,6 +119,51 @@ def test_a_batch_is_the_same_with_any_number_of_workers(captioned):
     assert [b.step for b in shared] == [3, 4, 5, 6]
     for a, b in zip(alone, shared):
         assert torch.equal(a.pixels, b.pixels) and torch.equal(a.ids, b.ids)
+
+
+def test_each_rank_builds_its_slice_of_the_global_batch(captioned):
+    """What makes two processes train as one: rank r's examples, crops and captions are rows
+    r*n..(r+1)*n of the batch one process builds."""
+    model = grounding.create_model(preset("tiny"))
+    mixture = open_pairs(f"csv:{captioned / 'pairs.csv'}")
+    transform = TrainTransform(32, (0.5,) * 3, (0.5,) * 3)
+
+    def batch(rank, ranks):
+        return next(iter(batch_loader(PairBatches(mixture, model.tokenizer, transform, 8, 0, 5, 6, 1,
+                                                  rank=rank, ranks=ranks), 0)))
+
+    whole, parts = batch(0, 1), [batch(r, 2) for r in (0, 1)]
+    assert torch.equal(whole.pixels, torch.cat([p.pixels for p in parts]))
+    assert torch.equal(whole.ids, torch.cat([p.ids for p in parts]))
+
+
+def test_resampled_streams_draw_shards_with_replacement_and_resume_exactly(captioned):
+    urls = [str(captioned / f"shard-{i:03d}.tar") for i in range(3)]
+    source = open_pairs(f"tar:{captioned}/shard-{{000..002}}.tar", shuffle_buffer=8, resampled=True).sources[0]
+    streams = 4  # more streams than shards: only a resampled source allows it
+
+    def read(stream, n, position=None):
+        got = []
+        for sample, at in source.samples(0, stream, streams, position or StreamPosition(), []):
+            got.append((sample.key, at))
+            if len(got) == n:
+                return got
+
+    first = read(0, 40)  # 16 samples a shard: several rounds of draws
+    assert {key.split(":")[0] for key, _ in first} <= set(urls)
+    assert read(1, 40) != first  # each stream draws its own shards
+    again = read(0, 15, StreamPosition(**vars(first[24][1])))
+    assert [key for key, _ in again] == [key for key, _ in first[25:40]]
+
+
+def test_samples_sets_the_run_length(captioned, tmp_path):
+    spec = f"tar:{captioned}/shard-{{000..002}}.tar"
+    train(None, _options(data=spec, samples=40, batch_size=8, resampled=True, workers=2), tmp_path / "run",
+          show_progress=False)
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 5
+    with pytest.raises(ValueError, match="not with --epochs"):
+        _options(samples=10, epochs=1).check()
 
 
 def _kill_at_step(args: list[str], out, step: int) -> None:

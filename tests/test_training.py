@@ -17,7 +17,7 @@ from grounding.evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier,
 from grounding.factory import create_model
 from grounding.losses import contrastive_loss
 from grounding.training.optim import cosine_lr, param_groups
-from grounding.training.trainer import TrainConfig, train, train_step
+from grounding.training.trainer import ContrastiveStep, TrainConfig, train
 
 CLI = [sys.executable, "-c", "from grounding.interfaces.cli import app; app()"]
 
@@ -92,7 +92,7 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(loss, hard_negative
 
     def gradients(accum):
         model.zero_grad()
-        train_step(model, pixels, ids, accum, "fp32", negatives)
+        ContrastiveStep(model, "fp32", accum)(pixels, ids, negatives)
         return {n: p.grad.clone() for n, p in model.named_parameters()}
 
     full, accumulated = gradients(1), gradients(3)
@@ -105,7 +105,7 @@ def test_bf16_autocast_step_is_finite():
     model = create_model(preset("tiny"))
     scenes = World().batch(0, 0, 8)
     pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
-    loss = train_step(model, pixels, model.tokenizer([s.caption() for s in scenes]), 1, "bf16")
+    loss = ContrastiveStep(model, "bf16")(pixels, model.tokenizer([s.caption() for s in scenes]))
     assert torch.isfinite(torch.tensor(loss))
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 

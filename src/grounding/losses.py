@@ -1,31 +1,48 @@
-"""Contrastive losses over the N x N image-text similarity matrix."""
+"""Contrastive losses over the N x N image-text similarity matrix. Data-parallel training
+(training/distributed.py) calls them with one rank's rows and the whole global batch's columns;
+each then returns that rank's share of the global loss (the shares add up to it)."""
 from __future__ import annotations
+
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 
 
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-              negatives: torch.Tensor | None = None) -> torch.Tensor:
+              negatives: torch.Tensor | None = None, columns: tuple[torch.Tensor, torch.Tensor] | None = None,
+              first: int = 0, total: int | None = None) -> torch.Tensor:
     """Symmetric InfoNCE: each image must pick its own caption among the batch's captions, and
     each caption its own image. Features are unit vectors; `logit_scale` is the log of 1/T.
-    Hard-negative captions, if given, join the captions each image chooses among (NegCLIP)."""
-    logits = logit_scale.exp() * image @ text.t()
-    labels = torch.arange(len(logits), device=logits.device)
-    per_image = logits if negatives is None else torch.cat([logits, logit_scale.exp() * image @ negatives.t()], 1)
-    return (F.cross_entropy(per_image, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    Hard-negative captions, if given, join the captions each image chooses among (NegCLIP).
+    `columns` (all images, all texts) are what these rows choose among, the first of these rows
+    being row `first` of `total`."""
+    scale = logit_scale.exp()
+    all_image, all_text = columns or (image, text)
+    labels = torch.arange(first, first + len(image), device=image.device)
+    per_image = scale * image @ all_text.t()
+    per_text = per_image.t() if columns is None else scale * text @ all_image.t()
+    if negatives is not None:
+        per_image = torch.cat([per_image, scale * image @ negatives.t()], 1)
+    summed = F.cross_entropy(per_image, labels, reduction="sum") + F.cross_entropy(per_text, labels, reduction="sum")
+    return summed / (2 * (total or len(image)))
 
 
-def siglip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-                logit_bias: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
-    """SigLIP: every image-text pair is an independent binary decision, matched or not,
-    summed over the matrix and averaged over images. Hard negatives add unmatched pairs."""
+def siglip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, logit_bias: torch.Tensor,
+                negatives: torch.Tensor | None = None, others: Iterable[torch.Tensor] = (),
+                total: int | None = None) -> torch.Tensor:
+    """SigLIP: every image-text pair is an independent binary decision, matched or not, summed
+    over the matrix and averaged over the `total` images. Hard negatives, and `others` (other
+    ranks' captions), add unmatched pairs."""
+    def unmatched(texts: torch.Tensor) -> torch.Tensor:
+        return -F.logsigmoid(-(logit_scale.exp() * image @ texts.t() + logit_bias)).sum()
+
     logits = logit_scale.exp() * image @ text.t() + logit_bias
     signs = 2 * torch.eye(len(logits), device=logits.device, dtype=logits.dtype) - 1
     loss = -F.logsigmoid(signs * logits).sum()
-    if negatives is not None:
-        loss = loss - F.logsigmoid(-(logit_scale.exp() * image @ negatives.t() + logit_bias)).sum()
-    return loss / len(logits)
+    for texts in ([] if negatives is None else [negatives]) + list(others):
+        loss = loss + unmatched(texts)
+    return loss / (total or len(image))
 
 
 def contrastive_loss(model, image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor | None = None,

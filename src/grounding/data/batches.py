@@ -2,10 +2,11 @@
 crop the images, pick and tokenize a caption, and say what was skipped and why.
 
 Worker `w` of `W` builds the batches of steps start + w, start + w + W, ..., and the DataLoader
-hands them over in step order. Everything random in a batch is seeded by (seed, step), so for
-list sources the batch of step N is the same with any number of workers, and a resumed run sees
-what an uninterrupted one would. A tar source's data stream is tied to `step % W` (not to the
-worker process), so it resumes exactly too, given the same number of workers.
+hands them over in step order. Everything random in a batch is seeded by (seed, step) and each
+example's place in it, so for list sources the batch of step N is the same with any number of
+workers or ranks, and a resumed run sees what an uninterrupted one would. A tar source's data
+stream is tied to the rank and `step % W` (not to the worker process), so it resumes exactly
+too, given the same numbers of workers and ranks.
 """
 from __future__ import annotations
 
@@ -37,14 +38,19 @@ class Batch:
 
 
 class PairBatches(IterableDataset):
+    """The batches of steps start..stop. In a data-parallel run, rank `rank` of `ranks` builds
+    its share of each global batch of `batch_size`: its slice of what the list sources draw (the
+    global draw is the same on every rank), and its own tar streams' samples."""
+
     def __init__(self, mixture: Mixture, tokenizer: Tokenizer, transform: TrainTransform, batch_size: int,
                  seed: int, start: int, stop: int, streams: int = 1, positions: dict | None = None,
-                 hard_negatives: bool = False):
+                 hard_negatives: bool = False, rank: int = 0, ranks: int = 1):
         self.mixture, self.tokenizer, self.transform = mixture, tokenizer, transform
-        self.slots = mixture.slots(batch_size)
+        self.slots = mixture.slots(batch_size // ranks)  # this rank's examples of each source
         self.seed, self.start, self.stop, self.streams = seed, start, stop, max(1, streams)
         self.positions = positions or {}
         self.hard_negatives = hard_negatives
+        self.rank, self.ranks = rank, ranks
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -52,21 +58,23 @@ class PairBatches(IterableDataset):
         if workers != self.streams:
             raise ValueError(f"built for {self.streams} data streams, run by {workers} workers")
         first = self.start + worker
-        stream = first % workers  # the stream this worker continues (README: resuming a tar stream)
+        # the tar stream this worker continues (README: resuming a tar stream): one per rank and step % W
+        stream = self.rank * workers + first % workers
         problems: list[dict] = []
         readers = {}
         for i, source in enumerate(self.mixture.sources):
             if source.streaming:
                 saved = self.positions.get(f"{i}/{stream}")
                 position = StreamPosition(**saved) if saved else StreamPosition()
-                readers[i] = source.samples(self.seed, stream, workers, position, problems)
+                readers[i] = source.samples(self.seed, stream, workers * self.ranks, position, problems)
         for step in range(first, self.stop, workers):
             yield self.build(step, readers, problems, stream)
 
     def choose(self, step: int, readers: dict | None = None, problems: list[dict] | None = None, stream: int = 0
                ) -> tuple[list, list[dict], dict, int]:
-        """The step's examples with the caption drawn for each, what was skipped for want of a
-        caption, the tar streams' positions after it, and how many examples were drawn."""
+        """This rank's examples of the step as (sample, caption, source, index), the index being
+        the example's place in the source's global draw; what was skipped for want of a caption;
+        the tar streams' positions after it; and how many examples were drawn."""
         pick = np.random.default_rng([self.seed, step, 11])  # which caption, when there are several
         chosen, skipped, positions, drawn = [], list(problems or []), {}, 0
         if problems:
@@ -80,35 +88,40 @@ class PairBatches(IterableDataset):
                     sample, position = next(readers[i])
                     samples.append(sample)
                 positions[f"{i}/{stream}"] = asdict(position)
-            else:
-                samples = source.draw(self.seed + 7919 * i, step, n)
-            for sample in samples:
+                captions = [caption_of(sample, pick) for sample in samples]
+                mine = range(self.rank * n, (self.rank + 1) * n)
+            else:  # every rank draws (and picks captions for) the global batch, and keeps its slice
+                samples = source.draw(self.seed + 7919 * i, step, n * self.ranks)
+                captions = [caption_of(sample, pick) for sample in samples]
+                mine = range(self.rank * n, (self.rank + 1) * n)
+                samples, captions = samples[mine.start:mine.stop], captions[mine.start:mine.stop]
+            for sample, caption, index in zip(samples, captions, mine):
                 drawn += 1
-                caption = caption_of(sample, pick)
                 if caption is None:
                     skipped.append({"key": sample.key, "reason": describe_skip(sample)})
                 else:
-                    chosen.append((sample, caption))
+                    chosen.append((sample, caption, i, index))
         return chosen, skipped, positions, drawn
 
     def build(self, step: int, readers: dict, problems: list[dict], stream: int) -> Batch:
         chosen, skipped, positions, drawn = self.choose(step, readers, problems, stream)
-        rng = np.random.default_rng([self.seed, step, 7])  # crops (and near misses)
         pixels, captions, scenes = [], [], []
-        for sample, caption in chosen:
+        for sample, caption, source, index in chosen:
             try:
                 image = sample.image(self.transform.image_size)
             except BadImageError as e:
                 skipped.append({"key": sample.key, "reason": describe_skip(sample, e)})
                 continue
-            pixels.append(self.transform(image, rng))
+            # each example's crop (and near miss) seeded by its place in the global batch: the same on any rank
+            pixels.append(self.transform(image, np.random.default_rng([self.seed, step, 7, source, index])))
             captions.append(caption)
-            scenes.append(sample.scene)
+            scenes.append((sample.scene, source, index))
         size = self.transform.image_size
         ids, cut = self.tokenizer.tokenize(captions, truncate=True)
         negatives = None
         if self.hard_negatives:
-            negatives = self.tokenizer([s.near_miss(rng) for s in scenes], truncate=True)
+            negatives = self.tokenizer([scene.near_miss(np.random.default_rng([self.seed, step, 8, source, index]))
+                                        for scene, source, index in scenes], truncate=True)
         stacked = torch.stack(pixels) if pixels else torch.empty(0, 3, size, size)
         return Batch(step, stacked, ids, negatives, drawn, [dict(r, step=step) for r in skipped], len(cut),
                      positions)

@@ -132,16 +132,18 @@ class ShardSource:
     """Webdataset shards, streamed with the `webdataset` library and never listed into memory.
     Each epoch the shards are shuffled with the seed, split among the data streams (whole shards
     each) and read through a seeded shuffle buffer; so a stream is a pure function of the seed,
-    the epoch and the number of streams, and resumes exactly by skipping what it had read."""
+    the epoch and the number of streams, and resumes exactly by skipping what it had read.
+    `resampled`: each stream's "epoch" is a round of shards drawn at random with replacement
+    instead, so streams may outnumber shards and no example is tied to a pass over the data."""
 
     streaming = True
     left_out: list[dict] = []
 
-    def __init__(self, name: str, urls: list[str], shuffle_buffer: int = 1000):
+    def __init__(self, name: str, urls: list[str], shuffle_buffer: int = 1000, resampled: bool = False):
         missing = [u for u in urls if not Path(u).is_file()]
         if missing:
             raise FileNotFoundError(f"{missing[0]}: no such tar shard ({len(missing)} of {len(urls)} missing)")
-        self.name, self.urls, self.shuffle_buffer = name, urls, shuffle_buffer
+        self.name, self.urls, self.shuffle_buffer, self.resampled = name, urls, shuffle_buffer, resampled
 
     def __len__(self) -> int:
         return 0  # unknown without reading every shard
@@ -163,8 +165,12 @@ class ShardSource:
 
         epoch, skip = position.epoch, position.read
         while True:
-            order = np.random.default_rng([seed, epoch, 5]).permutation(len(self.urls))
-            mine = [self.urls[i] for i in order[stream::streams]]
+            if self.resampled:  # a round of as many shards as an epoch would give the stream, drawn with replacement
+                rng = np.random.default_rng([seed, epoch, stream, 6])
+                mine = [self.urls[i] for i in rng.integers(len(self.urls), size=max(1, len(self.urls) // streams))]
+            else:
+                order = np.random.default_rng([seed, epoch, 5]).permutation(len(self.urls))
+                mine = [self.urls[i] for i in order[stream::streams]]
             pipeline = wds.DataPipeline(
                 wds.SimpleShardList(mine), wds.tarfile_to_samples(handler=note),
                 wds.shuffle(self.shuffle_buffer, initial=min(100, self.shuffle_buffer),
@@ -231,7 +237,7 @@ class Mixture:
         return slots
 
 
-def open_pairs(spec: str, shuffle_buffer: int = 1000) -> Mixture:
+def open_pairs(spec: str, shuffle_buffer: int = 1000, resampled: bool = False) -> Mixture:
     """The sources a --data SPEC names (module docstring)."""
     sources, weights = [], []
     for part in spec.split("+"):
@@ -242,7 +248,7 @@ def open_pairs(spec: str, shuffle_buffer: int = 1000) -> Mixture:
             part, weight = head, float(tail)
             if not 0 < weight <= 1:
                 raise ValueError(f"--data {spec!r}: the weight @{tail} must lie in (0, 1]")
-        sources.append(_open_one(part, shuffle_buffer))
+        sources.append(_open_one(part, shuffle_buffer, resampled))
         weights.append(weight)
     if len(sources) > 1:
         plain = [i for i, w in enumerate(weights) if w is None and not sources[i].streaming]
@@ -271,7 +277,7 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _open_one(spec: str, shuffle_buffer: int):
+def _open_one(spec: str, shuffle_buffer: int, resampled: bool):
     kind, _, rest = spec.partition(":")
     if kind == "synthetic" and not rest:
         return SyntheticSource()
@@ -280,7 +286,7 @@ def _open_one(spec: str, shuffle_buffer: int):
     if kind == "folder":
         return ListSource(spec, *folder_pairs(rest))
     if kind == "tar":
-        return ShardSource(spec, expand_braces(rest), shuffle_buffer)
+        return ShardSource(spec, expand_braces(rest), shuffle_buffer, resampled)
     if kind in ("openclipart", "emoji", "tuxpaint"):
         from . import clipart
 

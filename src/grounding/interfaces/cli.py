@@ -83,6 +83,11 @@ def train(
     lock_text: Optional[bool] = default_of(TrainConfig, "lock_text"),
     lock_text_unlocked_layers: Optional[int] = default_of(TrainConfig, "lock_text_unlocked_layers"),
     epochs: Optional[float] = default_of(TrainConfig, "epochs"),
+    samples: Optional[int] = default_of(TrainConfig, "samples"),
+    resampled: Optional[bool] = default_of(TrainConfig, "resampled"),
+    gather_with_grad: Optional[bool] = default_of(TrainConfig, "gather_with_grad"),
+    local_loss: Optional[bool] = default_of(TrainConfig, "local_loss"),
+    grad_checkpointing: Optional[bool] = default_of(TrainConfig, "grad_checkpointing"),
     cache_features: Optional[bool] = default_of(TrainConfig, "cache_features"),
     eval_data: Optional[str] = default_of(TrainConfig, "eval_data"),
     eval_every: Optional[int] = default_of(TrainConfig, "eval_every"),
@@ -99,6 +104,7 @@ def train(
 ) -> None:
     """Train or fine-tune a CLIP model on your own image-text data (or the built-in world); kill
     it any time and --resume."""
+    from ..training.distributed import World
     from ..training.feed import BadDataError
     from ..training.trainer import train as run_training
 
@@ -122,7 +128,8 @@ def train(
         raise typer.Exit(1)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         raise typer.BadParameter(str(e).strip("'\""))
-    typer.echo(f"done: {out or resume} holds the latest weights (grounding.load('{out or resume}'))")
+    if World.here().main:
+        typer.echo(f"done: {out or resume} holds the latest weights (grounding.load('{out or resume}'))")
 
 
 def _train_recipe(recipe: str, out: Optional[Path], changes: dict) -> None:

@@ -119,16 +119,11 @@ class RunFolder:
         step, data, damaged = 0, {}, []
         for candidate, folder in self.candidates():
             try:
-                problem = verify(folder)
-                if problem is None:
-                    load_weights(model, folder / WEIGHTS_FILE)
-                    state = _read_state(folder / STATE_FILE)
-                    optimizer.load_state_dict(state["optimizer"])
-                    step, data = candidate, state.get("data", {})
-                    break
+                data = self.load(model, optimizer, candidate)
+                step = candidate
+                break
             except ValueError as e:
-                problem = str(e)
-            damaged.append((folder, problem))
+                damaged.append((folder, str(e)))
         if damaged and step == 0:
             listed = "; ".join(f"{folder}: {problem}" for folder, problem in damaged)
             raise ValueError(f"no intact checkpoint in {self.checkpoints} ({listed}); delete them to start over")
@@ -145,6 +140,19 @@ class RunFolder:
         for stale in self.checkpoints.glob(".step-*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
         return step, data
+
+
+    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> dict:
+        """Loads the checkpoint of `step`, once verified; returns its data state. A ValueError
+        says what is wrong with it."""
+        folder = self.checkpoints / f"step-{step:07d}"
+        problem = verify(folder) if folder.is_dir() else "it is missing"
+        if problem:
+            raise ValueError(problem)
+        load_weights(model, folder / WEIGHTS_FILE)
+        state = _read_state(folder / STATE_FILE)
+        optimizer.load_state_dict(state["optimizer"])
+        return state.get("data", {})
 
 
 def _read_state(path: Path) -> dict:

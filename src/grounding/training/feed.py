@@ -25,6 +25,7 @@ from ..models import CLIP
 from ..models.pretrained import PackagedBackbone, digest
 from ..runtime import Runtime
 from .checkpoint import RunFolder
+from .distributed import World
 from .options import TrainConfig
 
 
@@ -33,36 +34,50 @@ class BadDataError(ValueError):
 
 
 class PairFeed:
-    def __init__(self, mixture: Mixture, model: CLIP, cfg: TrainConfig, run: RunFolder, runtime: Runtime):
+    """In a data-parallel run each rank is fed its share of the global batch, and the counts and
+    the list of bad examples are the whole global batch's, kept by rank 0."""
+
+    def __init__(self, mixture: Mixture, model: CLIP, cfg: TrainConfig, run: RunFolder, runtime: Runtime,
+                 world: World = World()):
         self.mixture, self.model, self.cfg, self.run, self.runtime = mixture, model, cfg, run, runtime
+        self.world = world
         self.positions: dict[str, dict] = {}
         self.counts = {"drawn": 0, "skipped": 0, "truncated": 0}
         self.iterator = None
         self.logged = {json.loads(line)["key"] for line in _lines(run.skipped)}  # each bad file listed once
         left_out = [dict(r, step=0) for s in mixture.sources for r in s.left_out]
         self._log(left_out)
-        if left_out:
+        if left_out and world.main:
             print(f"left out {len(left_out)} file(s) of {cfg.data}, each listed with its reason in {run.skipped} "
                   f"(first: {left_out[0]['reason']})", file=sys.stderr)
 
     def state(self) -> dict:
-        return {"positions": self.positions, "counts": dict(self.counts), "workers": self.cfg.workers}
+        """What a checkpoint keeps: every rank's stream positions (gathered: call it on every rank)."""
+        positions = {k: v for part in self.world.gather_objects(self.positions) for k, v in part.items()}
+        return {"positions": positions, "counts": dict(self.counts), "workers": self.cfg.workers,
+                "ranks": self.world.size}
 
     def load_state(self, state: dict) -> None:
         self.positions = state.get("positions", {})
         self.counts.update(state.get("counts", {}))
-        if self.mixture.streaming and state.get("workers", self.cfg.workers) != self.cfg.workers:
-            raise ValueError(f"{self.run.out} was trained with --workers {state['workers']}; a tar stream resumes "
-                             "exactly only with the same number, so pass that")
+        for name, now in (("workers", self.cfg.workers), ("ranks", self.world.size)):
+            if self.mixture.streaming and state.get(name, now) != now:
+                flag = "--workers" if name == "workers" else "as many processes (torchrun --nproc-per-node x nodes)"
+                raise ValueError(f"{self.run.out} was trained with {state[name]} {name}; a tar stream resumes exactly "
+                                 f"only with the same number, so pass {flag}")
 
     def batch(self, step: int) -> Batch:
         batch = self._next(step)
         assert batch.step == step, f"data for step {batch.step} arrived at step {step}"
         self.positions.update(batch.positions)
-        self.counts["drawn"] += batch.drawn
-        self.counts["skipped"] += len(batch.skipped)
-        self.counts["truncated"] += batch.truncated
-        self._log(batch.skipped)
+        drawn, skipped, truncated = self.world.sum([batch.drawn, len(batch.skipped), batch.truncated])
+        records = batch.skipped
+        if self.world.distributed and skipped:
+            records = [r for part in self.world.gather_objects(batch.skipped) for r in part]
+        self.counts["drawn"] += int(drawn)
+        self.counts["skipped"] += int(skipped)
+        self.counts["truncated"] += int(truncated)
+        self._log(records)
         self._check_quality()
         return batch
 
@@ -70,7 +85,7 @@ class PairFeed:
         v = self.model.config.vision
         return PairBatches(self.mixture, self.model.tokenizer, TrainTransform(v.image_size, v.mean, v.std),
                            self.cfg.batch_size, self.cfg.seed, start, self.cfg.steps, max(1, self.cfg.workers),
-                           self.positions, self.cfg.hard_negatives)
+                           self.positions, self.cfg.hard_negatives, self.world.rank, self.world.size)
 
     def _next(self, step: int) -> Batch:
         if self.iterator is None:
@@ -78,6 +93,8 @@ class PairFeed:
         return next(self.iterator)
 
     def _log(self, records: list[dict]) -> None:
+        if not self.world.main:
+            return
         new = [r for r in records if r["key"] not in self.logged]
         if new:
             self.logged.update(r["key"] for r in new)
@@ -121,7 +138,7 @@ class CachedFeed(PairFeed):
     def _next(self, step: int) -> Batch:
         chosen, skipped, _, drawn = self.chooser.choose(step)
         rows, text_rows = [], []
-        for sample, caption in chosen:
+        for sample, caption, _, _ in chosen:
             row = self.image_row[sample.key]
             if row in self.errors:
                 skipped.append({"key": sample.key, "reason": self.errors[row]})

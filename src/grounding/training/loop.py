@@ -2,10 +2,12 @@
 on a terminal, a plain line every few seconds elsewhere), metrics.jsonl (and TensorBoard), and
 atomic checkpoints that a killed run resumes from; Ctrl-C saves one before it stops. The batches
 are a pure function of the step, so a resumed run equals an uninterrupted one. CLIP (trainer.py)
-and the task models (VQA, captioning) each bring only their forward and backward."""
+and the task models (VQA, captioning) each bring only their forward and backward. In a
+data-parallel run (distributed.py) every rank runs this loop; rank 0 alone writes the run folder."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,6 +22,7 @@ from torch import nn
 
 from ..io import write_json_atomic
 from .checkpoint import TRAIN_FILE, RunFolder
+from .distributed import World
 from .lock import freeze_locked_batch_norms
 from .optim import cosine_lr, make_optimizer
 from .options import LoopConfig
@@ -38,26 +41,30 @@ class DataState(Protocol):
 
 def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, out: str | Path,
         label: str = "train", unit: str = "examples", after_step: Callable[[int], dict] | None = None,
-        show_progress: bool = True, data: DataState | None = None, resume_hint: str = "") -> nn.Module:
+        show_progress: bool = True, data: DataState | None = None, resume_hint: str = "",
+        world: World = World()) -> nn.Module:
     """Trains `model` for cfg.steps, resuming from OUT's newest checkpoint. `backward_at(step)`
     runs that step's forward and backward passes and returns its loss; `after_step(done)`, run
     after each optimizer step with the number of steps done, may adjust the model and returns
     extra columns for the log. `data`, if given, is saved in each checkpoint and restored."""
     run = RunFolder(out)
-    write_json_atomic(run.out / TRAIN_FILE, asdict(cfg))
+    if world.main:
+        write_json_atomic(run.out / TRAIN_FILE, asdict(cfg))
     model.train()
     freeze_locked_batch_norms(model)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    start, data_state = run.restore(model, optimizer)
+    start, data_state = _restore(run, model, optimizer, world)
+    if start and world.main:
+        print(f"resuming {run.out} from its checkpoint of step {start}", file=sys.stderr)
     if data is not None and data_state:
         data.load_state(data_state)
-    writer = _tensorboard(run.out) if cfg.tensorboard else None
-    report = _Reporter(label, unit, start, cfg, show_progress)
+    writer = _tensorboard(run.out) if cfg.tensorboard and world.main else None
+    report = _Reporter(label, unit, start, cfg, show_progress and world.main)
     stop = _StopOnInterrupt()
     step, saved = start, start
     save_every = min(cfg.save_every, max(1, cfg.steps // MIN_CHECKPOINTS))
     try:
-        with report, open(run.metrics, "a") as log:
+        with report, open(run.metrics if world.main else os.devnull, "a") as log:
             for step in range(start, cfg.steps):
                 began = time.perf_counter()
                 lr = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
@@ -69,6 +76,10 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 extra = after_step(step + 1) if after_step else {}
+                validated = any(key.startswith("eval/") for key in extra)
+                # the ranks' mean loss is the global batch's; any rank's Ctrl-C or validation stops or saves all
+                loss, stopping, validated = world.sum([loss, stop.requested, validated])
+                loss /= world.size
                 rate = round(cfg.batch_size / (time.perf_counter() - began), 1)
                 row = {"step": step + 1, "loss": round(loss, 5), "lr": lr, **extra, f"{unit}_per_s": rate}
                 log.write(json.dumps(row) + "\n")
@@ -78,20 +89,40 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                         if key != "step" and isinstance(value, (int, float)):
                             writer.add_scalar(key, value, row["step"])
                 report.update(step + 1, loss, lr, extra, rate)
-                validated = any(key.startswith("eval/") for key in extra)
-                if (step + 1) % save_every == 0 or step + 1 == cfg.steps or stop.requested or validated:
-                    run.save(model, optimizer, step + 1, cfg.keep, data.state() if data else None)
+                if (step + 1) % save_every == 0 or step + 1 == cfg.steps or stopping or validated:
+                    state = data.state() if data else None  # every rank: a data state may gather all ranks'
+                    if world.main:
+                        run.save(model, optimizer, step + 1, cfg.keep, state)
                     saved = step + 1
-                if stop.requested:
+                if stopping:
                     hint = resume_hint or f"run the same command again (or `grounding train --resume {run.out}`)"
-                    print(f"\ninterrupted: checkpoint saved at step {saved} of {cfg.steps} in {run.out}; "
-                          f"to continue, {hint}", file=sys.stderr)
+                    if world.main:
+                        print(f"\ninterrupted: checkpoint saved at step {saved} of {cfg.steps} in {run.out}; "
+                              f"to continue, {hint}", file=sys.stderr)
                     raise SystemExit(130)
     finally:
         stop.restore()
         if writer:
             writer.close()
     return model.eval()
+
+
+def _restore(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer, world: World) -> tuple[int, dict]:
+    """The step to go on from, the same on every rank: rank 0 finds the newest intact checkpoint
+    (moving damaged ones aside), then every other rank reads that one; a rank that cannot read
+    it stops them all with a message naming it."""
+    step, data = world.first(lambda: run.restore(model, optimizer))
+    if world.main or step == 0:
+        problem = None
+    else:
+        try:
+            data = run.load(model, optimizer, step)
+            problem = None
+        except ValueError as e:
+            problem = (f"cannot read the checkpoint of step {step} in {run.checkpoints} ({e}): every rank reads "
+                       "it, so OUT must be on a filesystem all the machines share")
+    world.agree(problem)
+    return step, data
 
 
 class _StopOnInterrupt:

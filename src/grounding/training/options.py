@@ -103,6 +103,16 @@ class TrainConfig(LoopConfig):
                                   "heads on them (no random crops).")
     epochs: float = option(0, "Train for this many passes over the data, instead of --steps (data that lists its "
                            "images only).")
+    samples: int = option(0, "Train on this many examples in all, instead of --steps (any data; with tar shards, "
+                          "see --resampled).")
+    resampled: bool = option(False, "tar data: each data stream draws shards at random, with replacement, instead "
+                             "of reading each shard once per epoch: no epochs, any number of shards per stream.")
+    gather_with_grad: bool = option(False, "Many processes: the features gathered from the other ranks carry "
+                                    "gradient back to them (README: Train on many processes).")
+    local_loss: bool = option(False, "Many processes, with --gather-with-grad: each rank computes only its own "
+                              "rows of the global similarity matrix (less memory, the same gradient).")
+    grad_checkpointing: bool = option(False, "Recompute each tower layer's activations in the backward pass instead "
+                                      "of keeping them: less memory, about a third more compute.")
     eval_data: str | None = option(None, "A labelled dataset (as zeroshot --dataset takes) for zero-shot top-1/top-5 "
                                    "during training.")
     eval_every: int = option(0, "Validate every this many steps (and at the end); 0: never.")
@@ -131,6 +141,7 @@ class TrainConfig(LoopConfig):
             ("workers", lambda v: v >= 0, "give 0 or more data workers"),
             ("max_bad_fraction", lambda v: 0 <= v <= 1, "a share between 0 and 1"),
             ("epochs", lambda v: v >= 0, "epochs cannot be negative"),
+            ("samples", lambda v: v >= 0 and not (v and self.epochs), "give 0 or more samples, and not with --epochs"),
             ("eval_every", lambda v: v >= 0, "validate every N >= 1 steps, or 0 for never"),
             ("eval_pairs", lambda v: v >= 0, "hold out 0 or more pairs"),
             ("shuffle_buffer", lambda v: v >= 1, "the shuffle buffer holds at least 1 sample")]

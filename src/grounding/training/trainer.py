@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ModelConfig, resolve_config
 from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
@@ -17,9 +19,11 @@ from ..factory import build_tokenizer, create_model, load, read_config, save_mod
 from ..io import folder_lock
 from ..losses import contrastive_loss
 from ..models import CLIP
-from ..runtime import Runtime, autocast
+from ..runtime import Runtime, autocast, device_of
 from ..tokenizer import Tokenizer
+from . import distributed
 from .checkpoint import TRAIN_FILE, RunFolder
+from .distributed import World
 from .feed import CachedFeed, PairFeed
 from .lock import lock_tower
 from .loop import fit
@@ -30,10 +34,18 @@ from .validation import Validation
 VOCABULARY_SAMPLE = 20_000
 
 
-def _features(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None):
-    image = model.encode_image(pixels, normalize=True)
-    text = model.encode_text(ids, normalize=True)
-    return image, text, None if negatives is None else model.encode_text(negatives, normalize=True)
+class Features(nn.Module):
+    """The unit features of a batch as one module call: what DistributedDataParallel wraps (it
+    averages the gradients of what its forward computed)."""
+
+    def __init__(self, model: CLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None):
+        image = self.model.encode_image(pixels, normalize=True)
+        text = self.model.encode_text(ids, normalize=True)
+        return image, text, None if negatives is None else self.model.encode_text(negatives, normalize=True)
 
 
 def head_step(model: CLIP, image_features: torch.Tensor, text_features: torch.Tensor, runtime: Runtime) -> float:
@@ -46,30 +58,48 @@ def head_step(model: CLIP, image_features: torch.Tensor, text_features: torch.Te
     return loss.item()
 
 
-def train_step(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor, accum: int, precision: str,
-               negatives: torch.Tensor | None = None) -> float:
-    """Forward and backward for one contrastive batch; returns the loss. With accum > 1 the
-    features of all micro-batches are computed first without gradients, then each micro-batch
-    is recomputed with gradients and its loss taken against the whole cached batch, so the
-    summed gradient equals the full batch's (BatchNorm aside, whose statistics are per call)."""
-    device = pixels.device.type
-    if accum == 1:
-        with autocast(device, precision):
-            loss = contrastive_loss(model, *_features(model, pixels, ids, negatives))
-        loss.backward()
+class ContrastiveStep:
+    """Forward and backward for one contrastive batch, returning its loss: on one process, or as
+    one rank of a data-parallel run (distributed.py says how the loss is shared)."""
+
+    def __init__(self, model: CLIP, precision: str = "fp32", accum: int = 1, world: World = World(),
+                 gather_with_grad: bool = False, local_loss: bool = False):
+        self.model, self.precision, self.accum, self.world = model, precision, accum, world
+        self.gather_with_grad, self.local_loss = gather_with_grad, local_loss
+        self.features = Features(model)
+        if world.distributed:
+            device = device_of(model)
+            self.features = DistributedDataParallel(self.features, device_ids=[device] if device.type == "cuda" else None)
+
+    def __call__(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None) -> float:
+        device = pixels.device.type
+        if self.accum == 1:
+            with autocast(device, self.precision):
+                image, text, negative = self.features(pixels, ids, negatives)
+                loss = distributed.contrastive_loss(self.model, image, text, negative, self.world,
+                                                    self.gather_with_grad, self.local_loss)
+            loss.backward()
+            return loss.item()
+        return self._accumulated(pixels, ids, negatives)
+
+    def _accumulated(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None) -> float:
+        """With accum > 1 the features of all micro-batches are computed first without gradients,
+        then each micro-batch is recomputed with gradients and its loss taken against the whole
+        cached batch, so the summed gradient equals the full batch's (BatchNorm aside, whose
+        statistics are per call)."""
+        device, accum = pixels.device.type, self.accum
+        parts = [pixels.chunk(accum), ids.chunk(accum), negatives.chunk(accum) if negatives is not None else [None] * accum]
+        chunks = list(zip(*parts))
+        with torch.no_grad(), autocast(device, self.precision):
+            cached = [self.features(*chunk) for chunk in chunks]
+        for j, chunk in enumerate(chunks):
+            with autocast(device, self.precision):
+                fresh = self.features(*chunk)
+                joined = [None if fresh[i] is None else torch.cat([fresh[i] if k == j else c[i] for k, c in enumerate(cached)])
+                          for i in range(3)]
+                loss = contrastive_loss(self.model, *joined, learn_scale=j == 0)
+            loss.backward()
         return loss.item()
-    parts = [pixels.chunk(accum), ids.chunk(accum), negatives.chunk(accum) if negatives is not None else [None] * accum]
-    chunks = list(zip(*parts))
-    with torch.no_grad(), autocast(device, precision):
-        cached = [_features(model, *chunk) for chunk in chunks]
-    for j, chunk in enumerate(chunks):
-        with autocast(device, precision):
-            fresh = _features(model, *chunk)
-            joined = [None if fresh[i] is None else torch.cat([fresh[i] if k == j else c[i] for k, c in enumerate(cached)])
-                      for i in range(3)]
-            loss = contrastive_loss(model, *joined, learn_scale=j == 0)
-        loss.backward()
-    return loss.item()
 
 
 def train(model_config: ModelConfig | None, train_config: TrainConfig | None, out: str | Path,
@@ -79,8 +109,13 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     options' `model` or `init`). With `resume=True` the model and options are read from `out`,
     `changes` may set the RESUMABLE ones (a higher `steps` trains longer), and training continues
     from the newest intact checkpoint; the result equals an uninterrupted run's. A new run refuses
-    an `out` that holds other files, unless `overwrite`."""
+    an `out` that holds other files, unless `overwrite`. Under torchrun every process calls this:
+    rank 0 writes `out`, and a group that torchrun restarts (--max-restarts) resumes there."""
     run = RunFolder(out)
+    world = distributed.start(changes.get("device", "auto") if resume and changes else
+                              (train_config or TrainConfig()).device)
+    if not resume and distributed.restarted() and (run.out / TRAIN_FILE).is_file():
+        resume, changes = True, None  # the same command, run again by torchrun after a failure
     if resume:
         if not (run.out / TRAIN_FILE).is_file():
             raise FileNotFoundError(f"{run.out}: no {TRAIN_FILE}; it is not a training run folder")
@@ -90,56 +125,88 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
                              f"(asked to change {', '.join(fixed)})")
         cfg = dataclasses.replace(TrainConfig.from_json(run.out / TRAIN_FILE), **(changes or {}))
     else:
-        run.check_out(overwrite)
-        if run.latest() is not None:
-            raise FileExistsError(f"{run.out} already holds a training run: pass --resume {run.out} "
-                                  "to continue it, or choose another --out")
         cfg = train_config or TrainConfig()
         if model_config is not None:  # train.json then describes the run whole
             cfg = dataclasses.replace(cfg, model=model_config.to_dict())
     cfg.check()
+    _check_world(cfg, world)
     if cfg.hard_negatives and cfg.data != "synthetic":
         raise ValueError("--hard-negatives needs --data synthetic: near-miss captions come from the built-in world")
     runtime = Runtime.resolve(cfg.device, cfg.precision)
-    mixture = open_pairs(cfg.data, cfg.shuffle_buffer)
-    if mixture.streaming and cfg.workers > 1:
+    if world.distributed and runtime.device.type == "cuda":
+        runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
+    mixture = open_pairs(cfg.data, cfg.shuffle_buffer, cfg.resampled)
+    if mixture.streaming and not cfg.resampled:
+        streams = max(1, cfg.workers) * world.size
         for source in mixture.sources:
-            if source.streaming and len(source.urls) < cfg.workers:
-                raise ValueError(f"{source.name} has {len(source.urls)} shard(s) for --workers {cfg.workers}: each "
-                                 "worker streams whole shards; use fewer workers or more shards")
+            if source.streaming and len(source.urls) < streams:
+                raise ValueError(f"{source.name} has {len(source.urls)} shard(s) for {streams} data streams (--workers "
+                                 f"{cfg.workers} on each of {world.size} processes): each stream reads whole shards; "
+                                 "use fewer workers, more shards, or --resampled")
     held_out = [s.hold_out(cfg.seed, cfg.eval_pairs if cfg.eval_every else 0) for s in mixture.sources]
-    if cfg.epochs:
-        cfg = dataclasses.replace(cfg, steps=steps_for_epochs(mixture, cfg.epochs, cfg.batch_size))
+    if cfg.epochs or cfg.samples:
+        cfg = dataclasses.replace(cfg, steps=steps_for(mixture, cfg))
+    if not world.main:
+        return _run(run, cfg, model_config, mixture, held_out, runtime, resume, False, world)
     with folder_lock(run.out, "grounding train"):  # nothing is written before this
-        return _run(run, cfg, model_config, mixture, held_out, runtime, resume, show_progress)
+        return _run(run, cfg, model_config, mixture, held_out, runtime, resume, show_progress, world, overwrite)
+
+
+def _check_world(cfg: TrainConfig, world: World) -> None:
+    if not world.distributed:
+        return
+    if cfg.batch_size % world.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch, shared by {world.size} processes: "
+                         "give a multiple of that number")
+    if cfg.accum > 1:
+        raise ValueError("--accum splits a batch on one process; with many processes the global batch is already "
+                         "shared out: drop --accum (or use --local-loss --gather-with-grad to save memory)")
+    if cfg.cache_features:
+        raise ValueError("--cache-features trains heads on one process: run it without torchrun")
 
 
 def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mixture: Mixture, held_out: list,
-         runtime: Runtime, resume: bool, show_progress: bool) -> CLIP:
+         runtime: Runtime, resume: bool, show_progress: bool, world: World = World(), overwrite: bool = False) -> CLIP:
     torch.manual_seed(cfg.seed)
-    if resume:
-        model = _resume_model(run, cfg)
-    else:
+
+    made: list[CLIP] = []
+
+    def prepare() -> None:  # rank 0 of a new run: check OUT, write the model's config and tokenizer
+        if resume:
+            return
+        run.check_out(overwrite)
+        if run.latest() is not None:
+            raise FileExistsError(f"{run.out} already holds a training run: pass --resume {run.out} "
+                                  "to continue it, or choose another --out")
         model = _new_model(model_config, cfg, mixture)
+        distributed.check_options(model.config.loss, cfg.gather_with_grad, cfg.local_loss)
         save_model(model, run.out, weights=False)  # checkpoints publish the weights
+        made.append(model)
+
+    world.first(prepare)
+    # resumed, or another rank: the model rank 0 wrote (its weights come from the checkpoint, or from rank 0)
+    model = made[0] if made else _resume_model(run, cfg)
     model.to(runtime.device)
     if cfg.lock_image:
         lock_tower(model.visual, cfg.lock_image_unlocked_layers)
     if cfg.lock_text:
         lock_tower(model.text, cfg.lock_text_unlocked_layers)
-    feed = (CachedFeed if cfg.cache_features else PairFeed)(mixture, model, cfg, run, runtime)
-    validation = Validation(model, cfg, held_out, runtime, run) if cfg.eval_every else None
+    model.set_grad_checkpointing(cfg.grad_checkpointing)
+    feed = CachedFeed(mixture, model, cfg, run, runtime) if cfg.cache_features else \
+        PairFeed(mixture, model, cfg, run, runtime, world)
+    validation = Validation(model, cfg, held_out, runtime, run) if cfg.eval_every and world.main else None
+    step = ContrastiveStep(model, cfg.precision, cfg.accum, world, cfg.gather_with_grad, cfg.local_loss)
 
-    def backward_at(step: int) -> float:
-        batch = feed.batch(step)
+    def backward_at(n: int) -> float:
+        batch = feed.batch(n)
         move = lambda t: None if t is None else t.to(runtime.device, non_blocking=True)  # noqa: E731
         if batch.image_features is not None:
             if len(batch.image_features) < 2:
                 return float("nan")
             return head_step(model, move(batch.image_features), move(batch.text_features), runtime)
-        if len(batch.ids) < 2:  # nothing to contrast: every example of the batch was unusable
+        if not world.distributed and len(batch.ids) < 2:  # nothing to contrast: every example was unusable
             return float("nan")
-        return train_step(model, move(batch.pixels), move(batch.ids), cfg.accum, cfg.precision, move(batch.negatives))
+        return step(move(batch.pixels), move(batch.ids), move(batch.negatives))
 
     def after_step(done: int) -> dict:
         model.clamp_logit_scale()
@@ -150,7 +217,14 @@ def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mix
         return row
 
     return fit(model, backward_at, cfg, run.out, "train", "pairs", after_step, show_progress, data=feed,
-               resume_hint=f"grounding train --resume {run.out}")
+               resume_hint=f"grounding train --resume {run.out}", world=world)
+
+
+def steps_for(mixture: Mixture, cfg: TrainConfig) -> int:
+    """The steps that --epochs passes over listed data, or that --samples examples, take."""
+    if cfg.samples:
+        return max(1, math.ceil(cfg.samples / cfg.batch_size))
+    return steps_for_epochs(mixture, cfg.epochs, cfg.batch_size)
 
 
 def steps_for_epochs(mixture: Mixture, epochs: float, batch_size: int) -> int:
