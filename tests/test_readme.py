@@ -1,4 +1,5 @@
-"""The README's examples as written: every `grounding` command line in its shell blocks parses
+"""The README's examples as written: every `grounding` command line in its shell blocks (under
+torchrun too) parses
 against the real command line (the command exists, every option exists and takes the value
 given), and the Python API block runs, with a small saved model standing in for runs/demo."""
 from __future__ import annotations
@@ -29,6 +30,8 @@ def _command_lines() -> list[list[str]]:
             command: list[str] = []
             for word in words + ["&&"]:
                 if word in ("&&", "||", "|", ";"):
+                    if command and command[0] == "torchrun" and "grounding" in command:  # torchrun ... -m grounding
+                        command = command[command.index("grounding"):]
                     if command and command[0] == "grounding":
                         found.append(command[1:])
                     command = []

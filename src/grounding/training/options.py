@@ -112,7 +112,7 @@ class TrainConfig(LoopConfig):
     local_loss: bool = option(False, "Many processes, with --gather-with-grad: each rank computes only its own "
                               "rows of the global similarity matrix (less memory, the same gradient).")
     grad_checkpointing: bool = option(False, "Recompute each tower layer's activations in the backward pass instead "
-                                      "of keeping them: less memory, about a third more compute.")
+                                      "of keeping them: less memory, more time (README: Train on many processes).")
     eval_data: str | None = option(None, "A labelled dataset (as zeroshot --dataset takes) for zero-shot top-1/top-5 "
                                    "during training.")
     eval_every: int = option(0, "Validate every this many steps (and at the end); 0: never.")
