@@ -125,10 +125,12 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
                              f"(asked to change {', '.join(fixed)})")
         cfg = dataclasses.replace(TrainConfig.from_json(run.out / TRAIN_FILE), **(changes or {}))
     else:
+        world.first(lambda: _check_new_out(run, overwrite))
         cfg = train_config or TrainConfig()
         if model_config is not None:  # train.json then describes the run whole
             cfg = dataclasses.replace(cfg, model=model_config.to_dict())
     cfg.check()
+    distributed.check_options(cfg.loss or "clip", cfg.gather_with_grad, cfg.local_loss)  # again once the model is known
     _check_world(cfg, world)
     if cfg.hard_negatives and cfg.data != "synthetic":
         raise ValueError("--hard-negatives needs --data synthetic: near-miss captions come from the built-in world")
@@ -152,6 +154,13 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         return _run(run, cfg, model_config, mixture, held_out, runtime, resume, show_progress, world, overwrite)
 
 
+def _check_new_out(run: RunFolder, overwrite: bool) -> None:
+    run.check_out(overwrite)
+    if run.latest() is not None:
+        raise FileExistsError(f"{run.out} already holds a training run: pass --resume {run.out} "
+                              "to continue it, or choose another --out")
+
+
 def _check_world(cfg: TrainConfig, world: World) -> None:
     if not world.distributed:
         return
@@ -171,13 +180,9 @@ def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mix
 
     made: list[CLIP] = []
 
-    def prepare() -> None:  # rank 0 of a new run: check OUT, write the model's config and tokenizer
+    def prepare() -> None:  # rank 0 of a new run: write the model's config and tokenizer
         if resume:
             return
-        run.check_out(overwrite)
-        if run.latest() is not None:
-            raise FileExistsError(f"{run.out} already holds a training run: pass --resume {run.out} "
-                                  "to continue it, or choose another --out")
         model = _new_model(model_config, cfg, mixture)
         distributed.check_options(model.config.loss, cfg.gather_with_grad, cfg.local_loss)
         save_model(model, run.out, weights=False)  # checkpoints publish the weights
