@@ -4,6 +4,7 @@ one process does; a killed worker restarts the group from its checkpoint and end
 uninterrupted run does; a rank that cannot read the checkpoint stops them all with a message."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -45,6 +46,19 @@ def shard_folder(tmp_path_factory):
                 scene.render(48).save(data, format="PNG")
                 sink.write({"__key__": f"{shard}-{i:03d}", "png": data.getvalue(), "txt": scene.caption()})
     return root
+
+
+@contextlib.contextmanager
+def _started(command: list[str]):
+    """A torchrun in a session of its own, killed with its workers if the test fails before it ends."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ONE_THREAD,
+                               start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _free_port() -> int:
@@ -107,10 +121,10 @@ def test_two_nodes_at_a_c10d_rendezvous_train_as_one_process_does(tmp_path):
                    capture_output=True, env=ONE_THREAD)
     rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
                   "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "grounding-test"]
-    nodes = [subprocess.Popen(TORCHRUN + rendezvous + TRAIN + steps + ["--out", str(tmp_path / "two")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ONE_THREAD)
-             for _ in range(2)]
-    logs = [node.communicate(timeout=120)[0] for node in nodes]
+    command = TORCHRUN + rendezvous + TRAIN + steps + ["--out", str(tmp_path / "two")]
+    with _started(command) as first, _started(command) as second:
+        nodes = [first, second]
+        logs = [node.communicate(timeout=120)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], logs
     assert sum("done:" in log for log in logs) == 1  # rank 0 alone reports (and writes)
     assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), abs=1e-5)
@@ -135,16 +149,15 @@ def test_a_killed_worker_restarts_the_group_from_its_checkpoint_and_ends_where_a
     whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, env=ONE_THREAD,
                            timeout=120)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    killed = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=ONE_THREAD)
     checkpoint = tmp_path / "killed" / "checkpoints" / "step-0000010"
-    deadline = time.monotonic() + 120
-    while not checkpoint.is_dir() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    workers = _children(killed.pid)
-    assert len(workers) == 2 and checkpoint.is_dir()
-    os.kill(max(workers), signal.SIGKILL)  # the worker started last: rank 1
-    log = killed.communicate(timeout=120)[0]
+    with _started(args + ["--out", str(tmp_path / "killed")]) as killed:
+        deadline = time.monotonic() + 120
+        while not checkpoint.is_dir() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        workers = _children(killed.pid)
+        assert len(workers) == 2 and checkpoint.is_dir()
+        os.kill(max(workers), signal.SIGKILL)  # the worker started last: rank 1
+        log = killed.communicate(timeout=120)[0]
     assert killed.returncode == 0, log[-3000:]
     assert "exitcode: -9" in log and "from its checkpoint of step" in log  # it died, and the group resumed
     assert [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()] \

@@ -1,18 +1,34 @@
 """Real image-text pairs from installed packages: the public-domain clip art of Debian's
 openclipart-png / openclipart-svg (each SVG holds a `dc:title` and `dc:subject` keywords), the
-named emoji of npm's emoji-datasource-VENDOR, and the stamps of Debian's tuxpaint-stamps-default,
-each with an English caption in a .txt file beside it (GPL: train on it to evaluate, and do not
-ship weights trained on it)."""
+named emoji of npm's emoji-datasource-VENDOR, the stamps of Debian's tuxpaint-stamps-default,
+each with an English caption in a .txt file beside it, and the named photos inside the Qt
+resource files of Debian's gcompris-qt-data (Tux Paint and GCompris are GPL: train on them to
+evaluate, and do not ship weights trained on them)."""
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ..io import atomic_path
+
 from .datasets import MissingPackageError, open_dataset
 from .pairs import Pair
+from .rcc import read_rcc
 
 OPENCLIPART = Path("/usr/share/openclipart")
 TUXPAINT = Path("/usr/share/tuxpaint/stamps")
+GCOMPRIS = Path("/usr/share/gcompris-qt/rcc")
+# The GCompris activities whose photos are named by their file (and folder): resource file, the
+# part of the path before the photos, and what the folder under it says (a category, or nothing).
+GCOMPRIS_PHOTOS = (("lang", "/words_sample/", None), ("categorization", "/images/", "category"),
+                   ("explore_monuments", "/resource/", None), ("explore_world_animals", "/animals/", None),
+                   ("explore_farm_animals", "/animals/", None), ("erase", "/resource/", None),
+                   ("solar_system", "/resource/", None))
+GCOMPRIS_CATEGORIES = {"tools": "tools", "renewable": "renewable energy sources", "fishes": "fishes",
+                       "monuments": "monuments"}
 _NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
        "cc": "http://web.resource.org/cc/"}
 # Keywords that say nothing about the picture.
@@ -71,3 +87,43 @@ def tuxpaint_pairs(root: Path = TUXPAINT) -> list[Pair]:
         if png.is_file() and lines and lines[0].strip():
             pairs.append(Pair(png, [lines[0].strip()], "tuxpaint"))
     return pairs
+
+
+def gcompris_pairs(root: Path = GCOMPRIS, cache: Path | None = None) -> list[Pair]:
+    """A pair per named photo of GCompris's vocabulary, categorisation, monument, animal and
+    planet activities (about 370): the name from the file (`lincolnMemorial2.webp`: "lincoln
+    memorial"), as itself and as a photo (and with its category). The photos are copied out of
+    the resource files once, into CACHE (by default ~/.cache/grounding/gcompris)."""
+    if not (root / "lang.rcc").is_file():
+        raise MissingPackageError(f"{root}: no GCompris resource files here; install them with "
+                                  "`apt-get install gcompris-qt-data`")
+    cache = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grounding" / "gcompris"
+    pairs = []
+    for activity, marker, folder in GCOMPRIS_PHOTOS:
+        rcc = root / f"{activity}.rcc"
+        if not rcc.is_file():
+            continue
+        for inside, data in read_rcc(rcc):
+            if not inside.endswith(".webp") or marker not in inside:
+                continue
+            relative = inside.split(marker, 1)[1]
+            name = _readable(Path(relative).stem)
+            if not name:
+                continue
+            captions = [name, f"a photo of {name}"]
+            category = GCOMPRIS_CATEGORIES.get(relative.split("/")[0]) if folder == "category" else None
+            if category:
+                captions.append(f"{name}, one of the {category}")
+            path = cache / hashlib.sha256(data).hexdigest()[:16] / Path(relative).name
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+            pairs.append(Pair(path, captions, "gcompris"))
+    return pairs
+
+
+def _readable(stem: str) -> str:
+    """`lincolnMemorial_2` -> "lincoln memorial": camel case and underscores split, digits dropped."""
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", stem).replace("_", " ").replace("-", " ")
+    return " ".join(w for w in re.sub(r"\d+", " ", words).lower().split())

@@ -10,6 +10,7 @@
     openclipart[:ROOT]      Debian's openclipart-png/-svg, captioned with their titles and keywords
     emoji:VENDOR[:PATH]     npm's emoji-datasource-VENDOR, named (held-out categories left out)
     tuxpaint[:ROOT]         Debian's tuxpaint-stamps-default, with their English captions
+    gcompris[:ROOT]         the named photos in Debian's gcompris-qt-data (objects, animals, monuments)
 
 Specs join with `+`. A source followed by `@W` takes the share W of every batch; the sources
 without a weight share what is left in proportion to their sizes (`csv:a.csv+tar:b-{0..9}.tar@0.3`).
@@ -265,7 +266,7 @@ def listed_pairs(spec: str) -> list[Pair]:
     sources = open_pairs(spec).sources
     if not all(isinstance(s, ListSource) for s in sources):
         raise ValueError(f"{spec!r}: want data that lists its images (csv:PATH, folder:PATH, openclipart, "
-                         "emoji:VENDOR, tuxpaint), not synthetic or tar")
+                         "emoji:VENDOR, tuxpaint, gcompris), not synthetic or tar")
     return [p for s in sources for p in s.pairs]
 
 
@@ -287,15 +288,17 @@ def _open_one(spec: str, shuffle_buffer: int, resampled: bool):
         return ListSource(spec, *folder_pairs(rest))
     if kind == "tar":
         return ShardSource(spec, expand_braces(rest), shuffle_buffer, resampled)
-    if kind in ("openclipart", "emoji", "tuxpaint"):
+    if kind in ("openclipart", "emoji", "tuxpaint", "gcompris"):
         from . import clipart
 
         if kind == "emoji":
             return ListSource(spec, clipart.emoji_pairs(spec))
-        reader = clipart.clipart_pairs if kind == "openclipart" else clipart.tuxpaint_pairs
+        reader = {"openclipart": clipart.clipart_pairs, "tuxpaint": clipart.tuxpaint_pairs,
+                  "gcompris": clipart.gcompris_pairs}[kind]
         return ListSource(spec, reader(Path(rest)) if rest else reader())
     raise ValueError(f"unknown --data {spec!r}: use synthetic, csv:PATH, folder:PATH, tar:PATTERN, "
-                     "openclipart, emoji:VENDOR[:PATH] or tuxpaint, joined with + (README: Train on your own data)")
+                     "openclipart, emoji:VENDOR[:PATH], tuxpaint or gcompris, joined with + (README: Train on your "
+                     "own data)")
 
 
 def csv_pairs(path: str | Path) -> list[Pair]:

@@ -118,7 +118,7 @@ class CachedFeed(PairFeed):
         super().__init__(mixture, model, cfg, run, runtime)
         if not all(isinstance(s, ListSource) for s in mixture.sources):
             raise ValueError("--cache-features needs data that lists its images (csv, folder, openclipart, emoji, "
-                             "tuxpaint): the synthetic world and tar streams never repeat an example")
+                             "tuxpaint, gcompris): the synthetic world and tar streams never repeat an example")
         for name, locked, layers in (("image", cfg.lock_image, cfg.lock_image_unlocked_layers),
                                      ("text", cfg.lock_text, cfg.lock_text_unlocked_layers)):
             tower = model.visual if name == "image" else model.text
