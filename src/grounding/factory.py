@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
@@ -41,6 +42,13 @@ def synthetic_corpus(n_scenes: int = 2000) -> list[str]:
     return texts
 
 
+@lru_cache(maxsize=4)
+def _world_vocabulary(vocab_size: int, context_length: int) -> str:
+    """The BPE learned from the synthetic world's text (the tiny and small presets' vocabulary),
+    learned once a process: it takes a second or two, and is the same every time."""
+    return Tokenizer.train(synthetic_corpus(), vocab_size, context_length).to_string()
+
+
 def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> Tokenizer:
     """The tokenizer a config names: OpenAI's vocabulary, or a BPE trained on `texts` (by
     default the synthetic world's text) with the text tower's vocabulary size."""
@@ -53,8 +61,11 @@ def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> 
         config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
         return tokenizer
     if config.tokenizer == "train":
-        tokenizer = Tokenizer.train(texts if texts is not None else synthetic_corpus(),
-                                    config.text.vocab_size, config.text.context_length)
+        if texts is None:
+            tokenizer = Tokenizer.from_string(_world_vocabulary(config.text.vocab_size, config.text.context_length),
+                                              config.text.context_length)
+        else:
+            tokenizer = Tokenizer.train(texts, config.text.vocab_size, config.text.context_length)
         config.text.eot_token_id = tokenizer.eot_token_id
         config.text.pad_token_id = tokenizer.pad_token_id
         return tokenizer

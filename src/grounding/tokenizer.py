@@ -209,13 +209,21 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | Path, context_length: int = 77) -> "Tokenizer":
-        bpe = _Tokenizer.from_file(str(path))
+        return cls.from_string(Path(path).read_text(encoding="utf-8"), context_length)
+
+    @classmethod
+    def from_string(cls, text: str, context_length: int = 77) -> "Tokenizer":
+        """A tokenizer from the JSON that `save` writes (and `to_string` returns)."""
+        bpe = _Tokenizer.from_str(text)
         bpe.no_padding()  # padding and truncation are this class's job
         bpe.no_truncation()
         return cls(bpe, context_length)
 
     def save(self, path: str | Path) -> None:
         self.bpe.save(str(path))
+
+    def to_string(self) -> str:
+        return self.bpe.to_str()
 
     def is_openai(self) -> bool:
         """Whether this is OpenAI's vocabulary (its size and special ids; a trained one has a pad token)."""
