@@ -85,3 +85,18 @@ def test_a_preset_name_is_loudly_random(tmp_path):
     Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "red.png")
     result = runner.invoke(app, ["classify", str(tmp_path / "red.png"), "--model", "tiny", "--labels", "red,blue"])
     assert result.exit_code == 0 and "warning: 'tiny' is a preset: its weights are random" in result.output
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"grounding {version('grounding')}"
+
+
+def test_importing_grounding_and_writing_files_leave_the_umask_alone(tmp_path):
+    """Setting the umask, even to set it back, races with other threads' file creation."""
+    script = ("import os; calls = []; real = os.umask; os.umask = lambda m: calls.append(m) or real(m); "
+              "import grounding, grounding.io; "
+              f"grounding.io.write_text_atomic({str(tmp_path / 'f.txt')!r}, 'x'); print(len(calls))")
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout.strip() == "0"

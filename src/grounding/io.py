@@ -10,8 +10,18 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux reports it in /proc; elsewhere it can
+    only be read by setting it and setting it back)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -25,7 +35,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp makes 0600, and some writers (safetensors) make the file anew: give it the usual mode
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

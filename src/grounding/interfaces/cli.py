@@ -32,8 +32,17 @@ Format = choice("Format", "hf", "open_clip", "grounding")
 TokenizerChoice = choice("TokenizerChoice", "openai", "minilm", "train")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"grounding {version('grounding')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="Print the version and exit.")) -> None:
     """Warnings print as one plain line each (`warning: ...`), not as Python's file:line form."""
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 
