@@ -72,7 +72,8 @@ def main() -> None:
         memory.add_column(column, justify="right")
     plain, saved = measure(1, args, "--memory"), measure(1, args, "--memory", "--grad-checkpointing")
     recomputed = best(1, args, "--grad-checkpointing")
-    memory.add_row("plain", f"{plain['step_mib']:.0f}", f"{plain['peak_mib']:.0f}", "", f"{one['step_s'] * 1000:.0f}", "")
+    memory.add_row("plain", f"{plain['step_mib']:.0f}", f"{plain['peak_mib']:.0f}", "",
+                   f"{one['step_s'] * 1000:.0f}", "")
     memory.add_row("--grad-checkpointing", f"{saved['step_mib']:.0f}", f"{saved['peak_mib']:.0f}",
                    f"{1 - saved['step_mib'] / plain['step_mib']:.0%}", f"{recomputed['step_s'] * 1000:.0f}",
                    f"{recomputed['step_s'] / one['step_s'] - 1:.0%}")

@@ -57,18 +57,15 @@ def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> 
     if config.tokenizer == "minilm":
         from .models.bert import packaged_folder
 
-        tokenizer = Tokenizer.from_file(packaged_folder() / "tokenizer.json", config.text.context_length)
-        config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
-        return tokenizer
+        return tie_tokenizer(config, Tokenizer.from_file(packaged_folder() / "tokenizer.json",
+                                                         config.text.context_length))
     if config.tokenizer == "train":
         if texts is None:
             tokenizer = Tokenizer.from_string(_world_vocabulary(config.text.vocab_size, config.text.context_length),
                                               config.text.context_length)
         else:
             tokenizer = Tokenizer.train(texts, config.text.vocab_size, config.text.context_length)
-        config.text.eot_token_id = tokenizer.eot_token_id
-        config.text.pad_token_id = tokenizer.pad_token_id
-        return tokenizer
+        return tie_tokenizer(config, tokenizer)
     raise ValueError(f"unknown tokenizer {config.tokenizer!r}: use 'openai', 'train', 'minilm' or a saved model folder")
 
 
@@ -80,13 +77,23 @@ def read_config(folder: Path) -> tuple[ModelConfig, Tokenizer]:
     return config, Tokenizer.from_file(folder / config.tokenizer, config.text.context_length)
 
 
-def attach(model: CLIP, tokenizer: Tokenizer) -> CLIP:
-    if len(tokenizer) > model.config.text.vocab_size:
+def attach(model: torch.nn.Module, tokenizer: Tokenizer) -> torch.nn.Module:
+    """Gives a model its tokenizer and preprocessing, once the tokenizer is known to fit its text
+    tower: a CLIP model, or a task model, whose config keeps its towers' under `towers`."""
+    towers = getattr(model.config, "towers", model.config)
+    if len(tokenizer) > towers.text.vocab_size:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the text tower only "
-                         f"{model.config.text.vocab_size}; raise text.vocab_size")
+                         f"{towers.text.vocab_size}; raise text.vocab_size")
     model.tokenizer = tokenizer
-    model.preprocess = preprocess_for(model.config.vision)
+    model.preprocess = preprocess_for(towers.vision)
     return model
+
+
+def tie_tokenizer(config: ModelConfig, tokenizer: Tokenizer) -> Tokenizer:
+    """The config's end and pad ids become the tokenizer's (the text tower pools at the end
+    token and trims padding): the one place they are written. Returns the tokenizer."""
+    config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+    return tokenizer
 
 
 def preprocess_for(vision: VisionConfig) -> Preprocess:
@@ -218,9 +225,8 @@ def _load_hf(folder: Path) -> CLIP:
 def _folder_tokenizer(folder: Path, config: ModelConfig, eot_token_id: int):
     """A model folder's vocab.json and merges.txt, else OpenAI's vocabulary."""
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        tokenizer = Tokenizer.from_hf_files(folder / "vocab.json", folder / "merges.txt", config.text.context_length)
-        config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
-        return tokenizer
+        return tie_tokenizer(config, Tokenizer.from_hf_files(folder / "vocab.json", folder / "merges.txt",
+                                                             config.text.context_length))
     return _openai_vocabulary(config, eot_token_id, f"{folder} has no vocab.json and merges.txt, so")
 
 
@@ -234,8 +240,7 @@ def _openai_vocabulary(config: ModelConfig, eot_token_id: int, why: str):
         config.text.eot_token_id = eot_token_id
         return MissingVocabulary(f"{why} its text side needs OpenAI's vocabulary, and {e}", config.text.vocab_size,
                                  config.text.context_length)
-    config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
-    return tokenizer
+    return tie_tokenizer(config, tokenizer)
 
 
 def _read_hf_eos(folder: Path, default: int) -> int:

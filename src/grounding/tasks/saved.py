@@ -8,19 +8,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..factory import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load_weights, preprocess_for, save_weights
+from ..factory import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, attach, load_weights, save_weights
 from ..io import atomic_path, write_json_atomic
 from ..models.captioner import Captioner, CaptionerConfig
 from ..models.vqa import VQAConfig, VQAModel
 from ..tokenizer import Tokenizer
 
 TASKS = {"vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig)}
-
-
-def attach(model: nn.Module, tokenizer: Tokenizer) -> nn.Module:
-    model.tokenizer = tokenizer
-    model.preprocess = preprocess_for(model.config.towers.vision)
-    return model
 
 
 def save_task_model(model: nn.Module, folder: str | Path, weights: bool = True) -> None:

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ModelConfig, resolve_config
 from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
-from ..factory import build_tokenizer, create_model, load, read_config, save_model, synthetic_corpus
+from ..factory import build_tokenizer, create_model, load, read_config, save_model, synthetic_corpus, tie_tokenizer
 from ..io import folder_lock
 from ..losses import contrastive_loss
 from ..models import CLIP
@@ -69,7 +69,8 @@ class ContrastiveStep:
         self.features = Features(model)
         if world.distributed:
             device = device_of(model)
-            self.features = DistributedDataParallel(self.features, device_ids=[device] if device.type == "cuda" else None)
+            gpus = [device] if device.type == "cuda" else None
+            self.features = DistributedDataParallel(self.features, device_ids=gpus)
 
     def __call__(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None) -> float:
         device = pixels.device.type
@@ -260,7 +261,7 @@ def make_tokenizer(config: ModelConfig, choice: str | None, mixture: Mixture) ->
     tokenizer = build_tokenizer(config)
     if config.text.kind != "minilm":
         config.text.vocab_size = len(tokenizer)
-        config.text.eot_token_id, config.text.pad_token_id = tokenizer.eot_token_id, tokenizer.pad_token_id
+        tie_tokenizer(config, tokenizer)
     return tokenizer
 
 

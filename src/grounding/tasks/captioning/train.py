@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...factory import attach
 from ...models.captioner import Captioner, CaptionerConfig
 from ...training.loop import fit
-from ..saved import attach, run_model
+from ..saved import run_model
 from ..towers import TaskOptions, copy_towers, freeze_towers, pixels_of, towers_for
 from .data import open_captions
 
