@@ -190,7 +190,8 @@ def test_resume_after_sigkill_with_workers_is_bit_exact(captioned, tmp_path, dat
         assert torch.equal(whole[key], resumed[key]), key
 
 
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(captioned, tmp_path):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(captioned, tmp_path, stop, code):
     args = ["train", "--model", "tiny", "--data", f"csv:{captioned / 'pairs.csv'}", "--steps", "100000",
             "--batch-size", "8", "--save-every", "100000", "--workers", "0", "--out", str(tmp_path / "run")]
     running = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -198,9 +199,9 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(captioned, tmp_path):
     deadline = time.time() + 60
     while (not metrics.exists() or metrics.stat().st_size == 0) and time.time() < deadline:
         time.sleep(0.05)
-    running.send_signal(signal.SIGINT)
+    running.send_signal(stop)
     _, err = running.communicate(timeout=60)
-    assert running.returncode == 130
+    assert running.returncode == code
     saved = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
     assert len(saved) == 1 and f"grounding train --resume {tmp_path / 'run'}" in err
     assert "Traceback" not in err

@@ -1,7 +1,7 @@
 """The one training loop: AdamW with a cosine schedule, gradient clipping, progress (a live bar
 on a terminal, a plain line every few seconds elsewhere), metrics.jsonl (and TensorBoard), and
-atomic checkpoints that a killed run resumes from; Ctrl-C saves one before it stops. The batches
-are a pure function of the step, so a resumed run equals an uninterrupted one. CLIP (trainer.py)
+atomic checkpoints that a killed run resumes from; Ctrl-C (or SIGTERM) saves one before it
+stops. The batches are a pure function of the step, so a resumed run equals an uninterrupted one. CLIP (trainer.py)
 and the task models (VQA, captioning) each bring only their forward and backward. In a
 data-parallel run (distributed.py) every rank runs this loop; rank 0 alone writes the run folder."""
 from __future__ import annotations
@@ -78,7 +78,7 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                 extra = after_step(step + 1) if after_step else {}
                 validated = any(key.startswith("eval/") for key in extra)
                 # the ranks' mean loss is the global batch's; any rank's Ctrl-C or validation stops or saves all
-                loss, stopping, validated = world.sum([loss, stop.requested, validated])
+                loss, stopping, validated = world.sum([loss, bool(stop.requested), validated])
                 loss /= world.size
                 rate = round(cfg.batch_size / (time.perf_counter() - began), 1)
                 row = {"step": step + 1, "loss": round(loss, 5), "lr": lr, **extra, f"{unit}_per_s": rate}
@@ -99,7 +99,7 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                     if world.main:
                         print(f"\ninterrupted: checkpoint saved at step {saved} of {cfg.steps} in {run.out}; "
                               f"to continue, {hint}", file=sys.stderr)
-                    raise SystemExit(130)
+                    raise SystemExit(128 + (stop.requested or signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
     finally:
         stop.restore()
         if writer:
@@ -126,24 +126,28 @@ def _restore(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer,
 
 
 class _StopOnInterrupt:
-    """The first Ctrl-C asks the loop to checkpoint and stop after the step under way; a second
-    one interrupts at once."""
+    """The first Ctrl-C, or SIGTERM (what torchrun sends its workers when it is stopped, and what
+    schedulers send before they preempt a job), asks the loop to checkpoint and stop after the
+    step under way; a second one interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self.previous = None
+        self.requested = 0  # the signal asked for, or 0
+        self.previous = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
-    def _handle(self, *_) -> None:
+    def _handle(self, signum, _frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: saving a checkpoint after this step (press again to stop at once)", file=sys.stderr)
+        self.requested = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: saving a checkpoint after this step (again to stop at once)", file=sys.stderr)
 
     def restore(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
 
 
 class _Reporter:

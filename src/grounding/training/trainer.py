@@ -223,7 +223,8 @@ def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mix
         return row
 
     return fit(model, backward_at, cfg, run.out, "train", "pairs", after_step, show_progress, data=feed,
-               resume_hint=f"grounding train --resume {run.out}", world=world)
+               resume_hint=("the same torchrun command with " if world.distributed else "")
+               + f"grounding train --resume {run.out}", world=world)
 
 
 def steps_for(mixture: Mixture, cfg: TrainConfig) -> int:
