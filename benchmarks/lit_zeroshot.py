@@ -18,7 +18,8 @@ from rich.table import Table
 
 import grounding
 from grounding.data.clipart import HELD_OUT_EMOJI, clipart_pairs
-from grounding.data.datasets import MissingPackageError, open_dataset
+from grounding.data.datasets import open_dataset
+from grounding.data.sources import MissingPackageError
 from grounding.evaluation.run import evaluate_zero_shot
 from grounding.evaluation.templates import TEMPLATE_SETS
 

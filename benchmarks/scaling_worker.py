@@ -69,21 +69,19 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result = {"peak_mib": peak, "step_mib": peak - before}
     else:
-        for _ in range(args.warmup):
-            optimizer.zero_grad(set_to_none=True)
-            step(pixels, ids)
-            optimizer.step()
-        if world.distributed:
-            dist.barrier()
+        def train(steps: int) -> float:  # seconds for `steps` optimizer steps, every rank done
+            began = time.perf_counter()
+            for _ in range(steps):
+                optimizer.zero_grad(set_to_none=True)
+                step(pixels, ids)
+                optimizer.step()
+            if world.distributed:
+                dist.barrier()
+            return time.perf_counter() - began
+
+        train(args.warmup)
         GATHER_SECONDS[0] = 0.0
-        began = time.perf_counter()
-        for _ in range(args.steps):
-            optimizer.zero_grad(set_to_none=True)
-            step(pixels, ids)
-            optimizer.step()
-        if world.distributed:
-            dist.barrier()
-        seconds = time.perf_counter() - began
+        seconds = train(args.steps)
         result = {"pairs_per_s": args.batch * world.size * args.steps / seconds, "step_s": seconds / args.steps,
                   "gather_share": GATHER_SECONDS[0] / seconds, "processes": world.size}
     if world.main:

@@ -13,6 +13,24 @@ from grounding.factory import create_model
 CACHE = Path.home() / ".cache" / "grounding-tests"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true",
+                     help="run the slow tier too (training runs, torchrun groups, parity with the peers): what CI runs")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes many seconds (runs with --all; README: Testing)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--all"):
+        return
+    skip = pytest.mark.skip(reason="the slow tier: run it with pytest --all")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def openai_bpe() -> Path:
     """OpenAI's merges file, taken from the open_clip_torch wheel on PyPI (README: Testing)."""

@@ -106,7 +106,7 @@ def test_caption_commands(tmp_path, tiny_captioner):
 def test_tuxpaint_stamps_load_with_their_english_caption(tmp_path):
     from PIL import Image
 
-    from grounding.data.datasets import MissingPackageError
+    from grounding.data.sources import MissingPackageError
     from grounding.data.clipart import tuxpaint_pairs
 
     (tmp_path / "animals").mkdir()

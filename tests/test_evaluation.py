@@ -9,7 +9,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import grounding.data.datasets as datasets
-from grounding.data.datasets import MissingPackageError, open_dataset
+from grounding.data.datasets import open_dataset
+from grounding.data.sources import MissingPackageError
 from grounding.evaluation import probe as probes
 from grounding.evaluation import zeroshot
 from grounding.evaluation.run import evaluate_zero_shot, run_probe
@@ -46,13 +47,13 @@ def test_csv_dataset_with_several_labels_is_multi_label(tmp_path):
 
 
 def test_missing_packages_name_the_install_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "FASHION_MNIST", tmp_path / "none")
-    monkeypatch.setattr(datasets, "FLAGS", tmp_path / "none")
+    monkeypatch.setenv("GROUNDING_FASHION_MNIST", str(tmp_path / "none"))  # where each source is, overridden
+    monkeypatch.setenv("GROUNDING_FLAGS", str(tmp_path / "none"))
     monkeypatch.setattr(datasets, "CACHE", tmp_path / "cache")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(MissingPackageError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(MissingPackageError, match="apt-get install dataset-fashion-mnist.*GROUNDING_FASHION_MNIST"):
         open_dataset("fashion-mnist")
-    with pytest.raises(MissingPackageError, match="apt-get install iso-flags-png-320x240 iso-codes"):
+    with pytest.raises(MissingPackageError, match="apt-get install iso-flags-png-320x240"):
         open_dataset("flags")
     with pytest.raises(MissingPackageError, match="npm pack emoji-datasource-google"):
         open_dataset("emoji:google")

@@ -148,7 +148,7 @@ def test_cached_features_are_the_towers_features_of_the_examples_a_step_draws(tm
 
 def test_recipe_says_what_to_install_when_openclipart_is_missing(tmp_path):
     from grounding.data.clipart import clipart_pairs
-    from grounding.data.datasets import MissingPackageError
+    from grounding.data.sources import MissingPackageError
 
     with pytest.raises(MissingPackageError, match="apt-get install openclipart-png openclipart-svg"):
         clipart_pairs(tmp_path / "nowhere")

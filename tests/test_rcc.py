@@ -9,8 +9,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from grounding.data.clipart import GCOMPRIS, gcompris_pairs
+from grounding.data.clipart import gcompris_pairs
 from grounding.data.rcc import RccError, read_rcc
+from grounding.data.sources import SOURCES
 
 
 def _rcc(files: dict[str, bytes], version: int = 2, compress: tuple[str, ...] = ()) -> bytes:
@@ -82,7 +83,7 @@ def test_damaged_and_foreign_files_are_one_error_naming_the_file(tmp_path):
         list(read_rcc(tmp_path / "other.rcc"))
 
 
-@pytest.mark.skipif(not (GCOMPRIS / "lang.rcc").is_file(), reason="gcompris-qt-data is not installed")
+@pytest.mark.skipif(not (SOURCES["gcompris"].root() / "lang.rcc").is_file(), reason="gcompris-qt-data is not installed")
 def test_gcompris_photos_are_named_pairs(tmp_path):
     pairs = gcompris_pairs(cache=tmp_path)
     assert len(pairs) >= 300

@@ -7,20 +7,17 @@ evaluate, and do not ship weights trained on them)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ..io import atomic_path
 
-from .datasets import MissingPackageError, open_dataset
+from .datasets import open_dataset
 from .pairs import Pair
 from .rcc import read_rcc
+from .sources import CACHE, SOURCES
 
-OPENCLIPART = Path("/usr/share/openclipart")
-TUXPAINT = Path("/usr/share/tuxpaint/stamps")
-GCOMPRIS = Path("/usr/share/gcompris-qt/rcc")
 # The GCompris activities whose photos are named by their file (and folder): resource file, the
 # part of the path before the photos, and what the folder under it says (a category, or nothing).
 GCOMPRIS_PHOTOS = (("lang", "/words_sample/", None), ("categorization", "/images/", "category"),
@@ -52,12 +49,10 @@ def svg_text(svg: Path) -> tuple[str, list[str]]:
     return title, [k for k in dict.fromkeys(keywords) if k not in _NOISE and k != title.lower()]
 
 
-def clipart_pairs(root: Path = OPENCLIPART) -> list[Pair]:
+def clipart_pairs(root: Path | None = None) -> list[Pair]:
     """A pair per PNG whose SVG has a title: captions are the title, and the title with keywords."""
+    root = SOURCES["openclipart"].require("png", SOURCES["openclipart"].require("svg", root))
     png_root, svg_root = root / "png", root / "svg"
-    if not png_root.is_dir() or not svg_root.is_dir():
-        raise MissingPackageError(f"{root}: no openclipart here; install it with "
-                                  "`apt-get install openclipart-png openclipart-svg`")
     pairs = []
     for png in sorted(png_root.rglob("*.png")):
         title, keywords = svg_text(svg_root / png.relative_to(png_root).with_suffix(".svg"))
@@ -75,11 +70,9 @@ def emoji_pairs(spec: str = "emoji:google", exclude: tuple[str, ...] = EXCLUDED_
             for path, name, category in zip(data.paths, data.classes, data.categories) if category not in exclude]
 
 
-def tuxpaint_pairs(root: Path = TUXPAINT) -> list[Pair]:
+def tuxpaint_pairs(root: Path | None = None) -> list[Pair]:
     """Each stamp PNG with the first (English) line of the .txt beside it."""
-    if not root.is_dir():
-        raise MissingPackageError(f"{root}: no Tux Paint stamps; install them with "
-                                  "`apt-get install tuxpaint-stamps-default`")
+    root = SOURCES["tuxpaint"].require(root=root)
     pairs = []
     for text in sorted(root.rglob("*.txt")):
         png = text.with_suffix(".png")
@@ -89,15 +82,13 @@ def tuxpaint_pairs(root: Path = TUXPAINT) -> list[Pair]:
     return pairs
 
 
-def gcompris_pairs(root: Path = GCOMPRIS, cache: Path | None = None) -> list[Pair]:
+def gcompris_pairs(root: Path | None = None, cache: Path | None = None) -> list[Pair]:
     """A pair per named photo of GCompris's vocabulary, categorisation, monument, animal and
     planet activities (about 370): the name from the file (`lincolnMemorial2.webp`: "lincoln
     memorial"), as itself and as a photo (and with its category). The photos are copied out of
     the resource files once, into CACHE (by default ~/.cache/grounding/gcompris)."""
-    if not (root / "lang.rcc").is_file():
-        raise MissingPackageError(f"{root}: no GCompris resource files here; install them with "
-                                  "`apt-get install gcompris-qt-data`")
-    cache = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grounding" / "gcompris"
+    root = SOURCES["gcompris"].require("lang.rcc", root)
+    cache = cache or CACHE / "gcompris"
     pairs = []
     for activity, marker, folder in GCOMPRIS_PHOTOS:
         rcc = root / f"{activity}.rcc"

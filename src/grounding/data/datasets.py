@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import tarfile
 import warnings
@@ -26,18 +25,11 @@ from PIL import Image
 
 from ..io import read_csv_rows
 from .images import IMAGE_SUFFIXES, listed, load_image
+from .sources import CACHE, SOURCES, MissingPackageError
 from .synthetic import World
 
-CACHE = Path(os.environ.get("GROUNDING_CACHE", Path.home() / ".cache" / "grounding"))
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle boot"]
-FLAGS = Path("/usr/share/iso-flags-png-320x240")
-ISO_3166 = Path("/usr/share/iso-codes/json/iso_3166-1.json")
-
-
-class MissingPackageError(FileNotFoundError):
-    """A dataset whose package is not installed; the message says how to install it."""
 
 
 @dataclass
@@ -194,10 +186,8 @@ def _fashion_mnist(rest: str) -> Dataset:
     prefix = {"test": "t10k", "train": "train"}.get(split)
     if prefix is None:
         raise ValueError("fashion-mnist takes :test (the default) or :train")
-    images, labels = FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz", FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz"
-    if not images.is_file():
-        raise MissingPackageError("fashion-mnist needs the Debian package dataset-fashion-mnist: "
-                                  "apt-get install dataset-fashion-mnist")
+    root = SOURCES["fashion-mnist"].require(f"{prefix}-images-idx3-ubyte.gz")
+    images, labels = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
     pixels, targets = _read_idx(images), _read_idx(labels)
     keys = [f"fashion-mnist/{split}/{i:05d}" for i in range(len(targets))]
     return Dataset(f"fashion-mnist:{split}", FASHION_CLASSES, keys, [(int(t),) for t in targets],
@@ -205,14 +195,13 @@ def _fashion_mnist(rest: str) -> Dataset:
 
 
 def _flags(rest: str) -> Dataset:
-    if not FLAGS.is_dir() or not ISO_3166.is_file():
-        raise MissingPackageError("flags needs the Debian packages iso-flags-png-320x240 and iso-codes: "
-                                  "apt-get install iso-flags-png-320x240 iso-codes")
-    countries = json.loads(ISO_3166.read_text(encoding="utf-8"))["3166-1"]
+    flags = SOURCES["flags"].require()
+    iso_3166 = SOURCES["iso-codes"].require("iso_3166-1.json") / "iso_3166-1.json"
+    countries = json.loads(iso_3166.read_text(encoding="utf-8"))["3166-1"]
     names = {c["alpha_2"].lower(): c.get("common_name", c["name"]) for c in countries}
-    paths = sorted(p for p in FLAGS.glob("*.png") if p.stem in names)
+    paths = sorted(p for p in flags.glob("*.png") if p.stem in names)
     classes = [names[p.stem] for p in paths]
-    skipped = len(list(FLAGS.glob("*.png"))) - len(paths)
+    skipped = len(list(flags.glob("*.png"))) - len(paths)
     return Dataset("flags", classes, [str(p) for p in paths], [(i,) for i in range(len(paths))], templates="flags",
                    paths=paths, notes=[f"{skipped} flags without an ISO 3166-1 code (regions, organisations) left out"])
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..data.datasets import CACHE
+from ..data.sources import CACHE
 from ..models import CLIP
 from ..runtime import dtype_of
 from .templates import TEMPLATE_SETS, fits

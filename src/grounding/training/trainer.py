@@ -113,8 +113,6 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     an `out` that holds other files, unless `overwrite`. Under torchrun every process calls this:
     rank 0 writes `out`, and a group that torchrun restarts (--max-restarts) resumes there."""
     run = RunFolder(out)
-    world = distributed.start(changes.get("device", "auto") if resume and changes else
-                              (train_config or TrainConfig()).device)
     if not resume and distributed.restarted() and (run.out / TRAIN_FILE).is_file():
         resume, changes = True, None  # the same command, run again by torchrun after a failure
     if resume:
@@ -126,10 +124,12 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
                              f"(asked to change {', '.join(fixed)})")
         cfg = dataclasses.replace(TrainConfig.from_json(run.out / TRAIN_FILE), **(changes or {}))
     else:
-        world.first(lambda: _check_new_out(run, overwrite))
         cfg = train_config or TrainConfig()
         if model_config is not None:  # train.json then describes the run whole
             cfg = dataclasses.replace(cfg, model=model_config.to_dict())
+    world = distributed.start(cfg.device)
+    if not resume:
+        world.first(lambda: _check_new_out(run, overwrite))
     cfg.check()
     distributed.check_options(cfg.loss or "clip", cfg.gather_with_grad, cfg.local_loss)  # again once the model is known
     _check_world(cfg, world)
