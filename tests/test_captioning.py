@@ -47,6 +47,7 @@ def tiny_captioner(tmp_path_factory, trained_tiny):
     return train_captioner(_options(400, init=str(trained_tiny[1])), out / "model", show_progress=False), out
 
 
+@pytest.mark.slow
 def test_decoding_methods_agree_where_they_should(tiny_captioner):
     model, _ = tiny_captioner
     pixels = _pixels(model)
@@ -59,6 +60,7 @@ def test_decoding_methods_agree_where_they_should(tiny_captioner):
     assert len(beams) == len(pixels) and all(isinstance(c, str) and c for c in beams)
 
 
+@pytest.mark.slow
 def test_tiny_captioner_beats_the_nearest_neighbour_caption(tiny_captioner):
     model, out = tiny_captioner
     examples = SyntheticCaptions(seed=1000, split="held_out").batch(0, 150)  # unseen colour-shape pairs
@@ -89,6 +91,7 @@ def test_csv_captions_hold_images_out(tmp_path):
     assert normalise_caption("A red circle, and a Square.") == "a red circle and a square"
 
 
+@pytest.mark.slow
 def test_caption_commands(tmp_path, tiny_captioner):
     result = runner.invoke(app, ["train-caption", "--out", str(tmp_path / "run"), "--model", "tiny", "--steps", "3",
                                  "--batch-size", "16", "--width", "32", "--decoder", "lstm"])

@@ -43,6 +43,7 @@ def test_unknown_model_is_a_clear_error(tmp_path):
     assert result.exit_code != 0 and "neither a preset" in result.output
 
 
+@pytest.mark.slow
 def test_demo_trains_classifies_and_draws_cards(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-c", "from grounding.interfaces.cli import app; app()", "demo",

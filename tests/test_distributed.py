@@ -22,6 +22,8 @@ from safetensors.torch import load_file
 
 from grounding.training import distributed
 
+pytestmark = pytest.mark.slow  # torchrun groups: about a minute in all
+
 HERE = Path(__file__).parent / "distributed"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 TRAIN = ["-m", "grounding", "train", "--model", "tiny", "--batch-size", "16", "--warmup", "2", "--workers", "1"]

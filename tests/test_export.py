@@ -26,6 +26,7 @@ def _model(kind: str):
     return grounding.create_model(config).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vit", "resnet", "builtin"])
 def test_onnx_encoders_in_onnxruntime_give_our_features(kind, tmp_path):
     from tokenizers import Tokenizer

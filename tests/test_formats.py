@@ -33,7 +33,8 @@ def features(output):
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-@pytest.mark.parametrize("shapes,act", [("tiny", "quick_gelu"), ("tiny", "gelu"), ("ViT-B-32", "quick_gelu")])
+@pytest.mark.parametrize("shapes,act", [("tiny", "quick_gelu"), ("tiny", "gelu"),
+                                        pytest.param("ViT-B-32", "quick_gelu", marks=pytest.mark.slow)])
 def test_hf_clip_loads_with_parity(shapes, act, tmp_path, openai_bpe, monkeypatch):
     monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))
     hf = hf_model(shapes, act)
@@ -123,6 +124,7 @@ PEERS.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "g
 OPEN_CLIP_MODELS = {"ViT-B-32": "gelu", "RN50": "gelu", "ViT-B-32-quickgelu": "quick_gelu"}
 
 
+@pytest.mark.slow
 def test_open_clip_state_dicts_load_with_parity_both_ways(tmp_path, openai_bpe, monkeypatch):
     from grounding.formats.openai import write_open_clip
 
@@ -158,6 +160,7 @@ def test_open_clip_state_dicts_load_with_parity_both_ways(tmp_path, openai_bpe, 
         assert (checked[key] - value).abs().max() < 1e-4, key
 
 
+@pytest.mark.slow
 def test_open_clip_reads_our_model_folder_with_its_own_vocabulary(tmp_path):
     """A model with a trained vocabulary (end token id 2), exported as open_clip's folder: open_clip
     tokenizes with the folder's files and gives our embeddings."""

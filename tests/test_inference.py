@@ -97,6 +97,7 @@ def test_bf16_gives_the_same_zero_shot_top1_on_99_percent_of_the_builtin_world(t
     assert len(fp32) == 240 and np.mean([a == b for a, b in zip(fp32, bf16)]) >= 0.99
 
 
+@pytest.mark.slow
 def test_auto_keeps_the_builtin_model_in_fp32_since_bf16_changes_its_answers(tmp_path):
     fp32, bf16 = (_top1("lit-minilm-effnet", "synthetic:per_label=10", p, tmp_path / p) for p in ("fp32", "bf16"))
     agree = np.mean([a == b for a, b in zip(fp32, bf16)])
@@ -115,6 +116,7 @@ def test_auto_precision_says_what_it_chose(saved, scenes):
     assert f"precision: {chosen.precision} ({chosen.why})" in result.output
 
 
+@pytest.mark.slow
 def test_a_compiled_image_encoder_gives_the_same_answers(scenes, saved):
     args = ["classify", str(scenes), "--model", str(saved), "--labels", "red circle,blue square", "--json",
             "--batch-size", "3", "--device", "cpu"]

@@ -92,6 +92,7 @@ def _fake_openclipart(root, names):
             "</rdf:Bag></dc:subject></cc:Work></rdf:RDF></metadata></svg>")
 
 
+@pytest.mark.slow
 def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path):
     from grounding.data.clipart import clipart_pairs
     from grounding.training.recipes import run_recipe

@@ -176,6 +176,7 @@ def _kill_at_step(args: list[str], out, step: int) -> None:
     killed.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["csv:{root}/pairs.csv", "tar:{root}/shard-{{000..002}}.tar"])
 def test_resume_after_sigkill_with_workers_is_bit_exact(captioned, tmp_path, data):
     args = ["train", "--model", "tiny", "--data", data.format(root=captioned), "--steps", "12", "--batch-size", "16",

@@ -52,6 +52,7 @@ def test_a_new_run_refuses_a_folder_holding_one(tmp_path):
         train(preset("tiny"), TrainConfig(steps=1, batch_size=4), tmp_path / "run", show_progress=False)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     args = ["train", "--model", "tiny", "--steps", "12", "--batch-size", "16", "--save-every", "3", "--warmup", "2"]
     subprocess.run(CLI + args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)

@@ -51,6 +51,7 @@ def tiny_vqa(tmp_path_factory, trained_tiny):
     return model, blind, out
 
 
+@pytest.mark.slow
 def test_tiny_vqa_model_beats_its_blind_baseline(tiny_vqa):
     model, blind, out = tiny_vqa
     examples = SyntheticQA(seed=77).batch(0, 400)
@@ -87,6 +88,7 @@ def test_csv_data_trains_and_holds_rows_out(tmp_path):
     assert set(model.config.answers) <= set(SYNTHETIC_ANSWERS)
 
 
+@pytest.mark.slow
 def test_vqa_commands_answer_with_top_three(tmp_path, tiny_vqa):
     result = runner.invoke(app, ["train-vqa", "--out", str(tmp_path / "run"), "--model", "tiny", "--steps", "3",
                                  "--batch-size", "16", "--width", "32", "--layers", "1"])
