@@ -27,6 +27,7 @@ def test_every_command_explains_every_option(path, command):
     result = runner.invoke(app, path + ["--help"], env={"COLUMNS": "100"})
     assert result.exit_code == 0 and "Traceback" not in result.output
     assert command.help and len(command.help.split()) >= 5, f"{path} has no summary"
+    assert "--no-no-" not in result.output  # a flag named as a negation offers no double negative
     for param in command.params:
         assert param.help and len(param.help.split()) >= 3, f"{' '.join(path)} {param.name} has no help text"
         for flag in getattr(param, "opts", []):
