@@ -118,12 +118,18 @@ def test_zero_shot_evaluation_writes_summary_predictions_and_report(tiny_model, 
     assert len(list((out / "cards").glob("*.png"))) == 6
 
 
-def test_multi_label_synthetic_reports_mean_average_precision(tiny_model, tmp_path):
+def test_multi_label_synthetic_reports_mean_average_precision(trained_tiny, tiny_model, tmp_path):
     ds = open_dataset("synthetic:multi,per_label=2,size=32")
-    summary = evaluate_zero_shot(tiny_model, ds, ("a {}.",), tmp_path / "m", workers=0, cache=False,
-                                 show_progress=False)
-    assert summary["multi_label"] and 0 < summary["mean_average_precision"] <= 1
-    assert set(summary["per_label_ap"]) == set(ds.classes)
+
+    def mean_ap(model, name):
+        summary = evaluate_zero_shot(model, ds, ("a {}.",), tmp_path / name, workers=0, cache=False,
+                                     show_progress=False)
+        assert summary["multi_label"] and set(summary["per_label_ap"]) == set(ds.classes)
+        return summary["mean_average_precision"]
+
+    positive_rate = np.mean([len(t) for t in ds.targets]) / len(ds.classes)  # what random scores' AP comes to
+    trained, untrained = mean_ap(trained_tiny[0], "trained"), mean_ap(tiny_model, "untrained")
+    assert trained > 2 * positive_rate and trained > untrained  # measured 0.26, against 0.08 and 0.14
 
 
 def test_classifier_cache_skips_encoding_the_second_time(tiny_model, tmp_path, monkeypatch):
@@ -175,7 +181,10 @@ def test_probe_fit_matches_the_optimum():
 def test_run_probe_on_synthetic(tiny_model):
     results = run_probe(tiny_model, "synthetic:per_label=6,size=32", [2, None], zero_shot={"top1": 0.1}, workers=0)
     assert [r["shots"] for r in results] == [2, "all"]
-    assert all(0 <= r["test_accuracy"] <= 1 and r["zero_shot_top1"] == 0.1 for r in results)
+    assert all(r["zero_shot_top1"] == 0.1 for r in results)
+    # 144 test images of 24 labels: chance is 4.2%, and 5 standard deviations above it is 12.5% (measured: 28-30%)
+    chance = 1 / 24
+    assert all(r["test_accuracy"] > chance + 5 * (chance * (1 - chance) / 144) ** 0.5 for r in results)
 
 
 def test_classify_command_prints_top_labels(tmp_path):

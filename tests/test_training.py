@@ -101,13 +101,19 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(loss, hard_negative
         assert torch.allclose(full[name], accumulated[name], atol=1e-6, rtol=1e-4), name
 
 
-def test_bf16_autocast_step_is_finite():
+def test_bf16_autocast_computes_in_bf16_and_keeps_fp32_gradients():
     torch.manual_seed(0)
     model = create_model(preset("tiny"))
     scenes = World().batch(0, 0, 8)
     pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
-    loss = ContrastiveStep(model, "bf16")(pixels, model.tokenizer([s.caption() for s in scenes]))
-    assert torch.isfinite(torch.tensor(loss))
+    ids = model.tokenizer([s.caption() for s in scenes])
+    seen = []
+    model.text.transformer.resblocks[0].mlp.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    fp32 = ContrastiveStep(model, "fp32")(pixels, ids)
+    model.zero_grad()
+    bf16 = ContrastiveStep(model, "bf16")(pixels, ids)
+    assert seen == [torch.float32, torch.bfloat16]  # autocast really ran the matrix products in bf16
+    assert bf16 != fp32 and abs(bf16 - fp32) < 0.02 * fp32  # bf16 rounding, not another computation
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
@@ -137,13 +143,16 @@ def test_contrastive_loss_can_detach_the_scale():
     assert model.logit_scale.grad is None
 
 
-def test_compositionality_score_of_an_untrained_model_is_near_chance(tiny_model):
+def test_an_untrained_model_does_no_better_than_a_caption_blind_scorer(tiny_model):
     from grounding.evaluation.compositionality import compositionality_score
 
     result = compositionality_score(tiny_model, World(), n_scenes=60)
-    assert result["scenes"] > 40
-    assert 0 < result["chance"] < 0.5
-    assert abs(result["score"] - result["chance"]) < 0.25
+    n, chance = result["scenes"], result["chance"]
+    assert n > 40 and 0 < chance < 0.5
+    # a scorer that cannot read the arrangement wins with probability `chance` per scene: 3 standard deviations
+    # above it happen by luck less than once in 700 runs. (An untrained model, a fixed random scorer, lands below
+    # it: 12% against 24% here, since its preferences follow the captions' form, not the picture.)
+    assert result["score"] <= chance + 3 * (chance * (1 - chance) / n) ** 0.5
 
 
 @pytest.mark.parametrize("image_tower", ["vit", "resnet"])
