@@ -28,6 +28,7 @@ def test_every_command_explains_every_option(path, command):
     assert result.exit_code == 0 and "Traceback" not in result.output
     assert command.help and len(command.help.split()) >= 5, f"{path} has no summary"
     assert "--no-no-" not in result.output  # a flag named as a negation offers no double negative
+    assert "[default: (" not in result.output  # defaults read as values, not as asides
     for param in command.params:
         assert param.help and len(param.help.split()) >= 3, f"{' '.join(path)} {param.name} has no help text"
         for flag in getattr(param, "opts", []):

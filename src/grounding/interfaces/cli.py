@@ -52,8 +52,8 @@ def default_of(cls, name: str) -> typer.models.OptionInfo:
     option (one home for each default). Its value is None unless given, so a --config file's
     values stand wherever the command line says nothing."""
     spec = {f.name: f for f in dataclasses.fields(cls)}[name]
-    shown = spec.default if spec.default not in (None, False, "") else None
-    return typer.Option(None, help=spec.metadata["help"], show_default=str(shown) if shown is not None else False)
+    shown = f"  [default: {spec.default}]" if spec.default not in (None, False, "") else ""
+    return typer.Option(None, help=spec.metadata["help"] + shown, show_default=False)
 
 
 @app.command()
