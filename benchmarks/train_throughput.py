@@ -8,7 +8,7 @@ captions (the synthetic world's, tokenised to the context length) and random pix
 Each measurement runs in a fresh process; the peers run in their own virtual environment,
 made on first use at ~/.cache/grounding/peers-venv (one per machine) with
 `pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch transformers`. All processes
-get the same allocator settings (see README: Performance) and the same thread count.
+get the same allocator settings (see docs/benchmarks.md) and the same thread count.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The README's examples as written: every `grounding` command line in its shell blocks (under
-torchrun too) parses
-against the real command line (the command exists, every option exists and takes the value
-given), and the Python API block runs, with a small saved model standing in for runs/demo."""
+"""The README's (and docs/'s) examples as written: every `grounding` command line in their shell
+blocks (under torchrun too) parses against the real command line (the command exists, every
+option exists and takes the value given), and the Python API block runs, with a small saved
+model standing in for runs/demo."""
 from __future__ import annotations
 
 import re
@@ -15,10 +15,12 @@ import typer.main
 from grounding.interfaces.cli import app
 
 README = Path(__file__).parent.parent / "README.md"
+PAGES = [README, *sorted((README.parent / "docs").glob("*.md"))]  # the README and the docs it links to
 
 
 def _blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.M | re.S)
+    text = "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.M | re.S)
 
 
 def _command_lines() -> list[list[str]]:

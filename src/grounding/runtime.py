@@ -16,7 +16,7 @@ BF16_FLAGS = (("amx_bf16", "AMX bf16 matrix units"), ("avx512_bf16", "AVX-512 bf
               ("bf16", "bf16 matrix instructions"))
 # Towers whose bf16 answers stay within the guard (cosine 0.999 to fp32, the same zero-shot top-1
 # on 99% of images; tests/test_inference.py). The built-in model's packaged towers do not: their
-# zero-shot margins are small, and bf16 changes its top-1 on 3-18% of images (README: Performance).
+# zero-shot margins are small, and bf16 changes its top-1 on 3-18% of images (docs/benchmarks.md).
 BF16_TOWERS = {"vit", "resnet", "transformer"}
 CONVOLUTIONAL = {"resnet", "efficientnet_lite0"}
 
@@ -62,7 +62,7 @@ class Runtime:
         when that is the precision (features still come back in fp32), a convolutional image
         tower's weights laid out channels-last (the same results to float rounding; measured 1.7x
         on EfficientNet-Lite0's depthwise convolutions, 1.13x on a ResNet in bf16), and its image
-        encoder compiled if asked (README: Performance)."""
+        encoder compiled if asked (docs/benchmarks.md)."""
         model = model.to(self.device)
         if self.precision == "bf16":
             model = model.to(torch.bfloat16)
