@@ -82,18 +82,17 @@ class PairBatches(IterableDataset):
         for i, (source, n) in enumerate(zip(self.mixture.sources, self.slots)):
             if n == 0:
                 continue
+            mine = range(self.rank * n, (self.rank + 1) * n)  # this rank's places in the source's global draw
             if source.streaming:
                 samples = []
                 for _ in range(n):
                     sample, position = next(readers[i])
                     samples.append(sample)
                 positions[f"{i}/{stream}"] = asdict(position)
-                captions = [caption_of(sample, pick) for sample in samples]
-                mine = range(self.rank * n, (self.rank + 1) * n)
             else:  # every rank draws (and picks captions for) the global batch, and keeps its slice
                 samples = source.draw(self.seed + 7919 * i, step, n * self.ranks)
-                captions = [caption_of(sample, pick) for sample in samples]
-                mine = range(self.rank * n, (self.rank + 1) * n)
+            captions = [caption_of(sample, pick) for sample in samples]
+            if not source.streaming:
                 samples, captions = samples[mine.start:mine.stop], captions[mine.start:mine.stop]
             for sample, caption, index in zip(samples, captions, mine):
                 drawn += 1

@@ -51,7 +51,7 @@ def svg_text(svg: Path) -> tuple[str, list[str]]:
 
 def clipart_pairs(root: Path | None = None) -> list[Pair]:
     """A pair per PNG whose SVG has a title: captions are the title, and the title with keywords."""
-    root = SOURCES["openclipart"].require("png", SOURCES["openclipart"].require("svg", root))
+    root = SOURCES["openclipart"].require("png", "svg", root=root)
     png_root, svg_root = root / "png", root / "svg"
     pairs = []
     for png in sorted(png_root.rglob("*.png")):
@@ -87,7 +87,7 @@ def gcompris_pairs(root: Path | None = None, cache: Path | None = None) -> list[
     planet activities (about 370): the name from the file (`lincolnMemorial2.webp`: "lincoln
     memorial"), as itself and as a photo (and with its category). The photos are copied out of
     the resource files once, into CACHE (by default ~/.cache/grounding/gcompris)."""
-    root = SOURCES["gcompris"].require("lang.rcc", root)
+    root = SOURCES["gcompris"].require("lang.rcc", root=root)
     cache = cache or CACHE / "gcompris"
     pairs = []
     for activity, marker, folder in GCOMPRIS_PHOTOS:

@@ -31,12 +31,14 @@ class Source:
     def root(self) -> Path:
         return Path(os.environ.get(self.variable, self.default))
 
-    def require(self, inside: str = "", root: Path | None = None) -> Path:
-        """The root (this one, else the variable's, else the default), once `inside` (a file or
-        folder under it) is there; else one error saying what to install, or what points elsewhere."""
+    def require(self, *inside: str, root: Path | None = None) -> Path:
+        """The root (this one, else the variable's, else the default), once what it should hold
+        (`inside`: files or folders under it) is there; else one error saying what to install,
+        or what points elsewhere."""
         root = Path(root) if root is not None else self.root()
-        if not (root / inside).exists():
-            raise MissingPackageError(f"{root / inside}: not found; {self.name} comes with {self.package}: "
+        missing = [root / part for part in inside or ("",) if not (root / part).exists()]
+        if missing:
+            raise MissingPackageError(f"{missing[0]}: not found; {self.name} comes with {self.package}: "
                                       f"`{self.install}` (or set {self.variable} to where it is)")
         return root
 

@@ -80,8 +80,7 @@ class World:
             if problem:
                 raise ValueError(problem)
             return
-        problems = [None] * self.size
-        dist.all_gather_object(problems, (problem, socket.gethostname()) if problem else None)
+        problems = self.gather_objects((problem, socket.gethostname()) if problem else None)
         for rank, found in enumerate(problems):
             if found:
                 raise ValueError(f"rank {rank} (host {found[1]}): {found[0]}")
@@ -123,12 +122,16 @@ def _attempt_store(world: World) -> dist.Store:
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent hosts it
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
                           is_master=world.main and not agent, multi_tenant=not agent)
-    return dist.PrefixStore(f"grounding/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    return dist.PrefixStore(f"grounding/attempt-{_restarts()}", store)
+
+
+def _restarts() -> int:
+    """How many times torchrun has restarted this group after a worker failed (--max-restarts)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def restarted() -> bool:
-    """Whether torchrun restarted this group after a worker failed (--max-restarts)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    return _restarts() > 0
 
 
 def check_options(loss: str, gather_with_grad: bool, local_loss: bool) -> None:

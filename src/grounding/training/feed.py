@@ -71,9 +71,7 @@ class PairFeed:
         assert batch.step == step, f"data for step {batch.step} arrived at step {step}"
         self.positions.update(batch.positions)
         drawn, skipped, truncated = self.world.sum([batch.drawn, len(batch.skipped), batch.truncated])
-        records = batch.skipped
-        if self.world.distributed and skipped:
-            records = [r for part in self.world.gather_objects(batch.skipped) for r in part]
+        records = [r for part in self.world.gather_objects(batch.skipped) for r in part] if skipped else []
         self.counts["drawn"] += int(drawn)
         self.counts["skipped"] += int(skipped)
         self.counts["truncated"] += int(truncated)

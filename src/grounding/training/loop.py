@@ -1,9 +1,10 @@
 """The one training loop: AdamW with a cosine schedule, gradient clipping, progress (a live bar
 on a terminal, a plain line every few seconds elsewhere), metrics.jsonl (and TensorBoard), and
 atomic checkpoints that a killed run resumes from; Ctrl-C (or SIGTERM) saves one before it
-stops. The batches are a pure function of the step, so a resumed run equals an uninterrupted one. CLIP (trainer.py)
-and the task models (VQA, captioning) each bring only their forward and backward. In a
-data-parallel run (distributed.py) every rank runs this loop; rank 0 alone writes the run folder."""
+stops. The batches are a pure function of the step, so a resumed run equals an uninterrupted
+one. CLIP (trainer.py) and the task models (VQA, captioning) each bring only their forward and
+backward. In a data-parallel run (distributed.py) every rank runs this loop; rank 0 alone writes
+the run folder."""
 from __future__ import annotations
 
 import json
@@ -112,12 +113,10 @@ def _restore(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer,
     (moving damaged ones aside), then every other rank reads that one; a rank that cannot read
     it stops them all with a message naming it."""
     step, data = world.first(lambda: run.restore(model, optimizer))
-    if world.main or step == 0:
-        problem = None
-    else:
+    problem = None
+    if not world.main and step:
         try:
             data = run.load(model, optimizer, step)
-            problem = None
         except ValueError as e:
             problem = (f"cannot read the checkpoint of step {step} in {run.checkpoints} ({e}): every rank reads "
                        "it, so OUT must be on a filesystem all the machines share")

@@ -152,7 +152,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     if not world.main:
         return _run(run, cfg, model_config, mixture, held_out, runtime, resume, False, world)
     with folder_lock(run.out, "grounding train"):  # nothing is written before this
-        return _run(run, cfg, model_config, mixture, held_out, runtime, resume, show_progress, world, overwrite)
+        return _run(run, cfg, model_config, mixture, held_out, runtime, resume, show_progress, world)
 
 
 def _check_new_out(run: RunFolder, overwrite: bool) -> None:
@@ -176,7 +176,7 @@ def _check_world(cfg: TrainConfig, world: World) -> None:
 
 
 def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mixture: Mixture, held_out: list,
-         runtime: Runtime, resume: bool, show_progress: bool, world: World = World(), overwrite: bool = False) -> CLIP:
+         runtime: Runtime, resume: bool, show_progress: bool, world: World = World()) -> CLIP:
     torch.manual_seed(cfg.seed)
 
     made: list[CLIP] = []
@@ -228,16 +228,13 @@ def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mix
 
 
 def steps_for(mixture: Mixture, cfg: TrainConfig) -> int:
-    """The steps that --epochs passes over listed data, or that --samples examples, take."""
-    if cfg.samples:
-        return max(1, math.ceil(cfg.samples / cfg.batch_size))
-    return steps_for_epochs(mixture, cfg.epochs, cfg.batch_size)
-
-
-def steps_for_epochs(mixture: Mixture, epochs: float, batch_size: int) -> int:
-    if not all(isinstance(s, ListSource) for s in mixture.sources):
-        raise ValueError("--epochs needs data that lists its images; give --steps for synthetic or tar data")
-    return max(1, math.ceil(epochs * sum(len(s) for s in mixture.sources) / batch_size))
+    """The steps that --samples examples, or --epochs passes over listed data, take."""
+    samples = cfg.samples
+    if not samples:
+        if not all(isinstance(s, ListSource) for s in mixture.sources):
+            raise ValueError("--epochs needs data that lists its images; give --steps for synthetic or tar data")
+        samples = cfg.epochs * sum(len(s) for s in mixture.sources)
+    return max(1, math.ceil(samples / cfg.batch_size))
 
 
 def _new_model(model_config: ModelConfig | None, cfg: TrainConfig, mixture: Mixture) -> CLIP:
