@@ -31,6 +31,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _own_feature_cache(tmp_path, monkeypatch):
+    """Cached backbone features go under the test's tmp_path/cache, not the user's cache."""
+    from grounding.training import feed
+
+    monkeypatch.setattr(feed, "CACHE", tmp_path / "cache")
+
+
 @pytest.fixture(scope="session")
 def openai_bpe() -> Path:
     """OpenAI's merges file, taken from the open_clip_torch wheel on PyPI (README: Testing)."""

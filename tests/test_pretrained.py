@@ -24,12 +24,14 @@ def lit():
     return grounding.load("lit-minilm-effnet")
 
 
-def test_efficientnet_lite0_matches_the_reference_package():
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_efficientnet_lite_matches_the_reference_package(variant):
     reference_package = pytest.importorskip("efficientnet_lite_pytorch")
     reference = reference_package.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=str(efficientnet.packaged_weights())).eval()
-    ours = efficientnet.load_pretrained(efficientnet.EfficientNetLite0()).eval()
-    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        f"efficientnet-{variant}", weights_path=str(efficientnet.packaged_weights(variant))).eval()
+    ours = efficientnet.load_pretrained(variant).eval()  # its blocks read off the weights
+    size = efficientnet.IMAGE_SIZE[variant]
+    pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = reference.extract_features(pixels).mean(dim=(2, 3))
         logits = reference(pixels)
@@ -48,15 +50,13 @@ def test_minilm_matches_sentence_transformers(lit):
     assert (ours - expected).abs().max() < 1e-5
 
 
-def test_shipped_model_names_the_scikit_image_photos(lit):
-    data = pytest.importorskip("skimage.data")
-    photos = {"coffee": data.coffee(), "cat": data.chelsea(), "rocket": data.rocket(), "astronaut": data.astronaut()}
-    labels = ["coffee", "cat", "rocket", "astronaut", "dog", "car", "house", "tree", "bicycle", "pizza", "guitar",
-              "clock"]
-    pixels = torch.stack([lit.preprocess(Image.fromarray(array)) for array in photos.values()])
-    probs = classify(lit, build_classifier(lit, labels), pixels)
-    predicted = [labels[i] for i in probs.argmax(dim=1)]
-    assert predicted == list(photos)
+def test_shipped_model_names_the_demo_photos(lit):
+    from grounding.data.datasets import open_dataset
+
+    photos = open_dataset("photos:demo")  # scikit-image's coffee, cat, rocket and astronaut, among 12 labels
+    pixels = torch.stack([lit.preprocess(photos.image(i)) for i in range(len(photos))])
+    probs = classify(lit, build_classifier(lit, photos.classes), pixels)
+    assert probs.argmax(dim=1).tolist() == [t[0] for t in photos.targets]
 
 
 def test_saving_keeps_only_what_is_not_in_the_packages(lit, tmp_path):
@@ -93,8 +93,9 @@ def _fake_openclipart(root, names):
 
 
 @pytest.mark.slow
-def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path):
+def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path, monkeypatch):
     from grounding.data.clipart import clipart_pairs
+    from grounding.training import feed
     from grounding.training.recipes import run_recipe
 
     art = tmp_path / "openclipart"
@@ -104,9 +105,12 @@ def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path):
     assert [p.captions for p in pairs][0] == ["Red apple", "Red apple: fruit"]  # noise keywords dropped
     changes = {"data": f"openclipart:{art}", "epochs": 2, "batch_size": 4, "warmup": 1, "workers": 0}
     first = run_recipe("lit-real", tmp_path / "a", changes, show_progress=False)
-    cached = sorted(p.name for p in (tmp_path / "a" / "features").rglob("*") if p.is_file())
-    assert len(cached) == 2 and all(name.endswith(".safetensors") for name in cached)  # images, captions
-    second = run_recipe("lit-real", tmp_path / "b", changes, show_progress=False)
+    cached = sorted((tmp_path / "cache" / "features").rglob("*.safetensors"))
+    assert len(cached) == 2  # images, captions
+    computed = feed.cached_features
+    monkeypatch.setattr(feed, "cached_features", lambda folder, keys, compute, chunk=512: computed(
+        folder, keys, lambda *_: pytest.fail("computed again"), chunk))
+    second = run_recipe("lit-real", tmp_path / "b", changes, show_progress=False)  # from the cache
     assert torch.equal(first.visual.head[0].weight, second.visual.head[0].weight)
     model = grounding.load(tmp_path / "a")
     assert torch.equal(model.visual.label_head.weight, model.text.head.weight)  # the route's copy of the text head

@@ -21,7 +21,7 @@ POSITIVE = {"embed_dim", "image_size", "width", "layers", "heads", "patch_size",
 
 @dataclass
 class VisionConfig:
-    kind: Literal["vit", "resnet", "efficientnet_lite0"] = "vit"
+    kind: Literal["vit", "resnet", "efficientnet_lite0", "efficientnet_lite2"] = "vit"
     image_size: int = 224
     width: int = 768
     layers: int | tuple[int, ...] = 12  # a tuple of four stage depths for the ResNet

@@ -74,33 +74,27 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
     return results
 
 
-PHOTO_LABELS = ["coffee", "cat", "rocket", "astronaut", "dog", "car", "house", "tree", "bicycle", "pizza", "guitar",
-                "clock"]
-
-
 def show_builtin_model(console: Console) -> dict[str, str] | None:
     """The shipped real model (no training) on scikit-image's photos, if scikit-image is installed."""
     console.print("[bold]4. A real model out of the box[/]: lit-minilm-effnet (pretrained MiniLM and "
                   "EfficientNet-Lite0 with heads trained on clip art) on real photos, from label text alone")
-    try:
-        from skimage import data
-    except ImportError:
-        console.print("   (pip install scikit-image to see it on the photos that scikit-image ships)")
-        return None
-    from PIL import Image
-
+    from .data.datasets import open_dataset
+    from .data.sources import MissingPackageError
     from .factory import load
 
+    try:
+        photos = open_dataset("photos:demo")
+    except MissingPackageError:
+        console.print("   (pip install scikit-image to see it on the photos that scikit-image ships)")
+        return None
     model = load("lit-minilm-effnet")
-    photos = {"coffee()": data.coffee(), "chelsea()": data.chelsea(), "rocket()": data.rocket(),
-              "astronaut()": data.astronaut()}
-    pixels = torch.stack([model.preprocess(Image.fromarray(array)) for array in photos.values()])
-    probs = classify(model, build_classifier(model, PHOTO_LABELS), pixels)
+    pixels = torch.stack([model.preprocess(photos.image(i)) for i in range(len(photos))])
+    probs = classify(model, build_classifier(model, photos.classes), pixels)
     answers = {}
-    for name, row in zip(photos, probs):
+    for name, row in zip(photos.keys, probs):
         top = row.topk(3)
-        answers[name] = PHOTO_LABELS[int(top.indices[0])]
-        console.print(f"   skimage.data.{name:<12} " + ", ".join(
-            f"{PHOTO_LABELS[int(i)]} {float(p):.1%}" for p, i in zip(top.values, top.indices)))
-    console.print(f"   labels: {', '.join(PHOTO_LABELS)}")
+        answers[name] = photos.classes[int(top.indices[0])]
+        console.print(f"   {name:<22} " + ", ".join(
+            f"{photos.classes[int(i)]} {float(p):.1%}" for p, i in zip(top.values, top.indices)))
+    console.print(f"   labels: {', '.join(photos.classes)}")
     return answers

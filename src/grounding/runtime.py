@@ -18,7 +18,7 @@ BF16_FLAGS = (("amx_bf16", "AMX bf16 matrix units"), ("avx512_bf16", "AVX-512 bf
 # on 99% of images; tests/test_inference.py). The built-in model's packaged towers do not: their
 # zero-shot margins are small, and bf16 changes its top-1 on 3-18% of images (docs/benchmarks.md).
 BF16_TOWERS = {"vit", "resnet", "transformer"}
-CONVOLUTIONAL = {"resnet", "efficientnet_lite0"}
+CONVOLUTIONAL = {"resnet", "efficientnet_lite0", "efficientnet_lite2"}
 
 
 @dataclass(frozen=True)

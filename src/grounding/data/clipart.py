@@ -1,6 +1,6 @@
 """Real image-text pairs from installed packages: the public-domain clip art of Debian's
 openclipart-png / openclipart-svg (each SVG holds a `dc:title` and `dc:subject` keywords), the
-named emoji of npm's emoji-datasource-VENDOR, the stamps of Debian's tuxpaint-stamps-default,
+named emoji and icons of data/emoji.py, the stamps of Debian's tuxpaint-stamps-default,
 each with an English caption in a .txt file beside it, and the named photos inside the Qt
 resource files of Debian's gcompris-qt-data (Tux Paint and GCompris are GPL: train on them to
 evaluate, and do not ship weights trained on them)."""
@@ -14,6 +14,7 @@ from pathlib import Path
 from ..io import atomic_path
 
 from .datasets import open_dataset
+from .emoji import training_examples
 from .pairs import Pair
 from .rcc import read_rcc
 from .sources import CACHE, SOURCES
@@ -31,9 +32,6 @@ _NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/
 # Keywords that say nothing about the picture.
 _NOISE = {"", "unsorted", "clip art", "clipart", "image", "media", "png", "svg", "public domain", "externalsource",
           "remix", "openclipart", "drawing", "color", "colour", "icon", "symbol", "cartoon"}
-# Emoji categories kept out of training: the held-out zero-shot test, and flags (the flags test).
-HELD_OUT_EMOJI = ("Animals & Nature", "Food & Drink")
-EXCLUDED_EMOJI = HELD_OUT_EMOJI + ("Flags",)
 
 
 def svg_text(svg: Path) -> tuple[str, list[str]]:
@@ -63,11 +61,13 @@ def clipart_pairs(root: Path | None = None) -> list[Pair]:
     return pairs
 
 
-def emoji_pairs(spec: str = "emoji:google", exclude: tuple[str, ...] = EXCLUDED_EMOJI) -> list[Pair]:
-    """A pair per emoji outside the `exclude` categories: its name, and the name as an emoji."""
+def emoji_pairs(spec: str) -> list[Pair]:
+    """A pair per emoji or icon of a training concept (data/emoji.py): its name, and the name as
+    an emoji (or an icon)."""
     data = open_dataset(spec)
-    return [Pair(path, [name, f"an emoji of {name}"], spec)
-            for path, name, category in zip(data.paths, data.classes, data.categories) if category not in exclude]
+    kind = "an emoji" if "emoji" in spec else "an icon"
+    return [Pair(data.paths[i], [data.classes[i], f"{kind} of {data.classes[i]}"], spec)
+            for i in training_examples(data)]
 
 
 def tuxpaint_pairs(root: Path | None = None) -> list[Pair]:

@@ -6,7 +6,11 @@
     synthetic[:OPTS]       the built-in world; OPTS like per_label=10,seed=1,multi
     fashion-mnist[:train]  Debian's dataset-fashion-mnist (10,000 test photos, 10 classes)
     flags                  Debian's iso-flags-png-320x240, named by Debian's iso-codes
-    emoji:VENDOR[:PATH]    npm's emoji-datasource-VENDOR: a `npm pack` .tgz or a node_modules folder
+    emoji:STYLE[:PATH]     named emoji: google, twitter, apple, facebook, fluent-3d (data/emoji.py)
+    iconify:SET[:PATH]     named icons of an Iconify set, rendered once (data/emoji.py)
+    photos[:demo]          the real photos that ship in scikit-image and matplotlib, each with
+                           a label, classified among the set's labels; `demo`: the four the demo
+                           shows (and the built-in model's design was chosen on), among 12 labels
 
 A dataset is indexable without loading its images, so that worker processes decode them.
 """
@@ -15,7 +19,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,20 @@ from PIL import Image
 
 from ..io import read_csv_rows
 from .images import IMAGE_SUFFIXES, listed, load_image
-from .sources import CACHE, SOURCES, MissingPackageError
+from .sources import SOURCES, MissingPackageError
 from .synthetic import World
 
+# Real photos in the wheels, labelled before any model saw them. The demo's four were looked at
+# while the built-in model was designed; the rest never were (its held-out photo test).
+DEMO_PHOTOS = {"skimage/coffee.png": "coffee", "skimage/chelsea.png": "cat", "skimage/rocket.jpg": "rocket",
+               "skimage/astronaut.png": "astronaut"}
+DEMO_LABELS = ["coffee", "cat", "rocket", "astronaut", "dog", "car", "house", "tree", "bicycle", "pizza", "guitar",
+               "clock"]
+PHOTOS = {"skimage/brick.png": "brick wall", "skimage/camera.png": "cameraman", "skimage/clock_motion.png": "clock",
+          "skimage/coins.png": "coins", "skimage/grass.png": "grass", "skimage/gravel.png": "gravel",
+          "skimage/hubble_deep_field.jpg": "galaxies", "skimage/moon.png": "moon",
+          "skimage/motorcycle_left.png": "motorcycle", "skimage/page.png": "page of text",
+          "skimage/retina.jpg": "retina", "matplotlib/grace_hopper.jpg": "woman"}
 FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle boot"]
 
@@ -102,10 +116,10 @@ def warn_label_collisions(classes: list[str]) -> None:
 def open_dataset(spec: str) -> Dataset:
     kind, _, rest = spec.partition(":")
     openers = {"folder": _folder, "csv": _csv, "synthetic": _synthetic, "fashion-mnist": _fashion_mnist,
-               "flags": _flags, "emoji": _emoji}
+               "flags": _flags, "emoji": _emoji, "iconify": _iconify, "photos": _photos}
     if kind not in openers:
         raise ValueError(f"unknown dataset {spec!r}: use folder:PATH, csv:PATH, synthetic, fashion-mnist, "
-                         "flags or emoji:VENDOR[:PATH]")
+                         "flags, emoji:STYLE[:PATH], iconify:SET[:PATH] or photos[:demo]")
     data = openers[kind](rest)
     if not len(data):
         raise ValueError(f"{spec}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files)")
@@ -206,40 +220,30 @@ def _flags(rest: str) -> Dataset:
                    paths=paths, notes=[f"{skipped} flags without an ISO 3166-1 code (regions, organisations) left out"])
 
 
-def _emoji_root(vendor: str, where: str) -> Path:
-    """The package folder holding emoji.json: PATH (a folder or an `npm pack` .tgz, unpacked once
-    into the cache), else ./node_modules, else an earlier unpacking in the cache."""
-    package = f"emoji-datasource-{vendor}"
-    if where:
-        candidates = [Path(where)]
-    else:
-        candidates = [Path("node_modules"), *sorted(CACHE.glob(f"{package}-*/package"))]
-    for candidate in candidates:
-        if candidate.is_file() and candidate.name.endswith(".tgz"):
-            target = CACHE / candidate.name.removesuffix(".tgz")
-            if not (target / "package" / "emoji.json").is_file():
-                target.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(candidate) as tar:
-                    tar.extractall(target, filter="data")
-            candidate = target / "package"
-        for folder in (candidate, candidate / "package", candidate / package, candidate / "node_modules" / package):
-            if (folder / "emoji.json").is_file():
-                return folder
-    raise MissingPackageError(f"emoji:{vendor} needs the npm package {package}: run `npm pack {package}` and "
-                              f"pass emoji:{vendor}:./{package}-VERSION.tgz (or `npm install {package}`)")
-
-
 def _emoji(rest: str) -> Dataset:
-    vendor, _, where = rest.partition(":")
-    if vendor not in {"google", "twitter", "apple", "facebook"}:
-        raise ValueError("emoji:VENDOR takes google or twitter (the npm emoji-datasource-VENDOR packages)")
-    root = _emoji_root(vendor, where)
-    entries = json.loads((root / "emoji.json").read_text(encoding="utf-8"))
-    # Skin-tone variants live under each entry's skin_variations: only the base image is used.
-    entries = [e for e in entries if e.get(f"has_img_{vendor}") and e.get("name")
-               and (root / "img" / vendor / "64" / e["image"]).is_file()]
-    entries.sort(key=lambda e: e.get("sort_order", 0))
-    classes = [e["name"].lower() for e in entries]
-    paths = [root / "img" / vendor / "64" / e["image"] for e in entries]
-    return Dataset(f"emoji:{vendor}", classes, [str(p) for p in paths], [(i,) for i in range(len(entries))],
-                   templates="emoji", paths=paths, categories=[e.get("category", "") for e in entries])
+    from .emoji import open_emoji  # (it builds on this module)
+
+    return open_emoji(rest)
+
+
+def _iconify(rest: str) -> Dataset:
+    from .emoji import open_iconify
+
+    return open_iconify(rest)
+
+
+def _photos(rest: str) -> Dataset:
+    from importlib.util import find_spec
+
+    if rest not in ("", "demo"):
+        raise ValueError(f"photos:{rest}: use photos (the held-out photos) or photos:demo")
+    photos, labels = (DEMO_PHOTOS, DEMO_LABELS) if rest == "demo" else (PHOTOS, list(PHOTOS.values()))
+    roots = {}
+    for package, folder in (("skimage", "data"), ("matplotlib", "mpl-data/sample_data")):
+        spec = find_spec(package)
+        if spec is None or spec.origin is None:
+            raise MissingPackageError(f"photos: {package} is not installed; pip install scikit-image matplotlib")
+        roots[package] = Path(spec.origin).parent / folder
+    paths = [roots[name.split("/")[0]] / name.split("/", 1)[1] for name in photos]
+    return Dataset(f"photos:{rest}".rstrip(":"), labels, list(photos), [(labels.index(v),) for v in photos.values()],
+                   paths=paths)

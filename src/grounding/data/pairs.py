@@ -8,7 +8,9 @@
     tar:PATTERN             webdataset shards (shards-{00000..00099}.tar), streamed: KEY.jpg (or
                             another image type) with KEY.txt as its caption
     openclipart[:ROOT]      Debian's openclipart-png/-svg, captioned with their titles and keywords
-    emoji:VENDOR[:PATH]     npm's emoji-datasource-VENDOR, named (held-out categories left out)
+    emoji:STYLE[:PATH]      named emoji of a style: google, twitter, apple, facebook, fluent-3d
+    iconify:SET[:PATH]      named icons of an Iconify set (emoji: held-out groups and validation
+                            concepts left out in every style, data/emoji.py)
     tuxpaint[:ROOT]         Debian's tuxpaint-stamps-default, with their English captions
     gcompris[:ROOT]         the named photos in Debian's gcompris-qt-data (objects, animals, monuments)
 
@@ -266,7 +268,7 @@ def listed_pairs(spec: str) -> list[Pair]:
     sources = open_pairs(spec).sources
     if not all(isinstance(s, ListSource) for s in sources):
         raise ValueError(f"{spec!r}: want data that lists its images (csv:PATH, folder:PATH, openclipart, "
-                         "emoji:VENDOR, tuxpaint, gcompris), not synthetic or tar")
+                         "emoji:STYLE, iconify:SET, tuxpaint, gcompris), not synthetic or tar")
     return [p for s in sources for p in s.pairs]
 
 
@@ -288,16 +290,16 @@ def _open_one(spec: str, shuffle_buffer: int, resampled: bool):
         return ListSource(spec, *folder_pairs(rest))
     if kind == "tar":
         return ShardSource(spec, expand_braces(rest), shuffle_buffer, resampled)
-    if kind in ("openclipart", "emoji", "tuxpaint", "gcompris"):
+    if kind in ("openclipart", "emoji", "iconify", "tuxpaint", "gcompris"):
         from . import clipart
 
-        if kind == "emoji":
+        if kind in ("emoji", "iconify"):
             return ListSource(spec, clipart.emoji_pairs(spec))
         reader = {"openclipart": clipart.clipart_pairs, "tuxpaint": clipart.tuxpaint_pairs,
                   "gcompris": clipart.gcompris_pairs}[kind]
         return ListSource(spec, reader(Path(rest)) if rest else reader())
     raise ValueError(f"unknown --data {spec!r}: use synthetic, csv:PATH, folder:PATH, tar:PATTERN, "
-                     "openclipart, emoji:VENDOR[:PATH], tuxpaint or gcompris, joined with + (README: Train on your "
+                     "openclipart, emoji:STYLE[:PATH], iconify:SET[:PATH], tuxpaint or gcompris, joined with + (README: Train on your "
                      "own data)")
 
 

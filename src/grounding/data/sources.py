@@ -6,6 +6,7 @@ package goes under CACHE (GROUNDING_CACHE, by default ~/.cache/grounding)."""
 from __future__ import annotations
 
 import os
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +58,42 @@ SOURCES = {source.name: source for source in (
     Source("gcompris", "/usr/share/gcompris-qt/rcc", "the Debian package gcompris-qt-data",
            "apt-get install gcompris-qt-data", "GPL-3+: do not ship weights trained on it"),
 )}
+
+# The npm packages read (data/emoji.py), with the licence of their images.
+NPM_LICENCES = {
+    "emoji-datasource": "MIT (names only)",
+    "emoji-datasource-google": "Apache-2.0 (Noto emoji)",
+    "emoji-datasource-twitter": "CC-BY-4.0 (Twemoji)",
+    "emoji-datasource-apple": "Apple's: not licensed for commercial use",
+    "emoji-datasource-facebook": "Facebook's: no clear licence",
+    "@lobehub/fluent-emoji-3d": "MIT (Microsoft Fluent Emoji)",
+    "@iconify-json/fluent-emoji-flat": "MIT (Microsoft Fluent Emoji)",
+    "@iconify-json/fluent-emoji": "MIT (Microsoft Fluent Emoji)",
+    "@iconify-json/fxemoji": "Apache-2.0 (Mozilla FxEmoji)",
+    "@iconify-json/emojione": "CC-BY-4.0 (Emoji One)",
+    "@iconify-json/streamline-emojis": "CC-BY-4.0 (Streamline)",
+    "@iconify-json/flat-color-icons": "MIT (Icons8)",
+}
+
+
+def npm_package(package: str, where: str, marker: str) -> Path:
+    """The folder of npm `package` (the one holding `marker`): in WHERE (a folder, or an `npm
+    pack` .tgz unpacked once into CACHE), else in ./node_modules, else the newest `npm pack`
+    .tgz in the working folder, else an earlier unpacking."""
+    tgz = package.removeprefix("@").replace("/", "-")
+    candidates = [Path(where)] if where else [Path("node_modules"), *sorted(Path().glob(f"{tgz}-[0-9]*.tgz"))[-1:],
+                                              *sorted(CACHE.glob(f"{tgz}-[0-9]*/package"))]
+    for candidate in candidates:
+        if candidate.is_file() and candidate.name.endswith(".tgz"):
+            target = CACHE / candidate.name.removesuffix(".tgz")
+            if not (target / "package" / marker).exists():
+                target.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(candidate) as tar:
+                    tar.extractall(target, filter="data")
+            candidate = target / "package"
+        for folder in (candidate, candidate / "package", candidate / package, candidate / "node_modules" / package):
+            if (folder / marker).exists():
+                return folder
+    looked = where or f"./node_modules and {CACHE}"
+    raise MissingPackageError(f"{looked}: no npm package {package} there; run `npm pack {package}` and pass the "
+                              f"path of the .tgz it writes (or `npm install {package}`)")

@@ -298,8 +298,8 @@ def classify(
 @app.command()
 def zeroshot(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
-    dataset: str = typer.Option(..., help="folder:PATH, csv:PATH, synthetic[:OPTS], fashion-mnist, flags or "
-                                "emoji:VENDOR[:PATH] (README: Datasets)."),
+    dataset: str = typer.Option(..., help="folder:PATH, csv:PATH, synthetic[:OPTS], fashion-mnist, flags, "
+                                "emoji:STYLE[:PATH], iconify:SET[:PATH] or photos (README: Datasets)."),
     out: Path = typer.Option(Path("runs/zeroshot"), help="Where summary.json, predictions.jsonl and report.html go."),
     templates: Optional[str] = typer.Option(None, help="A template file or a built-in set; by default the "
                                             "dataset's own set."),
@@ -384,7 +384,7 @@ app.add_typer(data_app, name="data")
 @data_app.command("shard")
 def data_shard(
     spec: str = typer.Argument(..., help="Training pairs as train --data names them (csv:PATH, folder:PATH, "
-                               "openclipart, emoji:VENDOR, tuxpaint, joined with +)."),
+                               "openclipart, emoji:STYLE, iconify:SET, tuxpaint, joined with +)."),
     out: Path = typer.Option(..., help="A new or empty folder for the shards and manifest.json."),
     shard_size: int = typer.Option(1000, min=1, help="Samples per shard."),
 ) -> None:

@@ -14,7 +14,8 @@ from .resnet import ModifiedResNet
 from .text import TextLSTM, TextTransformer
 from .vit import VisionTransformer
 
-IMAGE_TOWERS = {"vit": VisionTransformer, "resnet": ModifiedResNet, "efficientnet_lite0": EfficientNetTower}
+IMAGE_TOWERS = {"vit": VisionTransformer, "resnet": ModifiedResNet, "efficientnet_lite0": EfficientNetTower,
+                "efficientnet_lite2": EfficientNetTower}
 TEXT_TOWERS = {"transformer": TextTransformer, "lstm": TextLSTM, "minilm": MiniLMTower}
 
 

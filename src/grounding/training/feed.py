@@ -4,7 +4,8 @@ once each in OUT/skipped.jsonl, and too many stop the run).
 
 `PairFeed` decodes images in DataLoader workers (data/batches.py). `CachedFeed` serves
 head-only training over locked backbones: every image's and caption's backbone features are
-computed once and kept in OUT/features, so a step costs only the heads."""
+computed once and kept in CACHE/features (data/sources.py), a file set per source and tower, so
+that a step costs only the heads and another run over the same sources computes nothing."""
 from __future__ import annotations
 
 import hashlib
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 from ..data.batches import Batch, PairBatches, batch_loader
 from ..data.images import DecodedImages, ImageList, TrainTransform, one_thread
 from ..data.pairs import ListSource, Mixture, clean_captions
+from ..data.sources import CACHE
 from ..io import atomic_path
 from ..models import CLIP
 from ..models.pretrained import PackagedBackbone, digest
@@ -126,11 +128,12 @@ class CachedFeed(PairFeed):
                                  "unlocked layers")
         self.chooser = self._batches(0)
         model.eval()  # features as the towers give them at use: BatchNorm on its running statistics
-        paths = list(dict.fromkeys(p.image for s in mixture.sources for p in s.pairs))
-        self.image_row = {str(p): i for i, p in enumerate(paths)}
-        self.images, self.errors = self._image_features(paths)
-        captions = sorted({c for s in mixture.sources for p in s.pairs for c in clean_captions(p.captions)})
-        self.text_row = {c: i for i, c in enumerate(captions)}
+        pairs = [p for s in mixture.sources for p in s.pairs]
+        images = _by_source([(p.source, str(p.image)) for p in pairs])
+        self.image_row = {key: i for i, key in enumerate(k for group in images.values() for k in group)}
+        self.images, self.errors = self._image_features(images)
+        captions = _by_source([(p.source, c) for p in pairs for c in clean_captions(p.captions)])
+        self.text_row = {c: i for i, c in enumerate(c for group in captions.values() for c in group)}
         self.texts, self.cut = self._text_features(captions)
 
     def _next(self, step: int) -> Batch:
@@ -149,48 +152,81 @@ class CachedFeed(PairFeed):
                      self.images[rows], self.texts[text_rows])
 
     @torch.no_grad()
-    def _image_features(self, paths: list[Path]) -> tuple[torch.Tensor, dict[int, str]]:
+    def _image_features(self, images: dict[str, list[str]]) -> tuple[torch.Tensor, dict[int, str]]:
         """Every image's backbone features (NaN rows for the unreadable ones), and why each of
         those could not be read."""
+        paths = [Path(k) for group in images.values() for k in group]
         data = DecodedImages(ImageList(paths), self.model.preprocess)
 
-        def compute(start: int, stop: int) -> torch.Tensor:
-            loader = DataLoader(torch.utils.data.Subset(data, range(start, stop)), batch_size=64,
-                                num_workers=self.cfg.workers, worker_init_fn=one_thread if self.cfg.workers else None)
-            rows = []
-            for pixels, _, messages in loader:
-                with self.runtime.autocast():
-                    features = self.model.visual.features(pixels.to(self.runtime.device)).float().cpu()
-                features[torch.tensor([bool(m) for m in messages])] = float("nan")
-                rows.append(features)
-            print(f"image features {stop}/{len(paths)}", file=sys.stderr, flush=True)
-            return torch.cat(rows)
+        def compute(offset: int) -> Callable[[int, int], torch.Tensor]:
+            def rows_of(start: int, stop: int) -> torch.Tensor:
+                loader = DataLoader(torch.utils.data.Subset(data, range(offset + start, offset + stop)),
+                                    batch_size=64, num_workers=self.cfg.workers,
+                                    worker_init_fn=one_thread if self.cfg.workers else None)
+                rows = []
+                for pixels, _, messages in loader:
+                    with self.runtime.autocast():
+                        features = self.model.visual.features(pixels.to(self.runtime.device)).float().cpu()
+                    features[torch.tensor([bool(m) for m in messages])] = float("nan")
+                    rows.append(features)
+                print(f"image features {offset + stop}/{len(paths)}", file=sys.stderr, flush=True)
+                return torch.cat(rows)
+            return rows_of
 
-        features = cached_features(self._cache("image", self.model.visual), [str(p) for p in paths], compute)
+        parts, offset = [], 0
+        for group in images.values():
+            stamped = [f"{k} {_stamp(k)}" for k in group]  # a changed file is a new key
+            parts.append(cached_features(self._cache("image", self.model.visual), stamped, compute(offset)))
+            offset += len(group)
+        features = torch.cat(parts)
         bad = torch.isnan(features).any(dim=1).nonzero().flatten().tolist()
         return features, {i: data[i][2] for i in bad}  # read again for the message: only the bad ones
 
     @torch.no_grad()
-    def _text_features(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _text_features(self, captions: dict[str, list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         tokenizer = self.model.tokenizer
-        cut = torch.zeros(len(captions), dtype=torch.bool)
+        texts = [c for group in captions.values() for c in group]
+        cut = torch.zeros(len(texts), dtype=torch.bool)
 
-        def compute(start: int, stop: int) -> torch.Tensor:
-            rows = []
-            for i in range(start, stop, 256):
-                ids, _ = tokenizer.tokenize(captions[i:min(i + 256, stop)], truncate=True)
-                with self.runtime.autocast():
-                    rows.append(self.model.text.features(ids.to(self.runtime.device)).float().cpu())
-            return torch.cat(rows)
+        def compute(group: list[str]) -> Callable[[int, int], torch.Tensor]:
+            def rows_of(start: int, stop: int) -> torch.Tensor:
+                rows = []
+                for i in range(start, stop, 256):
+                    ids, _ = tokenizer.tokenize(group[i:min(i + 256, stop)], truncate=True)
+                    with self.runtime.autocast():
+                        rows.append(self.model.text.features(ids.to(self.runtime.device)).float().cpu())
+                return torch.cat(rows)
+            return rows_of
 
-        for i in range(0, len(captions), 4096):
-            _, rows = tokenizer.tokenize(captions[i:i + 4096], truncate=True)
+        for i in range(0, len(texts), 4096):
+            _, rows = tokenizer.tokenize(texts[i:i + 4096], truncate=True)
             cut[[i + r for r in rows]] = True
-        return cached_features(self._cache("text", self.model.text), captions, compute, chunk=4096), cut
+        cache = self._cache("text", self.model.text)
+        return torch.cat([cached_features(cache, group, compute(group), chunk=4096) for group in captions.values()]), cut
 
     def _cache(self, name: str, tower: PackagedBackbone) -> Path:
-        """OUT/features/NAME-BACKBONE: the backbone's weights name the cache, so a changed one starts anew."""
-        return self.run.out / "features" / f"{name}-{digest(tower.backbone)[:12]}"
+        """CACHE/features/NAME-BACKBONE-PRECISION: the backbone's weights and the precision name the
+        cache, so a changed one starts anew."""
+        return CACHE / "features" / f"{name}-{digest(tower.backbone)[:12]}-{self.cfg.precision}"
+
+
+def _by_source(items: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The distinct keys of each source, in order; a key two sources share goes with the first."""
+    groups: dict[str, dict[str, None]] = {}
+    seen: set[str] = set()
+    for source, key in items:
+        if key not in seen:
+            seen.add(key)
+            groups.setdefault(source, {})[key] = None
+    return {source: list(keys) for source, keys in groups.items()}
+
+
+def _stamp(path: str) -> str:
+    try:
+        stat = Path(path).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        return "missing"
 
 
 def cached_features(folder: Path, keys: Sequence[str], compute: Callable[[int, int], torch.Tensor],

@@ -92,7 +92,7 @@ class TrainConfig(LoopConfig):
     tokenizer: str | None = option(None, "openai (OpenAI's vocabulary), minilm (MiniLM's WordPiece) or train (a BPE "
                                    "learned from the training captions); by default the model config's.")
     data: str = option("synthetic", "Training pairs: synthetic, csv:PATH, folder:PATH, tar:PATTERN, openclipart, "
-                       "emoji:VENDOR[:PATH], tuxpaint, gcompris; join with +, weigh with @W (README: Train on your "
+                       "emoji:STYLE[:PATH], iconify:SET[:PATH], tuxpaint, gcompris; join with +, weigh with @W (README: Train on your "
                        "own data).")
     workers: int = option(2, "Processes that decode and crop images beside the training one (0: none).")
     shuffle_buffer: int = option(1000, "tar data: samples in the shuffle buffer of each worker's stream.")
