@@ -1,5 +1,5 @@
-"""Named emoji and icons in many styles (data/emoji.py): every style's names, the held-out groups
-and validation concepts left out of training in all of them alike, and the npm packages found."""
+"""Named emoji and icons in many styles (data/emoji.py): every style's names, the held-out and
+validation groups left out of training in all of them alike, and the npm packages found."""
 from __future__ import annotations
 
 import json
@@ -14,10 +14,6 @@ from grounding.data.clipart import emoji_pairs
 from grounding.data.datasets import open_dataset
 from grounding.data.sources import MissingPackageError
 
-# A validation name and a training name, by the hash rule (checked below).
-VALIDATION, TRAINING = next(n for n in (f"thing {i}" for i in range(200)) if emoji.is_validation(n)), "grinning face"
-
-
 @pytest.fixture
 def packages(tmp_path, monkeypatch):
     """./node_modules with emoji-datasource-google, and an empty cache."""
@@ -29,7 +25,7 @@ def packages(tmp_path, monkeypatch):
     root = tmp_path / "node_modules" / "emoji-datasource-google"
     (root / "img" / "google" / "64").mkdir(parents=True)
     entries = [("GRINNING FACE", "1f600", "Smileys & Emotion"), ("DOG FACE", "1f436", "Animals & Nature"),
-               ("CANADA FLAG", "1f1e8-1f1e6", "Flags"), (VALIDATION.upper(), "2b50", "Symbols")]
+               ("CANADA FLAG", "1f1e8-1f1e6", "Flags"), ("ROCKET", "1f680", "Travel & Places")]
     (root / "emoji.json").write_text(json.dumps([
         {"name": name, "image": f"{code}.png", "category": group, "sort_order": i, "short_names": [],
          "has_img_google": True} for i, (name, code, group) in enumerate(entries)]))
@@ -40,20 +36,12 @@ def packages(tmp_path, monkeypatch):
     emoji._emoji_groups.cache_clear()
 
 
-def test_the_validation_rule_keeps_about_a_tenth_of_names():
-    names = [f"concept {i}" for i in range(2000)]
-    share = sum(map(emoji.is_validation, names)) / len(names)
-    assert abs(share - emoji.VALIDATION_SHARE) < 0.02  # 3 sigma of a binomial share over 2000 names
-    assert emoji.is_validation("Thing-1") == emoji.is_validation("thing 1")  # one concept, any spelling
-    assert emoji.is_validation(VALIDATION) and not emoji.is_validation(TRAINING)
-
-
-def test_training_leaves_out_the_held_out_groups_and_validation_concepts(packages):
+def test_training_leaves_out_the_held_out_and_validation_groups(packages):
     data = open_dataset("emoji:google")
-    assert data.classes == ["grinning face", "dog face", "canada flag", VALIDATION]
+    assert data.classes == ["grinning face", "dog face", "canada flag", "rocket"]
     pairs = emoji_pairs("emoji:google")
     assert [p.captions for p in pairs] == [["grinning face", "an emoji of grinning face"]]
-    assert emoji.validation_split(data).classes == [VALIDATION]
+    assert data.only_categories((emoji.VALIDATION,)).classes == ["rocket"]
 
 
 def test_fluent_3d_renders_are_named_by_codepoint(packages):
@@ -71,19 +59,20 @@ def test_iconify_icons_are_rendered_and_grouped_by_either_account(packages):
     icons = {"prefix": "demo", "width": 16, "height": 16, "icons": {
         "grinning-face": {"body": square}, "grinning-face-dark": {"body": square},  # a skin-tone variant
         "dog-face": {"body": square},  # Animals & Nature by emoji.json, though the set says otherwise
-        "bread": {"body": square}, "rocket-2": {"body": square, "width": 32}}}
+        "bread": {"body": square}, "smile-2": {"body": square, "width": 32}, "tram": {"body": square}}}
     package = packages / "icons"
     package.mkdir()
     (package / "icons.json").write_text(json.dumps(icons))
-    (package / "metadata.json").write_text(json.dumps({"categories": {"Food": ["bread"], "Smileys": ["dog-face"]}}))
+    (package / "metadata.json").write_text(json.dumps({"categories": {"Food": ["bread"], "Smileys": ["dog-face"],
+                                                                    "Travel": ["tram"]}}))
     with tarfile.open(packages / "iconify-json-demo-1.0.0.tgz", "w:gz") as tar:
         tar.add(package, arcname="package")
     data = open_dataset("iconify:demo")  # the .tgz in the working folder, unpacked into the cache
-    assert data.classes == ["bread", "dog face", "grinning face", "rocket"]
-    assert data.categories == ["Food & Drink", "Animals & Nature", "Smileys & Emotion", ""]
+    assert data.classes == ["bread", "dog face", "grinning face", "smile", "tram"]
+    assert data.categories == ["Food & Drink", "Animals & Nature", "Smileys & Emotion", "", "Travel & Places"]
     image = data.image(3)
     assert image.size == (128, 64) and image.getpixel((30, 32)) == (255, 0, 0) and image.getpixel((100, 32)) == (255,) * 3
-    assert [p.captions[0] for p in emoji_pairs("iconify:demo")] == ["grinning face", "rocket"]
+    assert [p.captions[0] for p in emoji_pairs("iconify:demo")] == ["grinning face", "smile"]
 
 
 def test_a_missing_npm_package_says_how_to_get_it(packages):
@@ -98,3 +87,32 @@ def test_the_photo_sets_are_apart_and_readable():
     assert not set(test.keys) & set(demo.keys) and len(test) == 12 and len(demo) == 4
     assert all(test.image(i).mode == "RGB" for i in range(len(test)))
     assert demo.classes[:4] == ["coffee", "cat", "rocket", "astronaut"] and len(demo.classes) == 12
+
+
+def test_the_built_in_recipe_trains_only_on_what_it_may_ship_and_never_on_the_tests():
+    from grounding.training.recipes import LIT_DATA
+
+    sources = {part.split(":")[0] + ":" + part.split(":")[1] if ":" in part else part for part in LIT_DATA.split("+")}
+    unshippable = {"emoji:apple", "emoji:facebook", "tuxpaint", "gcompris"}  # licences (data/sources.py)
+    reserved = {"emoji:twitter", "iconify:twemoji", "iconify:noto", "iconify:noto-v1", "iconify:openmoji",
+                "iconify:flag"}  # the emoji test's style, the independent evaluation sets, the flags validation
+    assert not sources & (unshippable | reserved)
+    assert all(not s.startswith("emoji:") or s.split(":")[1] in emoji.VENDORS + ("fluent-3d",) for s in sources)
+
+
+def test_a_set_of_national_flags_is_named_by_country(packages):
+    from grounding.data.datasets import country_names
+
+    try:
+        countries = country_names()
+    except MissingPackageError as e:
+        pytest.skip(str(e))
+    square = {"body": '<rect width="4" height="3" fill="#00f"/>', "width": 4, "height": 3}
+    icons = {code + "-4x3": square for code in countries} | {"eu-4x3": square, "ca-1x1": square}
+    package = packages / "flags" / "package"
+    package.mkdir(parents=True)
+    (package / "icons.json").write_text(json.dumps({"prefix": "flags", "icons": icons}))
+    data = open_dataset(f"iconify:flags:{package}")
+    assert len(data) == len(countries) and "Canada" in data.classes and data.templates == "flags"  # eu left out
+    assert emoji_pairs(f"iconify:flags:{package}")[0].captions == [f"the flag of {data.classes[0]}",
+                                                                     f"{data.classes[0]} flag"]

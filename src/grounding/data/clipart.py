@@ -63,10 +63,11 @@ def clipart_pairs(root: Path | None = None) -> list[Pair]:
 
 def emoji_pairs(spec: str) -> list[Pair]:
     """A pair per emoji or icon of a training concept (data/emoji.py): its name, and the name as
-    an emoji (or an icon)."""
+    an emoji (or an icon); a flag as the flag of its country."""
     data = open_dataset(spec)
-    kind = "an emoji" if "emoji" in spec else "an icon"
-    return [Pair(data.paths[i], [data.classes[i], f"{kind} of {data.classes[i]}"], spec)
+    forms = ("the flag of {}", "{} flag") if data.templates == "flags" else \
+        ("{}", "an emoji of {}" if "emoji" in spec else "an icon of {}")
+    return [Pair(data.paths[i], [form.format(data.classes[i]) for form in forms], spec)
             for i in training_examples(data)]
 
 

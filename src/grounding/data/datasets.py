@@ -208,11 +208,16 @@ def _fashion_mnist(rest: str) -> Dataset:
                    templates="fashion", pixels=pixels)
 
 
-def _flags(rest: str) -> Dataset:
-    flags = SOURCES["flags"].require()
+def country_names() -> dict[str, str]:
+    """Each ISO 3166-1 country's common name by its lower-case alpha-2 code (Debian's iso-codes)."""
     iso_3166 = SOURCES["iso-codes"].require("iso_3166-1.json") / "iso_3166-1.json"
     countries = json.loads(iso_3166.read_text(encoding="utf-8"))["3166-1"]
-    names = {c["alpha_2"].lower(): c.get("common_name", c["name"]) for c in countries}
+    return {c["alpha_2"].lower(): c.get("common_name", c["name"]) for c in countries}
+
+
+def _flags(rest: str) -> Dataset:
+    flags = SOURCES["flags"].require()
+    names = country_names()
     paths = sorted(p for p in flags.glob("*.png") if p.stem in names)
     classes = [names[p.stem] for p in paths]
     skipped = len(list(flags.glob("*.png"))) - len(paths)

@@ -5,11 +5,14 @@
     emoji:fluent-3d[:PATH]  @lobehub/fluent-emoji-3d: Microsoft's 3D renders, named by codepoint
                           (names and groups from the emoji.json of any emoji-datasource package)
     iconify:SET[:PATH]    @iconify-json/SET (fluent-emoji-flat, fxemoji, emojione, ...): SVG icons
-                          named by their keys, rendered once into the cache with resvg
+                          named by their keys, rendered once into the cache with resvg; a set of
+                          national flags named by ISO code (flag, flagpack, cif, circle-flags)
+                          is named by country, as the flags dataset is
 
 PATH is an `npm pack` .tgz or a folder; without it, ./node_modules and earlier unpackings in the
 cache are tried. Every example has a category, mapped onto emoji.json's groups, so that the held-
-out groups can be left out of training in every style alike (`training_examples`).
+out groups can be left out of training in every style alike (`training_examples`); the validation
+group is `data.only_categories((VALIDATION,))`.
 """
 from __future__ import annotations
 
@@ -24,27 +27,22 @@ from .datasets import Dataset
 from .sources import CACHE, npm_package
 
 VENDORS = ("google", "twitter", "apple", "facebook")
-# Emoji groups kept out of training in every style: the held-out zero-shot test, and flags (the
-# flags test).
+# Emoji groups kept out of training in every style: the held-out zero-shot test, the validation
+# group the design is chosen on (a whole group too, as the test is), and flags (the flags test).
 HELD_OUT = ("Animals & Nature", "Food & Drink")
-EXCLUDED = HELD_OUT + ("Flags",)
-# One in ten of the other emoji concepts, chosen by a hash of the name, is never trained on
-# either: the validation split that designs are chosen on (unseen concepts, like the test).
-VALIDATION_SHARE = 0.1
+VALIDATION = "Travel & Places"
+EXCLUDED = HELD_OUT + (VALIDATION, "Flags")
 # Iconify's own group names for the excluded groups.
 _GROUPS = {"nature": "Animals & Nature", "animalsnature": "Animals & Nature", "food": "Food & Drink",
-           "fooddrink": "Food & Drink", "flags": "Flags"}
-
+           "fooddrink": "Food & Drink", "flags": "Flags", "travel": VALIDATION, "places": VALIDATION,
+           "travelplaces": VALIDATION}
 _SKIN_TONE = re.compile(r"-(light|medium-light|medium|medium-dark|dark)$")
+_FLAG_SHAPE = re.compile(r"-(1x1|4x3)$")
 
 
 def key(name: str) -> str:
     """What two spellings of one emoji name share: `alarm-clock`, `ALARM CLOCK`, `alarmclock`."""
     return re.sub(r"[^0-9a-z]", "", name.lower())
-
-
-def is_validation(name: str) -> bool:
-    return hashlib.sha256(key(name).encode()).digest()[0] < 256 * VALIDATION_SHARE
 
 
 def open_emoji(rest: str) -> Dataset:
@@ -78,18 +76,41 @@ def open_iconify(rest: str) -> Dataset:
         for group, members in json.loads((root / "metadata.json").read_text()).get("categories", {}).items():
             groups.update({member: _GROUPS.get(key(group), group) for member in members})
     by_name = _emoji_groups()
+    countries = _countries(icons["icons"])
     folder = CACHE / "iconify" / f"{name}-{hashlib.sha256((root / 'icons.json').read_bytes()).hexdigest()[:12]}"
     examples = []
     for icon, body in sorted(icons["icons"].items()):
         if _SKIN_TONE.sub("", icon) in icons["icons"] and _SKIN_TONE.search(icon):
             continue  # a skin-tone variant: the base image is used, as for emoji-datasource
+        code = _FLAG_SHAPE.sub("", icon)
+        if countries and code not in countries:
+            continue  # a flag set's regions and organisations, as in the flags dataset
         path = folder / f"{icon}.png"
         if not path.is_file():
             _render(body, icons, path)
+        if countries:
+            examples.append((path, countries[code], ""))
+            continue
         # An excluded group by either account wins: a held-out concept stays out in every style.
         own, named = groups.get(icon, ""), by_name.get(key(icon), "")
-        examples.append((path, re.sub(r"-\d+$", "", icon).replace("-", " "), next((g for g in (named, own) if g in EXCLUDED), named or own)))
-    return _dataset(f"iconify:{name}", examples)
+        label = re.sub(r"-\d+$", "", icon).replace("-", " ")
+        examples.append((path, label, next((g for g in (named, own) if g in EXCLUDED), named or own)))
+    return _dataset(f"iconify:{name}", examples, "flags" if countries else "emoji")
+
+
+def _countries(icons: dict) -> dict[str, str]:
+    """For a set of national flags named by ISO 3166-1 code (`ca`, `ca-4x3`): the country names
+    by code; for any other set, nothing."""
+    from .datasets import country_names
+
+    codes = {_FLAG_SHAPE.sub("", icon) for icon in icons}
+    if sum(len(c) == 2 for c in codes) < 100:
+        return {}
+    try:
+        names = country_names()
+    except FileNotFoundError:
+        return {}
+    return names if len(codes & names.keys()) >= min(100, len(codes) / 2) else {}
 
 
 def _render(body: dict, icons: dict, path: Path, size: int = 128) -> None:
@@ -104,29 +125,17 @@ def _render(body: dict, icons: dict, path: Path, size: int = 128) -> None:
         tmp.write_bytes(bytes(resvg_py.svg_to_bytes(svg_string=svg)))
 
 
-def _dataset(name: str, examples: list[tuple[Path, str, str]]) -> Dataset:
+def _dataset(name: str, examples: list[tuple[Path, str, str]], templates: str = "emoji") -> Dataset:
     examples = list({label: (path, label, group) for path, label, group in examples}.values())  # one per name
     paths = [path for path, _, _ in examples]
     return Dataset(name, [label for _, label, _ in examples], [str(p) for p in paths],
-                   [(i,) for i in range(len(examples))], templates="emoji", paths=paths,
+                   [(i,) for i in range(len(examples))], templates=templates, paths=paths,
                    categories=[group for _, _, group in examples])
 
 
 def training_examples(data: Dataset) -> list[int]:
-    """The examples to train on: not of an excluded group, nor a validation concept."""
-    return [i for i, (label, group) in enumerate(zip(data.classes, data.categories))
-            if group not in EXCLUDED and not is_validation(label)]
-
-
-def validation_split(data: Dataset) -> Dataset:
-    """The validation concepts outside the excluded groups, each classified among them all."""
-    names = {data.classes[i] for i, group in enumerate(data.categories)
-             if group not in EXCLUDED and is_validation(data.classes[i])}
-    keep = [i for i, label in enumerate(data.classes) if label in names]
-    part = data.subset(keep, f"{data.name} (validation concepts)")
-    part.classes = [data.classes[i] for i in keep]
-    part.targets = [(n,) for n in range(len(keep))]
-    return part
+    """The examples to train on: those outside the excluded groups."""
+    return [i for i, group in enumerate(data.categories) if group not in EXCLUDED]
 
 
 def _entries(root: Path) -> list[dict]:

@@ -73,6 +73,8 @@ NPM_LICENCES = {
     "@iconify-json/emojione": "CC-BY-4.0 (Emoji One)",
     "@iconify-json/streamline-emojis": "CC-BY-4.0 (Streamline)",
     "@iconify-json/flat-color-icons": "MIT (Icons8)",
+    "@iconify-json/circle-flags": "MIT (HatScripts)",
+    "@iconify-json/flag": "MIT (flag-icons)",
 }
 
 
