@@ -100,6 +100,6 @@ def test_version():
 def test_importing_grounding_and_writing_files_leave_the_umask_alone(tmp_path):
     """Setting the umask, even to set it back, races with other threads' file creation."""
     script = ("import os; calls = []; real = os.umask; os.umask = lambda m: calls.append(m) or real(m); "
-              "import grounding, grounding.io; "
-              f"grounding.io.write_text_atomic({str(tmp_path / 'f.txt')!r}, 'x'); print(len(calls))")
+              "import grounding, grounding.files; "
+              f"grounding.files.write_text_atomic({str(tmp_path / 'f.txt')!r}, 'x'); print(len(calls))")
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout.strip() == "0"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from grounding.data.collections import expand_braces, list_items
+from grounding.data.inputs import expand_braces, list_items
 from grounding.data.synthetic import World
 from grounding.factory import fingerprint, save_model
 from grounding.interfaces.cli import app

@@ -332,7 +332,7 @@ def test_fine_tuning_an_open_clip_state_dict(captioned, tmp_path, openai_bpe, mo
 
 
 def test_a_second_writer_is_refused_while_a_run_holds_its_folder(captioned, tmp_path):
-    from grounding.io import FolderInUseError, folder_lock
+    from grounding.files import FolderInUseError, folder_lock
 
     with folder_lock(tmp_path / "run", "a test"):
         with pytest.raises(FolderInUseError, match=r"in use by this process"):
@@ -359,7 +359,7 @@ def test_impossible_training_options_are_one_line_errors_that_write_nothing(tmp_
 
 
 def test_every_writer_locks_its_folder(tmp_path):
-    from grounding.io import folder_lock
+    from grounding.files import folder_lock
 
     (tmp_path / "texts.txt").write_text("a red circle\n")
     jobs = {"emb": ["embed", "--model", "tiny", "--texts", str(tmp_path / "texts.txt"), "--out", str(tmp_path / "emb")],

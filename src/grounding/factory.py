@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import PRESETS, ModelConfig, VisionConfig, preset
 from .data.images import Preprocess
-from .io import atomic_path, write_json_atomic
+from .files import atomic_path, write_json_atomic
 from .models import CLIP
 from .models.pretrained import hash_state, packaged_prefixes
 from .tokenizer import MissingVocabulary, Tokenizer

@@ -244,7 +244,7 @@ class Tokenizer:
     def save_hf_files(self, folder: str | Path) -> None:
         """Hugging Face's `vocab.json`, `merges.txt` and the special tokens, as `CLIPTokenizer`
         reads them."""
-        from .io import write_json_atomic, write_text_atomic
+        from .files import write_json_atomic, write_text_atomic
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import grounding
 from grounding.config import preset
-from grounding.io import FolderError
+from grounding.files import FolderError
 from grounding.training.options import LoopConfig, TrainConfig
 from grounding.training.trainer import train
 

@@ -11,7 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..io import atomic_path
+from ..files import atomic_path
 
 from .datasets import open_dataset
 from .emoji import training_examples

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import read_csv_rows
+from ..files import read_csv_rows
 from .images import IMAGE_SUFFIXES, listed, load_image
 from .sources import SOURCES, MissingPackageError
 from .synthetic import World

@@ -22,7 +22,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from ..io import atomic_path
+from ..files import atomic_path
 from .datasets import Dataset
 from .sources import CACHE, npm_package
 

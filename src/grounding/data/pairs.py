@@ -32,8 +32,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ..io import read_csv_rows
-from .collections import expand_braces
+from ..files import read_csv_rows
+from .inputs import expand_braces
 from .images import IMAGE_SUFFIXES, VECTOR_SUFFIXES, BadImageError, decode_image, listed, load_image
 from .streams import ListStream, split_off
 from .synthetic import Scene, World

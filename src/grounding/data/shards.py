@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from ..io import folder_lock, refuse_foreign, write_json_atomic
+from ..files import folder_lock, refuse_foreign, write_json_atomic
 from .images import BadImageError, load_image
 from .pairs import listed_pairs
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..io import save_figure  # noqa: E402
+from ..files import save_figure  # noqa: E402
 from .zeroshot import Example  # noqa: E402
 
 CORRECT, OTHER = "#2e7d32", "#90a4ae"

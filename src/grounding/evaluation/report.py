@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..data.datasets import Dataset  # noqa: E402
-from ..io import write_jsonl_atomic, write_text_atomic  # noqa: E402
+from ..files import write_jsonl_atomic, write_text_atomic  # noqa: E402
 from . import metrics  # noqa: E402
 from .predict import Predictions  # noqa: E402
 from .zeroshot import Example  # noqa: E402

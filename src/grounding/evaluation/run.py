@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import Dataset, open_dataset
-from ..io import write_json_atomic
+from ..files import write_json_atomic
 from ..models import CLIP
 from . import probe as probes
 from .predict import predict

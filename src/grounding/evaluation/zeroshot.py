@@ -48,7 +48,7 @@ def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[st
     """`build_classifier`, kept on disk under a key of the model's text side, the labels and the
     templates, so a second evaluation with the same labels encodes nothing."""
     from ..factory import fingerprint
-    from ..io import atomic_path
+    from ..files import atomic_path
 
     precision = str(dtype_of(model.text))  # a bf16 model's classifier is its own
     key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates), precision]

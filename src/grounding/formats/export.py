@@ -18,7 +18,7 @@ import torch
 from tokenizers import Regex, normalizers, processors
 from torch import nn
 
-from ..io import atomic_path, write_json_atomic
+from ..files import atomic_path, write_json_atomic
 from ..models import CLIP
 
 FORMATS = ("onnx", "torchscript")

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..config import ModelConfig, TextConfig, VisionConfig
-from ..io import atomic_path, write_json_atomic
+from ..files import atomic_path, write_json_atomic
 
 _BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
           "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig, TextConfig, VisionConfig
-from ..io import atomic_path, write_json_atomic
+from ..files import atomic_path, write_json_atomic
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")

@@ -254,7 +254,7 @@ def classify(
     from rich.console import Console
     from rich.progress import Progress
 
-    from ..data.collections import expand_inputs
+    from ..data.inputs import expand_inputs
     from ..evaluation.predict import classify_files
     from ..evaluation.templates import resolve_templates
     from ..evaluation.zeroshot import cached_classifier

@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..data.synthetic import World  # noqa: E402
-from ..io import save_figure  # noqa: E402
+from ..files import save_figure  # noqa: E402
 from ..models import CLIP, ModifiedResNet  # noqa: E402
 from ..runtime import device_of, dtype_of  # noqa: E402
 

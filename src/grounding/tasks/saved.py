@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..factory import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, attach, load_weights, save_weights
-from ..io import atomic_path, write_json_atomic
+from ..files import atomic_path, write_json_atomic
 from ..models.captioner import Captioner, CaptionerConfig
 from ..models.vqa import VQAConfig, VQAModel
 from ..tokenizer import Tokenizer

@@ -22,7 +22,7 @@ from ..data.batches import Batch, PairBatches, batch_loader
 from ..data.images import DecodedImages, ImageList, TrainTransform, one_thread
 from ..data.pairs import ListSource, Mixture, clean_captions
 from ..data.sources import CACHE
-from ..io import atomic_path
+from ..files import atomic_path
 from ..models import CLIP
 from ..models.pretrained import PackagedBackbone, digest
 from ..runtime import Runtime

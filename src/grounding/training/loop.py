@@ -21,7 +21,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from ..io import write_json_atomic
+from ..files import write_json_atomic
 from .checkpoint import TRAIN_FILE, RunFolder
 from .distributed import World
 from .lock import freeze_locked_batch_norms

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import ModelConfig, resolve_config
 from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
 from ..factory import build_tokenizer, create_model, load, read_config, save_model, synthetic_corpus, tie_tokenizer
-from ..io import folder_lock
+from ..files import folder_lock
 from ..losses import contrastive_loss
 from ..models import CLIP
 from ..runtime import Runtime, autocast, device_of

@@ -17,7 +17,7 @@ from ..evaluation.metrics import rank_summary, topk_accuracy
 from ..evaluation.predict import pair_ranks, predict
 from ..evaluation.templates import resolve_templates
 from ..evaluation.zeroshot import build_classifier
-from ..io import write_json_atomic
+from ..files import write_json_atomic
 from ..models import CLIP
 from ..runtime import Runtime
 from .checkpoint import RunFolder

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ...evaluation.caption_metrics import bleu, cider_d, rouge_l
-from ...io import write_json_atomic, write_jsonl_atomic
+from ...files import write_json_atomic, write_jsonl_atomic
 from ..towers import pixels_of
 from .data import CaptionExample, normalise_caption
 from .decode import generate

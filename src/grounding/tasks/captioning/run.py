@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ...io import folder_lock, write_json_atomic
+from ...files import folder_lock, write_json_atomic
 from ...training.checkpoint import RunFolder
 from .data import SyntheticCaptions, caption_examples, open_captions
 from .evaluate import evaluate_captions

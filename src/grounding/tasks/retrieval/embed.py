@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ...data.collections import list_items, read_image
+from ...data.inputs import list_items, read_image
 from ...data.images import ImageList, image_loader
 from ...factory import fingerprint, reference
-from ...io import folder_lock
+from ...files import folder_lock
 from ...models import CLIP
 from .store import Store, items_manifest
 

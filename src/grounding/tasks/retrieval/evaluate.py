@@ -12,7 +12,7 @@ from ...data.synthetic import World
 from ...evaluation.metrics import rank_summary
 from ...evaluation.predict import pair_ranks
 from ...data.pairs import clean_captions, listed_pairs
-from ...io import write_json_atomic, write_jsonl_atomic
+from ...files import write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
 
 

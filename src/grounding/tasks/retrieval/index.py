@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ...io import folder_lock, write_json_atomic
+from ...files import folder_lock, write_json_atomic
 from .store import Store
 
 EXACT_LIMIT = 100_000

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from ...data.images import load_image
 from ...factory import fingerprint
-from ...io import atomic_path
+from ...files import atomic_path
 from ...models import CLIP
 from ...runtime import device_of
 from .index import Index

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import atomic_path, refuse_foreign, write_json_atomic
+from ...files import atomic_path, refuse_foreign, write_json_atomic
 
 MANIFEST = "manifest.json"
 

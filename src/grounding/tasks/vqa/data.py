@@ -13,7 +13,7 @@ import torch
 from ...data.images import SceneOrFile
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
-from ...io import read_csv_rows
+from ...files import read_csv_rows
 from ...runtime import device_of
 from ..towers import pixels_of
 

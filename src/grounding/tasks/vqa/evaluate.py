@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ...io import write_json_atomic, write_jsonl_atomic
+from ...files import write_json_atomic, write_jsonl_atomic
 from .data import QUESTION_TYPES, QAExample, to_tensors
 
 

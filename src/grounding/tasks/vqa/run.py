@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ...io import folder_lock, write_json_atomic
+from ...files import folder_lock, write_json_atomic
 from ...training.checkpoint import RunFolder
 from .data import SyntheticQA, csv_questions, open_qa
 from .evaluate import evaluate_vqa, majority_answers

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..io import read_csv_rows
+from ..files import read_csv_rows
 from .images import decode_image, listed, load_image
 
 
