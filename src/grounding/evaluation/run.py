@@ -12,6 +12,7 @@ from ..models import CLIP
 from . import probe as probes
 from .predict import predict
 from .report import example_records, export_cards, summarize, write_html, write_predictions
+from .templates import resolve_templates
 from .zeroshot import build_classifier, cached_classifier
 
 
@@ -51,9 +52,10 @@ def _train_split(spec: str, dataset: Dataset, seed: int) -> tuple[Dataset, Datas
     return dataset.subset(order[:half], dataset.name + " (train half)"), dataset.subset(order[half:])
 
 
-def run_probe(model: CLIP, spec: str, shots: list[int | None], zero_shot: dict | None = None,
-              train_limit: int = 5000, seed: int = 0, workers: int = 2) -> list[dict]:
-    """Linear-probe accuracy for each K in `shots` (None: all training examples)."""
+def run_probe(model: CLIP, spec: str, shots: list[int | None], train_limit: int = 5000, seed: int = 0,
+              workers: int = 2) -> list[dict]:
+    """Linear-probe accuracy for each K in `shots` (None: all training examples), each beside the
+    zero-shot top-1 on the same test examples (from the same features, the dataset's templates)."""
     dataset = open_dataset(spec)
     if dataset.multi_label:
         raise ValueError(f"{spec}: a linear probe needs single-label data")
@@ -62,11 +64,10 @@ def run_probe(model: CLIP, spec: str, shots: list[int | None], zero_shot: dict |
         train = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:train_limit]))
     train_x, train_y = probes.features(model, train, workers=workers)
     test_x, test_y = probes.features(model, test, workers=workers)
+    classifier = cached_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
+    zero_shot = float(((test_x @ classifier.float().cpu().numpy()).argmax(axis=1) == test_y).mean())
     results = [probes.probe(train_x, train_y, test_x, test_y, len(dataset.classes), k, seed) for k in shots]
-    if zero_shot is not None:
-        for r in results:
-            r["zero_shot_top1"] = zero_shot["top1"]
-    return results
+    return [dict(r, zero_shot_top1=zero_shot) for r in results]
 
 
 def load_summary(out: Path) -> dict:

@@ -357,17 +357,11 @@ def probe(
     from rich.console import Console
     from rich.table import Table
 
-    from ..evaluation.predict import predict
-    from ..evaluation.report import summarize
     from ..evaluation.run import run_probe
-    from ..evaluation.templates import resolve_templates
-    from ..evaluation.zeroshot import cached_classifier
 
-    data = _dataset(dataset)
+    _dataset(dataset)  # a bad spec is a one-line error before the model loads
     clip = _load_model(model, device, precision)
-    zs = summarize(data, predict(clip, data, cached_classifier(clip, data.classes, resolve_templates(None, data.templates)),
-                                 workers=workers, show_progress=False), bootstrap=0)
-    results = run_probe(clip, dataset, [*shots, None], zs, train_limit, seed, workers)
+    results = run_probe(clip, dataset, [*shots, None], train_limit, seed, workers)
     table = Table("shots per class", "train examples", "L2", "probe accuracy", "zero-shot top-1")
     for r in results:
         table.add_row(str(r["shots"]), str(r["train_examples"]), f"{r['l2']:.0e}", f"{r['test_accuracy']:.2%}",
