@@ -35,6 +35,13 @@ def test_every_command_explains_every_option(path, command):
             assert flag.split("/")[0] in result.output
 
 
+@pytest.mark.parametrize("path", [[]] + [p for p, c in _commands() if hasattr(c, "commands")], ids=str)
+def test_command_lists_show_whole_summaries(path):
+    result = runner.invoke(app, path + ["--help"], env={"COLUMNS": "80"})
+    listed = result.output.split("Commands:")[1].strip().splitlines()
+    assert listed and not [line for line in listed if line.rstrip().endswith("...")]  # none cut mid-sentence
+
+
 def test_train_needs_out_or_resume():
     result = runner.invoke(app, ["train", "--model", "tiny"])
     assert result.exit_code != 0 and "--out" in result.output

@@ -56,7 +56,7 @@ def default_of(cls, name: str) -> typer.models.OptionInfo:
     return typer.Option(None, help=spec.metadata["help"] + shown, show_default=False)
 
 
-@app.command()
+@app.command(short_help="Train or fine-tune a CLIP model.")
 def train(
     out: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, metrics.jsonl, skipped.jsonl and the "
                                        "latest weights."),
@@ -157,7 +157,7 @@ def _train_recipe(recipe: str, out: Optional[Path], changes: dict) -> None:
     typer.echo(f"done: grounding classify IMAGE --model {out} --labels 'a cat,a dog,...'")
 
 
-@app.command()
+@app.command(short_help="Train and show a small model, end to end.")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the run, its checkpoints and the PNG cards go."),
     steps: int = typer.Option(300, help="Training steps; the default fits in under 5 minutes on 2 CPU cores."),
@@ -226,7 +226,7 @@ def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
     return names
 
 
-@app.command()
+@app.command(short_help="Classify images zero-shot from label text.")
 def classify(
     images: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or patterns such as "
                                        "'photos/**/*.jpg'."),
@@ -295,7 +295,7 @@ def classify(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(short_help="Evaluate zero-shot accuracy on a dataset.")
 def zeroshot(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     dataset: str = typer.Option(..., help="folder:PATH, csv:PATH, synthetic[:OPTS], fashion-mnist, flags, "
@@ -341,7 +341,7 @@ def zeroshot(
     typer.echo(f"report: {out / 'report.html'}  predictions: {out / 'predictions.jsonl'}")
 
 
-@app.command()
+@app.command(short_help="Linear probes beside zero-shot accuracy.")
 def probe(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     dataset: str = typer.Option(..., help="A single-label dataset spec (as for zeroshot)."),
@@ -371,11 +371,12 @@ def probe(
 
 index_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build vector indexes over embedding stores.")
 app.add_typer(index_app, name="index")
-data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Prepare training data: webdataset shards for training at scale.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Prepare training data: webdataset shards for training at scale.",
+                       short_help="Prepare training data (webdataset shards).")
 app.add_typer(data_app, name="data")
 
 
-@data_app.command("shard")
+@data_app.command("shard", short_help="Write webdataset shards from any listed data.")
 def data_shard(
     spec: str = typer.Argument(..., help="Training pairs as train --data names them (csv:PATH, folder:PATH, "
                                "openclipart, emoji:STYLE, iconify:SET, tuxpaint, joined with +)."),
@@ -397,7 +398,7 @@ def data_shard(
 
 
 
-@app.command()
+@app.command(short_help="Encode images or texts into a store.")
 def embed(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     out: Path = typer.Option(..., help="The embedding store's folder (sharded; a killed run resumes here)."),
@@ -430,7 +431,7 @@ def embed(
         typer.echo(f"  {message}")
 
 
-@index_app.command("build")
+@index_app.command("build", short_help="Build a faiss index over an embedding store.")
 def index_build(
     folder: Path = typer.Argument(..., help="An embedding store made by `grounding embed`."),
     kind: Optional[IndexKind] = typer.Option(None, help="flat (exact), hnsw (graph) or ivfpq (compressed); by "
@@ -446,7 +447,7 @@ def index_build(
     typer.echo(f"{meta['kind']} index of {meta['count']} {meta['store']['kind']} embeddings in {folder / 'index'}")
 
 
-@app.command()
+@app.command(short_help="Search an index with words or an image.")
 def search(
     index: Path = typer.Argument(..., help="An embedding store with a built index."),
     query: Optional[str] = typer.Argument(None, help='Words to search for, e.g. "spoon".'),
@@ -500,7 +501,7 @@ def search(
         typer.echo(f"contact sheet: {sheet}")
 
 
-@app.command("retrieval-eval")
+@app.command("retrieval-eval", short_help="Recall@k both ways on paired data.")
 def retrieval_eval(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2], or captioned images as train --data "
@@ -525,7 +526,7 @@ def retrieval_eval(
     typer.echo(f"{summary['examples']} pairs (chance R@1 {summary['chance_recall@1']:.2%}); ranks in {out / 'ranks.jsonl'}")
 
 
-@app.command()
+@app.command(short_help="Show where in an image a phrase is.")
 def ground(
     image: Path = typer.Argument(..., help="The image to look in."),
     phrase: str = typer.Argument(..., help='What to find, e.g. "the red circle".'),
@@ -551,7 +552,7 @@ def ground(
 
 
 
-@app.command()
+@app.command(short_help="Convert a checkpoint between formats.")
 def convert(
     source: str = typer.Argument(..., help="A model folder (grounding, Hugging Face or open_clip), a state dict file "
                                  "or a built-in model."),
@@ -587,7 +588,7 @@ def convert(
 ExportFormat = choice("ExportFormat", "onnx", "torchscript")
 
 
-@app.command("export")
+@app.command("export", short_help="Export the encoders (ONNX, TorchScript).")
 def export_command(
     model: str = typer.Argument(..., help="The model to export: a run or saved folder, a checkpoint, or a built-in "
                                 "model."),
@@ -606,7 +607,7 @@ def export_command(
     typer.echo(f"wrote {', '.join(p.name for p in files)} to {out}")
 
 
-@app.command()
+@app.command(short_help="Serve the web page and the HTTP API.")
 def serve(
     model: str = typer.Option("lit-minilm-effnet", help="The CLIP model the page and API answer with."),
     index: Optional[Path] = typer.Option(None, help="An embedding store with a built index, for search."),

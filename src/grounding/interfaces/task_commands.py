@@ -187,7 +187,7 @@ def caption_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train-vqa")(train_vqa_command)
-    app.command("vqa")(vqa_command)
-    app.command("train-caption")(train_caption_command)
+    app.command("train-vqa", short_help="Train and evaluate a VQA model.")(train_vqa_command)
+    app.command("vqa", short_help="Answer a question about an image.")(vqa_command)
+    app.command("train-caption", short_help="Train and evaluate a captioner.")(train_caption_command)
     app.command("caption")(caption_command)
