@@ -92,7 +92,8 @@ def validate(models: list[str], routes: list[float | None], npm: Path | None, co
         model = grounding.load(path).eval()
         key = digest(model.visual.backbone)
         for name, data in sets.items():
-            features.setdefault((key, name), backbone_features(model, data))
+            if (key, name) not in features:  # one backbone's features serve every model over it
+                features[(key, name)] = backbone_features(model, data)
         classifiers = {n: build_classifier(model, d.classes, TEMPLATE_SETS[d.templates]) for n, d in sets.items()}
         for route in routes:
             if route is not None:
