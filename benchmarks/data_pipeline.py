@@ -24,13 +24,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.images import TrainTransform, load_image
 from grounding.data.synthetic import World
-from grounding.factory import build_tokenizer, create_model
 from grounding.training.loop import fit
 from grounding.training.options import TrainConfig
 from grounding.training.trainer import ContrastiveStep, train
+from grounding.vocabulary import build_tokenizer
 
 CACHE = Path(__file__).parent / ".cache" / "jpegs"
 WARMUP = 5

@@ -15,9 +15,9 @@ import time
 import torch
 import torch.distributed as dist
 
+from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.synthetic import World
-from grounding.factory import create_model
 from grounding.training import distributed
 from grounding.training.optim import make_optimizer
 from grounding.training.trainer import ContrastiveStep

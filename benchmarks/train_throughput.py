@@ -47,8 +47,8 @@ def captions(preset: str, peers: Path | None) -> Path:
     """The synthetic world's captions as token ids, saved for every implementation to load."""
     from grounding.config import preset as grounding_preset
     from grounding.data.synthetic import World
-    from grounding.factory import build_tokenizer
     from grounding.tokenizer import Tokenizer
+    from grounding.vocabulary import build_tokenizer
 
     path = CACHE / f"ids-{preset}.pt"
     if path.exists():

@@ -17,13 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 import grounding
+from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.datasets import open_dataset
 from grounding.evaluation.predict import predict
 from grounding.evaluation.zeroshot import build_classifier
-from grounding.factory import build_tokenizer, create_model
 from grounding.runtime import Runtime
 from grounding.tokenizer import find_openai_vocab
+from grounding.vocabulary import build_tokenizer
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from grounding.build import create_model
 from grounding.config import preset
-from grounding.factory import create_model
 
 CACHE = Path.home() / ".cache" / "grounding-tests"
 
@@ -86,12 +86,12 @@ def server_world(tmp_path_factory):
     import numpy as np
 
     from grounding.data.synthetic import World
-    from grounding.factory import load, save_model
-    from grounding.training.options import LoopConfig
+    from grounding.saved import load, save_model
     from grounding.tasks.captioning.train import CaptionOptions, train_captioner
     from grounding.tasks.retrieval.embed import embed_images
     from grounding.tasks.retrieval.index import build_index
     from grounding.tasks.vqa.train import VQAOptions, train_vqa
+    from grounding.training.options import LoopConfig
 
     root = tmp_path_factory.mktemp("server")
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import grounding.data.datasets as datasets
-from grounding.data.datasets import open_dataset
 import grounding.data.sources as sources
+from grounding.data.datasets import open_dataset
 from grounding.data.sources import MissingPackageError
 from grounding.evaluation import probe as probes
 from grounding.evaluation import zeroshot
@@ -192,8 +192,8 @@ def test_run_probe_on_synthetic(tiny_model, tmp_path):
 
 
 def test_classify_command_prints_top_labels(tmp_path):
-    from grounding.factory import save_model
     import grounding
+    from grounding.saved import save_model
 
     model = grounding.load("tiny")
     save_model(model, tmp_path / "m")

@@ -67,8 +67,8 @@ def test_an_lstm_text_tower_is_refused_with_a_reason(tmp_path):
 def test_the_export_command(tmp_path):
     from typer.testing import CliRunner
 
-    from grounding.factory import save_model
     from grounding.interfaces.cli import app
+    from grounding.saved import save_model
 
     save_model(_model("vit"), tmp_path / "model")
     result = CliRunner().invoke(app, ["export", str(tmp_path / "model"), str(tmp_path / "out")])

@@ -206,8 +206,8 @@ def test_a_state_dict_without_activation_is_refused(tmp_path, tiny_model):
 def test_convert_command_round_trips_through_every_format(tmp_path):
     from typer.testing import CliRunner
 
-    from grounding.factory import save_model
     from grounding.interfaces.cli import app
+    from grounding.saved import save_model
 
     config = grounding.preset("tiny")
     config.vision.activation = config.text.activation = "quick_gelu"
@@ -260,8 +260,8 @@ class _Attributes(torch.nn.Module):
 
 
 def test_torchscript_archives_load_as_data_with_parity(tmp_path, openai_bpe, monkeypatch):
+    from grounding.build import create_model
     from grounding.config import preset
-    from grounding.factory import create_model
     from grounding.formats.openai import write_open_clip
 
     monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))

@@ -13,11 +13,12 @@ import torch
 from typer.testing import CliRunner
 
 import grounding
+from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.synthetic import World
-from grounding.factory import create_model, save_model
 from grounding.interfaces.cli import app
 from grounding.runtime import Runtime
+from grounding.saved import save_model
 
 runner = CliRunner()
 

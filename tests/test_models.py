@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
+from grounding.build import create_model
 from grounding.config import ModelConfig, preset, resolve_config
-from grounding.factory import create_model
 from grounding.models.layers import Layer
 from grounding.models.text import end_of_text_positions
 

@@ -13,8 +13,8 @@ from PIL import Image
 
 import grounding
 from grounding.evaluation.zeroshot import build_classifier, classify
-from grounding.factory import save_model
 from grounding.models import bert, efficientnet
+from grounding.saved import save_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -121,8 +121,8 @@ def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path, 
 
 
 def test_cached_features_are_the_towers_features_of_the_examples_a_step_draws(tmp_path):
+    from grounding.build import create_model
     from grounding.data.pairs import open_pairs
-    from grounding.factory import create_model
     from grounding.runtime import Runtime
     from grounding.training.checkpoint import RunFolder
     from grounding.training.feed import CachedFeed

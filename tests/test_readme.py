@@ -66,9 +66,10 @@ def test_a_readme_command_parses_as_written(args):
 def test_the_python_api_block_runs(tmp_path, monkeypatch):
     import torch
 
+    from grounding.build import create_model
     from grounding.config import preset
     from grounding.data.synthetic import World
-    from grounding.factory import create_model, save_model
+    from grounding.saved import save_model
 
     (block,) = [b for b in _blocks("python") if "grounding.load(\"runs/demo\")" in b]
     torch.manual_seed(0)
@@ -88,8 +89,8 @@ def test_the_plain_onnxruntime_block_runs_and_agrees_with_the_model(tmp_path, mo
     import torch
     from PIL import Image
 
+    from grounding.build import create_model
     from grounding.config import preset
-    from grounding.factory import create_model
     from grounding.formats.export import export
 
     (block,) = [b for b in _blocks("python") if "onnxruntime" in b]

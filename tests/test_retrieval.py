@@ -9,11 +9,11 @@ from typer.testing import CliRunner
 
 from grounding.data.inputs import expand_braces, list_items
 from grounding.data.synthetic import World
-from grounding.factory import fingerprint, save_model
+from grounding.evaluation.metrics import rank_summary, retrieval_ranks
 from grounding.interfaces.cli import app
+from grounding.saved import fingerprint, save_model
 from grounding.tasks.phrase_grounding import pointing_game, strongest_box
 from grounding.tasks.retrieval.embed import embed_images
-from grounding.evaluation.metrics import rank_summary, retrieval_ranks
 from grounding.tasks.retrieval.index import Index, build_index, make_index
 
 runner = CliRunner()

@@ -15,8 +15,8 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="install the test extra: pip install -e '.[test]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from grounding.factory import load  # noqa: E402
 from grounding.interfaces.server.app import Models, ServerSettings, create_app  # noqa: E402
+from grounding.saved import load  # noqa: E402
 
 
 def _png(image: Image.Image) -> bytes:

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 import grounding
+from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.synthetic import World
 from grounding.evaluation.metrics import topk_accuracy
 from grounding.evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify
-from grounding.factory import create_model
 from grounding.losses import contrastive_loss
 from grounding.training.optim import cosine_lr, param_groups
 from grounding.training.trainer import ContrastiveStep, TrainConfig, train
@@ -198,7 +198,7 @@ def test_locked_pretrained_towers_train_only_their_last_layers_and_heads(tmp_pat
 def test_saved_files_get_the_usual_mode(tmp_path, tiny_model):
     import os
 
-    from grounding.factory import save_model
+    from grounding.saved import save_model
 
     umask = os.umask(0)
     os.umask(umask)

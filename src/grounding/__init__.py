@@ -6,9 +6,10 @@
     ids = model.tokenizer(["a red circle", "a blue square"])
     logits_per_image, logits_per_text = model(pixels, ids)
 """
+from .build import create_model
 from .config import ModelConfig, TextConfig, VisionConfig, preset
-from .factory import create_model, load, save_model
 from .models import CLIP
+from .saved import load, save_model
 from .tokenizer import Tokenizer
 
 __all__ = ["CLIP", "ModelConfig", "TextConfig", "Tokenizer", "VisionConfig", "create_model", "load", "preset",

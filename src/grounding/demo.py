@@ -80,7 +80,7 @@ def show_builtin_model(console: Console) -> dict[str, str] | None:
                   "EfficientNet-Lite0 with heads trained on drawings and emoji) on real photos, from label text alone")
     from .data.datasets import open_dataset
     from .data.sources import MissingPackageError
-    from .factory import load
+    from .saved import load
 
     try:
         photos = open_dataset("photos:demo")

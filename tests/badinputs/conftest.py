@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from badinput_corpus import write_corpus
 
 
@@ -18,8 +17,9 @@ def saved_tiny(tmp_path_factory) -> Path:
     """A tiny model saved to a folder, for the commands (random weights: only acceptance is tested)."""
     import torch
 
+    from grounding.build import create_model
     from grounding.config import preset
-    from grounding.factory import create_model, save_model
+    from grounding.saved import save_model
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("model") / "tiny-model"

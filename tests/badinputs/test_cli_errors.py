@@ -164,7 +164,7 @@ def test_repeated_and_colliding_labels_warn_by_name(world):
 
 def test_a_damaged_classifier_cache_entry_is_rebuilt(world, tmp_path, monkeypatch):
     from grounding.evaluation import zeroshot
-    from grounding.factory import load
+    from grounding.saved import load
 
     model = load(world / "model")
     first = zeroshot.cached_classifier(model, ["red", "blue"], ["a {}."], cache_dir=tmp_path)
@@ -186,7 +186,7 @@ def test_a_csv_with_a_byte_order_mark_reads(world, tmp_path):
 
 
 def test_the_pickle_payload_is_real_and_loading_never_runs_it(world, tmp_path):
-    from grounding.factory import load
+    from grounding.saved import load
 
     marker = tmp_path / "ran.txt"
     torch.save(Payload(marker), tmp_path / "evil.pt")

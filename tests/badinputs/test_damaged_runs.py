@@ -99,7 +99,7 @@ def test_an_unreadable_optimizer_state_names_its_file_and_no_pickle_runs(tmp_pat
 
 def test_a_saved_model_folder_is_not_overwritten_without_being_asked(tmp_path):
     saved = tmp_path / "saved"
-    grounding.factory.save_model(grounding.create_model(preset("tiny")), saved)
+    grounding.save_model(grounding.create_model(preset("tiny")), saved)
     before = (saved / "model.safetensors").read_bytes()
     with pytest.raises(FolderError, match="--overwrite"):
         _train(saved, steps=1)
@@ -153,7 +153,7 @@ def test_a_store_records_where_its_model_is_so_search_works_from_anywhere(tmp_pa
     from grounding.interfaces.cli import app
 
     runner = CliRunner()
-    grounding.factory.save_model(grounding.create_model(preset("tiny")), tmp_path / "work" / "model")
+    grounding.save_model(grounding.create_model(preset("tiny")), tmp_path / "work" / "model")
     (tmp_path / "work" / "texts.txt").write_text("a red circle\na blue square\n")
     monkeypatch.chdir(tmp_path / "work")
     assert runner.invoke(app, ["embed", "--model", "model", "--texts", "texts.txt", "--out", "store"]).exit_code == 0

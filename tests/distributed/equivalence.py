@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import torch
 
+from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.synthetic import World
-from grounding.factory import create_model
 from grounding.training import distributed
 from grounding.training.trainer import ContrastiveStep
 

@@ -6,7 +6,8 @@ shared filesystem): tests/test_distributed.py checks that both stop with one mes
 import sys
 from pathlib import Path
 
-from grounding.factory import create_model, read_config
+from grounding.build import create_model
+from grounding.saved import read_config
 from grounding.training import distributed
 from grounding.training.checkpoint import RunFolder
 from grounding.training.loop import _restore

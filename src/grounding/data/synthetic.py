@@ -216,3 +216,15 @@ class World:
                 scenes.append(Scene((self._place(rng, colour, shape, size, []),)))
                 targets.append(index)
         return scenes, targets
+
+
+def synthetic_corpus(n_scenes: int = 2000) -> list[str]:
+    """Captions, hard negatives and questions of the built-in world: the text a tokenizer for
+    it must cover. Deterministic."""
+    world, rng = World(held_out=()), np.random.default_rng(0)
+    texts: list[str] = [f"a photo of a {label}." for label in world.labels]
+    for _ in range(n_scenes):
+        scene = world.sample(rng, "any")
+        texts += [scene.caption(), *scene.hard_negatives()[:2]]
+        texts += [f"{q} {a}" for q, a, _ in scene.questions()]
+    return texts

@@ -2,13 +2,12 @@
 record the CLIP paper's figures show (correct label, its rank among all labels, its probability)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
-
 import hashlib
 import json
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +46,8 @@ def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[st
                       cache_dir: Path | None = None) -> torch.Tensor:
     """`build_classifier`, kept on disk under a key of the model's text side, the labels and the
     templates, so a second evaluation with the same labels encodes nothing."""
-    from ..factory import fingerprint
     from ..files import atomic_path
+    from ..saved import fingerprint
 
     precision = str(dtype_of(model.text))  # a bf16 model's classifier is its own
     key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates), precision]

@@ -11,8 +11,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..build import attach
 from ..config import ModelConfig, TextConfig, VisionConfig
 from ..files import atomic_path, write_json_atomic
+from ..models import CLIP
+from ..vocabulary import folder_tokenizer
 
 _BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
           "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
@@ -182,3 +185,20 @@ def write_hf_folder(model, folder: Path) -> None:
         "size": {"shortest_edge": v.image_size}, "crop_size": {"height": v.image_size, "width": v.image_size},
         "do_resize": True, "do_center_crop": True, "do_normalize": True, "resample": 3})
     tokenizer.save_hf_files(folder)
+
+
+def load_hf_folder(folder: Path) -> CLIP:
+    """A Hugging Face CLIP folder; its tokenizer files if present, else OpenAI's vocabulary."""
+    hf_state = read_hf_weights(folder)
+    config = hf_to_config(json.loads((folder / "config.json").read_text()))
+    read_preprocessing(folder, config)
+    tokenizer = folder_tokenizer(folder, config, _read_hf_eos(folder, config.text.vocab_size - 1))
+    model = attach(CLIP(config), tokenizer)
+    state = hf_to_state(hf_state, config, str(folder))
+    model.load_state_dict(state)
+    return model
+
+
+def _read_hf_eos(folder: Path, default: int) -> int:
+    eos = json.loads((folder / "config.json").read_text()).get("text_config", {}).get("eos_token_id", default)
+    return default if eos == LEGACY_EOS_ID else eos  # transformers' legacy value: OpenAI's end token is the last id

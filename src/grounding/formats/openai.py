@@ -14,8 +14,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..build import attach
 from ..config import ModelConfig, TextConfig, VisionConfig
 from ..files import atomic_path, write_json_atomic
+from ..models import CLIP
+from ..vocabulary import folder_tokenizer, openai_vocabulary
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
@@ -185,3 +188,34 @@ def read_open_clip_folder(folder: Path) -> tuple[ModelConfig, dict[str, torch.Te
     config.vision.mean = tuple(pre.get("mean", config.vision.mean))
     config.vision.std = tuple(pre.get("std", config.vision.std))
     return config, state
+
+
+def load_state_dict_file(path: Path, activation: str | None) -> CLIP:
+    state = read_state(path)
+    if not is_openai_state(state):
+        raise ValueError(f"{path}: not an OpenAI or open_clip CLIP state dict (no visual.conv1.weight and "
+                         "token_embedding.weight)")
+    if activation not in ("gelu", "quick_gelu"):
+        raise ValueError(f"{path} holds no config, and the activation cannot be read from weights: pass "
+                         "activation='quick_gelu' (OpenAI's weights) or 'gelu' (most open_clip-trained ones)")
+    config = infer_config(state, activation)
+    tokenizer = openai_vocabulary(config, config.text.vocab_size - 1, f"{path} is a state dict, so")
+    return _from_open_clip_state(config, tokenizer, state, path)
+
+
+def load_open_clip_folder(folder: Path) -> CLIP:
+    config, state = read_open_clip_folder(folder)
+    return _from_open_clip_state(config, folder_tokenizer(folder, config, config.text.vocab_size - 1), state, folder)
+
+
+def _from_open_clip_state(config: ModelConfig, tokenizer, state: dict, source: Path) -> CLIP:
+    model = attach(CLIP(config), tokenizer)
+    ours = openai_to_state(state)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
+    wrong = [k for k in set(ours) & set(expected) if ours[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{source} does not fit the architecture read from it: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
+    model.load_state_dict(ours)
+    return model

@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 
 from ..training.options import TrainConfig
-from .common import Compile, Device, Precision as InferencePrecision, runtime_for
+from .common import Compile, Device, runtime_for
+from .common import Precision as InferencePrecision
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Ground language in images: train CLIP-style models and classify images zero-shot.")
@@ -184,7 +185,7 @@ def _load_model(spec: str, device: str = "cpu", precision: str = "fp32", compile
     if runtime.why:
         typer.echo(f"precision: {runtime.precision} ({runtime.why})", err=True)
     if runtime.precision == "bf16":  # a model is named by its trained weights, whatever precision it runs in
-        from ..factory import fingerprint
+        from ..saved import fingerprint
 
         for part in (None, "text", "visual"):
             fingerprint(model, part)
@@ -194,7 +195,7 @@ def _load_model(spec: str, device: str = "cpu", precision: str = "fp32", compile
 
 def _loadable(spec: str) -> bool:
     from ..config import PRESETS
-    from ..factory import BUILTIN
+    from ..saved import BUILTIN
 
     return spec in PRESETS or spec in BUILTIN or Path(spec).exists()
 
@@ -465,7 +466,8 @@ def search(
     import json
 
     from ..tasks.retrieval.index import Index
-    from ..tasks.retrieval.search import contact_sheet, search as run_search
+    from ..tasks.retrieval.search import contact_sheet
+    from ..tasks.retrieval.search import search as run_search
 
     given = [x is not None for x in (query, image, queries)]
     if sum(given) != 1:
@@ -540,7 +542,8 @@ def ground(
 ) -> None:
     """Show which part of an image a phrase refers to: a heat map and a box."""
     from ..data.images import BadImageError, load_image
-    from ..tasks.phrase_grounding import ground as run_ground, save_overlay
+    from ..tasks.phrase_grounding import ground as run_ground
+    from ..tasks.phrase_grounding import save_overlay
 
     clip = _load_model(model, device, precision)
     try:
@@ -568,9 +571,9 @@ def convert(
     Face's CLIPModel holds ViT models only (the demo's ResNet goes --to open_clip)."""
     import grounding
 
-    from ..factory import save_model
     from ..formats.huggingface import write_hf_folder
     from ..formats.openai import write_open_clip
+    from ..saved import save_model
 
     try:
         clip = grounding.load(source, activation=activation)

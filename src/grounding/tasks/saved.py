@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..factory import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, attach, load_weights, save_weights
+from ..build import attach
 from ..files import atomic_path, write_json_atomic
 from ..models.captioner import Captioner, CaptionerConfig
 from ..models.vqa import VQAConfig, VQAModel
+from ..saved import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load_weights, save_weights
 from ..tokenizer import Tokenizer
 
 TASKS = {"vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig)}

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, resolve_config
-from ..factory import build_tokenizer, load
 from ..runtime import device_of
+from ..saved import load
 from ..tokenizer import Tokenizer
 from ..training.lock import lock_tower
 from ..training.options import LoopConfig
+from ..vocabulary import build_tokenizer
 
 
 @dataclass

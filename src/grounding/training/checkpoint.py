@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ..factory import WEIGHTS_FILE, load_weights, save_weights
 from ..files import atomic_path, refuse_foreign, write_json_atomic, write_text_atomic
+from ..saved import WEIGHTS_FILE, load_weights, save_weights
 
 STATE_FILE, MANIFEST_FILE, TRAIN_FILE = "state.pt", "manifest.json", "train.json"
 # What a run writes before its options and first checkpoint: a folder holding only these is a run just begun.

@@ -15,9 +15,9 @@ import dataclasses
 from pathlib import Path
 
 from ..config import ModelConfig, TextConfig, VisionConfig, resolve_config
-from ..factory import load, save_model
 from ..models import CLIP, efficientnet
 from ..models.pretrained import fill_imagenet_route
+from ..saved import load, save_model
 from .checkpoint import RunFolder
 from .options import RESUMABLE, TrainConfig
 from .trainer import train

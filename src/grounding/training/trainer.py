@@ -13,14 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..build import create_model
 from ..config import ModelConfig, resolve_config
 from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
-from ..factory import build_tokenizer, create_model, load, read_config, save_model, synthetic_corpus, tie_tokenizer
+from ..data.synthetic import synthetic_corpus
 from ..files import folder_lock
 from ..losses import contrastive_loss
 from ..models import CLIP
 from ..runtime import Runtime, autocast, device_of
+from ..saved import load, read_config, save_model
 from ..tokenizer import Tokenizer
+from ..vocabulary import build_tokenizer, tie_tokenizer
 from . import distributed
 from .checkpoint import TRAIN_FILE, RunFolder
 from .distributed import World

@@ -49,8 +49,9 @@ class Models:
 
     def __init__(self, settings: ServerSettings):
         import grounding
-        from ...factory import fingerprint
+
         from ...runtime import Runtime
+        from ...saved import fingerprint
         from ...tasks.retrieval.index import Index
         from ...tasks.saved import load_task_model
         from .batching import MicroBatcher

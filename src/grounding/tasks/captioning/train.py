@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...factory import attach
+from ...build import attach
 from ...models.captioner import Captioner, CaptionerConfig
 from ...training.loop import fit
 from ..saved import run_model

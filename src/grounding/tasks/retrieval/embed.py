@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ...data.inputs import list_items, read_image
 from ...data.images import ImageList, image_loader
-from ...factory import fingerprint, reference
+from ...data.inputs import list_items, read_image
 from ...files import folder_lock
 from ...models import CLIP
+from ...saved import fingerprint, reference
 from .store import Store, items_manifest
 
 

@@ -12,10 +12,10 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from ...data.images import load_image
-from ...factory import fingerprint
 from ...files import atomic_path
 from ...models import CLIP
 from ...runtime import device_of
+from ...saved import fingerprint
 from .index import Index
 
 

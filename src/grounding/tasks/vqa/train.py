@@ -7,13 +7,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ...factory import attach
+from ...build import attach
 from ...models.vqa import VQAConfig, VQAModel
 from ...training.loop import fit
 from ..saved import run_model
 from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
 from .data import open_qa, to_tensors
-
 
 VQAOptions = TaskOptions
 
