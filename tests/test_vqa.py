@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from grounding.interfaces.cli import app
 from grounding.tasks.saved import load_task_model
-from grounding.tasks.vqa.data import SYNTHETIC_ANSWERS, SyntheticQA, open_qa, soft_scores
+from grounding.evaluation.metrics import vqa_soft_scores as soft_scores
+from grounding.tasks.vqa.data import SYNTHETIC_ANSWERS, SyntheticQA, open_qa
 from grounding.tasks.vqa.evaluate import evaluate_vqa, majority_answers
 from grounding.tasks.vqa.train import VQAOptions, train_vqa
 from grounding.training.options import LoopConfig
@@ -107,7 +108,7 @@ def test_vqa_commands_answer_with_top_three(tmp_path, tiny_vqa):
 
 
 def test_accuracy_by_type_on_a_hand_computed_case():
-    from grounding.tasks.vqa.evaluate import accuracy_by_type
+    from grounding.evaluation.metrics import accuracy_by_type
 
     result = accuracy_by_type([1.0, 0.0, 2 / 3, 1.0], ["count", "count", "colour", "relation"])
     assert result["overall"] == pytest.approx((1 + 0 + 2 / 3 + 1) / 4)

@@ -11,25 +11,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from .data.datasets import Dataset, open_dataset
 from .data.synthetic import World
 from .evaluation.cards import save_card
 from .evaluation.compositionality import compositionality_score
 from .evaluation.metrics import topk_accuracy
-from .evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify, examples
+from .evaluation.predict import predict
+from .evaluation.templates import resolve_templates
+from .evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, examples
 from .models import CLIP
 from .training.recipes import run_recipe
-
-
-def evaluate_world(model: CLIP, world: World, seed: int = 1, per_label: int = 10):
-    """Zero-shot on single-object scenes of every label. Returns the probabilities, the
-    targets, the scenes and a mask of the scenes whose colour-shape pair training never showed."""
-    scenes, targets = world.labelled(seed, per_label)
-    size = model.config.vision.image_size
-    pixels = torch.stack([model.preprocess(s.render(size)) for s in scenes])
-    probs = classify(model, build_classifier(model, world.labels, SYNTHETIC_TEMPLATES), pixels)
-    held = set(world.held_out)
-    unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in held for s in scenes])
-    return probs, torch.tensor(targets), scenes, unseen
 
 
 def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) -> dict:
@@ -46,7 +37,9 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
 
     console.print(f"[bold]2. Zero-shot[/]: a classifier from the text of {len(world.labels)} labels "
                   f"({', '.join(SYNTHETIC_TEMPLATES)}), on 10 new images per label.")
-    probs, targets, scenes, unseen = evaluate_world(model, world, seed=seed + 1)
+    probs, targets, scenes = zero_shot(model, f"synthetic:seed={seed + 1},size={model.config.vision.image_size}")
+    held = set(world.held_out)
+    unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in held for s in scenes])
     results = {
         "top1": topk_accuracy(probs, targets), "top5": topk_accuracy(probs, targets, 5),
         "top1_unseen_pairs": topk_accuracy(probs[unseen], targets[unseen]),
@@ -78,7 +71,6 @@ def show_builtin_model(console: Console) -> dict[str, str] | None:
     """The shipped real model (no training) on scikit-image's photos, if scikit-image is installed."""
     console.print("[bold]4. A real model out of the box[/]: lit-minilm-effnet (pretrained MiniLM and "
                   "EfficientNet-Lite0 with heads trained on drawings and emoji) on real photos, from label text alone")
-    from .data.datasets import open_dataset
     from .data.sources import MissingPackageError
     from .saved import load
 
@@ -88,8 +80,7 @@ def show_builtin_model(console: Console) -> dict[str, str] | None:
         console.print("   (pip install scikit-image to see it on the photos that scikit-image ships)")
         return None
     model = load("lit-minilm-effnet")
-    pixels = torch.stack([model.preprocess(photos.image(i)) for i in range(len(photos))])
-    probs = classify(model, build_classifier(model, photos.classes), pixels)
+    probs, _, _ = zero_shot(model, photos)
     answers = {}
     for name, row in zip(photos.keys, probs):
         top = row.topk(3)
@@ -98,3 +89,12 @@ def show_builtin_model(console: Console) -> dict[str, str] | None:
             f"{photos.classes[int(i)]} {float(p):.1%}" for p, i in zip(top.values, top.indices)))
     console.print(f"   labels: {', '.join(photos.classes)}")
     return answers
+
+
+def zero_shot(model: CLIP, dataset: str | Dataset):
+    """Probabilities over a dataset's labels (its own templates), its targets and its scenes."""
+    dataset = open_dataset(dataset) if isinstance(dataset, str) else dataset
+    classifier = build_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
+    predictions = predict(model, dataset, classifier, workers=0, show_progress=False)
+    targets = torch.tensor([dataset.targets[i][0] for i in predictions.indices])
+    return torch.from_numpy(predictions.probs), targets, dataset.scenes

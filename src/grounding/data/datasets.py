@@ -29,6 +29,7 @@ from PIL import Image
 from ..files import read_csv_rows
 from .images import IMAGE_SUFFIXES, listed, load_image
 from .sources import SOURCES, MissingPackageError
+from .specs import spec_options
 from .synthetic import World
 
 # Real photos in the wheels, labelled before any model saw them. The demo's four were looked at
@@ -164,14 +165,10 @@ def _csv(rest: str) -> Dataset:
     return Dataset(f"csv:{path}", classes, [str(p) for p in paths], targets, paths=paths)
 
 
-def _options(rest: str) -> dict[str, str]:
-    return dict(item.partition("=")[::2] for item in rest.split(",") if item)
-
-
 def _synthetic(rest: str) -> Dataset:
     """Single-object scenes of every colour-shape label; with `multi`, scenes of 1 to 4 objects
     labelled with every pair present (the seed's 'detect all objects')."""
-    opts = _options(rest)
+    opts = spec_options(rest)
     world, seed = World(), int(opts.get("seed", 1))
     per_label = int(opts.get("per_label", 10))
     if "multi" in opts:

@@ -2,9 +2,10 @@
 the correct label's favour everywhere (only strictly higher scores rank above it)."""
 from __future__ import annotations
 
-import numpy as np
+from collections import Counter, defaultdict
+from typing import Sequence
 
-from .zeroshot import correct_ranks
+import numpy as np
 
 
 def topk_accuracy(scores, targets, k: int = 1) -> float:
@@ -15,17 +16,18 @@ def topk_accuracy(scores, targets, k: int = 1) -> float:
     return float(np.mean(ranks(scores, targets) <= k))
 
 
-def ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    import torch
-
-    return correct_ranks(torch.as_tensor(scores), torch.as_tensor(targets, dtype=torch.long)).numpy()
+def ranks(scores, targets) -> np.ndarray:
+    """1-based rank of each row's correct column (arrays or CPU tensors); ties count in its
+    favour: only strictly higher scores rank above it."""
+    scores, targets = np.asarray(scores), np.asarray(targets, dtype=np.int64)
+    correct = np.take_along_axis(scores, targets[:, None], axis=1)
+    return (scores > correct).sum(axis=1) + 1
 
 
 def retrieval_ranks(similarity: np.ndarray) -> np.ndarray:
-    """Rank (1-based) of the diagonal entry in each row of a queries x items matrix whose row i
-    belongs with item i; ties count in its favour."""
-    diagonal = np.diagonal(similarity)[:, None]
-    return (similarity > diagonal).sum(axis=1) + 1
+    """Rank of the diagonal entry in each row of a queries x items matrix whose row i belongs
+    with item i."""
+    return ranks(similarity, np.arange(len(similarity)))
 
 
 def rank_summary(ranks: np.ndarray) -> dict:
@@ -113,3 +115,22 @@ def mean_average_precision(scores: np.ndarray, relevant: np.ndarray) -> tuple[fl
     """Mean over labels with at least one relevant example, and the per-label APs (NaN where none)."""
     per_label = np.array([average_precision(scores[:, j], relevant[:, j]) for j in range(scores.shape[1])])
     return (float(np.nanmean(per_label)) if np.isfinite(per_label).any() else float("nan")), per_label
+
+
+def vqa_soft_scores(annotations: list[str]) -> dict[str, float]:
+    """VQA's rule: an answer given by 3 or more of the annotators scores 1, fewer score n/3. With a
+    single annotator, the answer scores 1."""
+    counts = Counter(a.strip().lower() for a in annotations if a.strip())
+    if len(annotations) == 1:
+        return {a: 1.0 for a in counts}
+    return {a: min(1.0, n / 3) for a, n in counts.items()}
+
+
+def accuracy_by_type(scores: list[float], types: list[str], order: Sequence[str] = ()) -> dict[str, float]:
+    """The mean score overall and per type (VQA accuracy), types in `order` first."""
+    by_type: dict[str, list[float]] = defaultdict(list)
+    for s, t in zip(scores, types):
+        by_type[t].append(s)
+    result = {"overall": sum(scores) / max(1, len(scores))}
+    result.update({t: sum(v) / len(v) for t in [*order, *sorted(by_type)] if (v := by_type.get(t))})
+    return result

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import Dataset, open_dataset
+from ..data.specs import spec_options, with_options
 from ..files import write_json_atomic
 from ..models import CLIP
 from . import probe as probes
@@ -43,10 +44,9 @@ def _train_split(spec: str, dataset: Dataset, seed: int) -> tuple[Dataset, Datas
     if spec.startswith("fashion-mnist"):
         return open_dataset("fashion-mnist:train"), dataset
     if spec.startswith("synthetic"):
-        options = dict(item.partition("=")[::2] for item in spec.partition(":")[2].split(",") if item)
+        options = spec_options(spec.partition(":")[2])
         options["seed"] = str(int(options.get("seed", 1)) + 1000)
-        train_spec = "synthetic:" + ",".join(f"{k}={v}" if v else k for k, v in options.items())
-        return open_dataset(train_spec), dataset
+        return open_dataset(with_options("synthetic", options)), dataset
     order = np.random.default_rng(seed).permutation(len(dataset))
     half = len(order) // 2
     return dataset.subset(order[:half], dataset.name + " (train half)"), dataset.subset(order[half:])

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from ..data.sources import CACHE
 from ..models import CLIP
 from ..runtime import dtype_of
+from .metrics import ranks
 from .templates import TEMPLATE_SETS, fits
 
 DEFAULT_TEMPLATES = TEMPLATE_SETS["default"]
@@ -74,13 +75,6 @@ def classify(model: CLIP, classifier: torch.Tensor, pixels: torch.Tensor) -> tor
     return (model.logit_scale.exp() * image @ classifier).softmax(dim=-1)
 
 
-def correct_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each example's correct label. Ties are ranked in the label's favour:
-    only strictly higher scores count against it."""
-    correct = scores.gather(1, targets[:, None])
-    return (scores > correct).sum(dim=1) + 1
-
-
 @dataclass
 class Example:
     """One example's zero-shot result, as printed and drawn on a card."""
@@ -97,10 +91,10 @@ class Example:
 
 
 def examples(probs: torch.Tensor, targets: torch.Tensor, labels: Sequence[str], k: int = 5) -> list[Example]:
-    ranks = correct_ranks(probs, targets)
+    correct = ranks(probs.cpu(), targets.cpu())
     top_p, top_i = probs.topk(min(k, probs.shape[1]), dim=1)
     return [
         Example(labels[int(t)], int(r), len(labels), float(p[t]),
                 [(labels[int(i)], float(q)) for q, i in zip(tp, ti)])
-        for p, t, r, tp, ti in zip(probs, targets, ranks, top_p, top_i)
+        for p, t, r, tp, ti in zip(probs, targets, correct, top_p, top_i)
     ]

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .layers import Layer
-from .transformer import exporting
+from .transformer import exporting, merge_heads, split_heads
 
 WIDTH = 384  # all-MiniLM-L6-v2's
 
@@ -31,11 +31,9 @@ class BertLayer(Layer):
         self.ln_mlp = nn.LayerNorm(width, eps=eps)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        q, k, v = (proj(x).view(batch, length, self.heads, -1).transpose(1, 2)
-                   for proj in (self.query, self.key, self.value))
+        q, k, v = (split_heads(proj(x), self.heads) for proj in (self.query, self.key, self.value))
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
-        x = self.ln_attn(x + self.attn_out(attn.transpose(1, 2).reshape(batch, length, width)))
+        x = self.ln_attn(x + self.attn_out(merge_heads(attn)))
         return self.ln_mlp(x + self.mlp_out(F.gelu(self.mlp_in(x))))
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .transformer import MLP
+from .transformer import MLP, merge_heads, split_heads
 
 
 class MultiHeadAttention(nn.Module):
@@ -21,18 +21,14 @@ class MultiHeadAttention(nn.Module):
         self.kv = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, width)
 
-    def split(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        return x.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
-
     def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = self.kv(source).chunk(2, dim=-1)
-        return self.split(k), self.split(v)
+        return split_heads(k, self.heads), split_heads(v, self.heads)
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
                causal: bool = False) -> torch.Tensor:
-        y = F.scaled_dot_product_attention(self.split(self.q(x)), k, v, attn_mask=mask, is_causal=causal)
-        return self.out(y.transpose(1, 2).reshape(x.shape))
+        y = F.scaled_dot_product_attention(split_heads(self.q(x), self.heads), k, v, attn_mask=mask, is_causal=causal)
+        return self.out(merge_heads(y))
 
 
 class FusionBlock(nn.Module):

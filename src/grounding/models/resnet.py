@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import VisionConfig
 from .layers import Layer
+from .transformer import merge_heads, split_heads
 
 
 def _conv_bn(cin: int, cout: int, kernel: int) -> list[nn.Module]:
@@ -59,14 +60,9 @@ class AttentionPool2d(nn.Module):
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         x = self.forward_tokens(grid)
-        batch, length, width = x.shape
-
-        def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, -1, self.heads, width // self.heads).transpose(1, 2)
-
-        q, k, v = heads(self.q_proj(x[:, :1])), heads(self.k_proj(x)), heads(self.v_proj(x))
-        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, width)
-        return self.c_proj(y)
+        q, k, v = (split_heads(proj(t), self.heads) for proj, t in
+                   ((self.q_proj, x[:, :1]), (self.k_proj, x), (self.v_proj, x)))
+        return self.c_proj(merge_heads(F.scaled_dot_product_attention(q, k, v))[:, 0])
 
 
 class ModifiedResNet(nn.Module):

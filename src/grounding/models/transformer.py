@@ -1,7 +1,12 @@
 """Pre-norm Transformer blocks shared by the image and text towers.
 
 Attention goes through `scaled_dot_product_attention`, which picks the fused kernel for the
-device and dtype; a causal mask is passed as `is_causal` rather than materialised.
+device and dtype; a causal mask is passed as `is_causal` rather than materialised. Four modules
+attend, and share `split_heads`/`merge_heads`; their projections differ because each holds the
+weights it loads in their own layout: the towers' one fused q-k-v (OpenAI's and open_clip's),
+MiniLM's separate query, key and value (its package's), fusion's q apart from k-v (the image's
+keys and values are computed once and cached while decoding), and the ResNet's attention pool
+(OpenAI's, with the grid's mean as the only query).
 """
 from __future__ import annotations
 
@@ -33,6 +38,18 @@ def activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}: use 'gelu' or 'quick_gelu'")
 
 
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, length, width) -> (batch, heads, length, width / heads)."""
+    batch, length, width = x.shape
+    return x.view(batch, length, heads, width // heads).transpose(1, 2)
+
+
+def merge_heads(y: torch.Tensor) -> torch.Tensor:
+    """`split_heads`'s inverse: (batch, heads, length, d) -> (batch, length, heads * d)."""
+    batch, heads, length, d = y.shape
+    return y.transpose(1, 2).reshape(batch, length, heads * d)
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -46,8 +63,7 @@ class Attention(nn.Module):
         batch, length, width = x.shape
         qkv = self.in_proj(x).view(batch, length, 3, self.heads, width // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        return self.out_proj(y.transpose(1, 2).reshape(batch, length, width))
+        return self.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=causal)))
 
 
 class MLP(nn.Module):

@@ -12,6 +12,7 @@ from ...data.synthetic import World
 from ...evaluation.metrics import rank_summary
 from ...evaluation.predict import pair_ranks
 from ...data.pairs import clean_captions, listed_pairs
+from ...data.specs import spec_options
 from ...files import write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
 
@@ -36,7 +37,7 @@ def retrieval_pairs(spec: str) -> Pairs:
     its first caption."""
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
-        opts = dict(item.partition("=")[::2] for item in rest.split(",") if item)
+        opts = spec_options(rest)
         n, seed = int(opts.get("n", 500)), int(opts.get("seed", 2))
         rng, world, scenes, seen = np.random.default_rng([seed, 6]), World(), [], set()
         while len(scenes) < n:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from ...data.images import load_image
+from ...data.images import decode_image, load_image
 from ...files import atomic_path
 from ...models import CLIP
 from ...runtime import device_of
@@ -42,8 +42,7 @@ def _open(key: str) -> Image.Image:
     if ".tar:" in key:  # a member of a webdataset shard
         shard, member = key.split(".tar:", 1)
         with tarfile.open(shard + ".tar") as tar:
-            with Image.open(tar.extractfile(member)) as image:
-                return image.convert("RGB")
+            return decode_image(tar.extractfile(member).read(), key)
     return load_image(key)
 
 

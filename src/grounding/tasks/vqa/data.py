@@ -3,7 +3,6 @@ yes and no equally likely, so that no answer prior is free accuracy) or a CSV's,
 soft scores where several annotators answered."""
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from ...data.images import SceneOrFile
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
+from ...evaluation.metrics import vqa_soft_scores
 from ...files import read_csv_rows
 from ...runtime import device_of
 from ..towers import pixels_of
@@ -28,15 +28,6 @@ class QAExample(SceneOrFile):
     qtype: str = ""
     scene: Scene | None = None
     path: Path | None = None
-
-
-def soft_scores(annotations: list[str]) -> dict[str, float]:
-    """VQA's rule: an answer given by 3 or more of the annotators scores 1, fewer score n/3. With a
-    single annotator, the answer scores 1."""
-    counts = Counter(a.strip().lower() for a in annotations if a.strip())
-    if len(annotations) == 1:
-        return {a: 1.0 for a in counts}
-    return {a: min(1.0, n / 3) for a, n in counts.items()}
 
 
 def pick_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
@@ -74,7 +65,7 @@ def csv_questions(path: str | Path) -> list[QAExample]:
     type; image paths are relative to the CSV's folder."""
     path = Path(path)
     rows = read_csv_rows(path, {"image", "question", "answer"}, "columns image,question,answer[,type]")
-    return [QAExample(r["question"], soft_scores(r["answer"].split("|")), r.get("type", "") or "",
+    return [QAExample(r["question"], vqa_soft_scores(r["answer"].split("|")), r.get("type", "") or "",
                       path=path.parent / r["image"]) for r in rows]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ...evaluation.metrics import accuracy_by_type
 from ...files import write_json_atomic, write_jsonl_atomic
 from .data import QUESTION_TYPES, QAExample, to_tensors
 
@@ -34,15 +35,6 @@ def majority_answers(data, batches: int = 40, batch_size: int = 256) -> dict[str
     return {t: c.most_common(1)[0][0] for t, c in counts.items()}
 
 
-def accuracy_by_type(scores: list[float], types: list[str]) -> dict[str, float]:
-    by_type: dict[str, list[float]] = defaultdict(list)
-    for s, t in zip(scores, types):
-        by_type[t].append(s)
-    result = {"overall": sum(scores) / max(1, len(scores))}
-    result.update({t: sum(v) / len(v) for t in [*QUESTION_TYPES, *sorted(by_type)] if (v := by_type.get(t))})
-    return result
-
-
 def evaluate_vqa(model, examples: list[QAExample], out: str | Path | None = None, blind=None,
                  majority: dict[str, str] | None = None) -> dict:
     """{'model': {...}, 'blind': {...}, 'majority': {...}}: accuracy overall and per type."""
@@ -50,15 +42,19 @@ def evaluate_vqa(model, examples: list[QAExample], out: str | Path | None = None
     probs = answer_probs(model, examples)
     predicted = [answers[i] for i in probs.argmax(dim=1).tolist()]
     types = [e.qtype for e in examples]
+
+    def by_type(scores: list[float]) -> dict[str, float]:
+        return accuracy_by_type(scores, types, QUESTION_TYPES)
+
     summary = {"examples": len(examples),
-               "model": accuracy_by_type([e.answers.get(p, 0.0) for e, p in zip(examples, predicted)], types)}
+               "model": by_type([e.answers.get(p, 0.0) for e, p in zip(examples, predicted)])}
     blind_predicted = None
     if blind is not None:
         blind_predicted = [answers[i] for i in answer_probs(blind, examples).argmax(dim=1).tolist()]
-        summary["blind"] = accuracy_by_type([e.answers.get(p, 0.0) for e, p in zip(examples, blind_predicted)], types)
+        summary["blind"] = by_type([e.answers.get(p, 0.0) for e, p in zip(examples, blind_predicted)])
     if majority is not None:
         guesses = [majority.get(e.qtype, majority[""]) for e in examples]
-        summary["majority"] = accuracy_by_type([e.answers.get(g, 0.0) for e, g in zip(examples, guesses)], types)
+        summary["majority"] = by_type([e.answers.get(g, 0.0) for e, g in zip(examples, guesses)])
     if out is not None:
         out = Path(out)
         write_json_atomic(out / "summary.json", summary)
