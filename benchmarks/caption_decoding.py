@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from grounding.tasks.captioning.decode import generate
-from grounding.tasks.captioning.train import CaptionOptions, new_model
+from grounding.tasks.captioning.train import new_model
+from grounding.tasks.options import CaptionOptions
 
 
 def best_of(fn, repeats: int) -> float:

@@ -60,7 +60,7 @@ def throughput(metrics: Path) -> float:
 
 def from_files(listing: Path, workers: int, steps: int, scratch: Path) -> float:
     out = scratch / f"workers-{workers}"
-    options = TrainConfig(model="small", data=f"csv:{listing}", steps=steps, batch_size=64, workers=workers,
+    options = TrainConfig(architecture="small", data=f"csv:{listing}", steps=steps, batch_size=64, workers=workers,
                           save_every=10 ** 6, log_every=10 ** 6, warmup=5)
     train(None, options, out, show_progress=False)
     return throughput(out / "metrics.jsonl")

@@ -87,10 +87,11 @@ def server_world(tmp_path_factory):
 
     from grounding.data.synthetic import World
     from grounding.saved import load, save_model
-    from grounding.tasks.captioning.train import CaptionOptions, train_captioner
+    from grounding.tasks.captioning.train import train_captioner
+    from grounding.tasks.options import CaptionOptions, VQAOptions
     from grounding.tasks.retrieval.embed import embed_images
     from grounding.tasks.retrieval.index import build_index
-    from grounding.tasks.vqa.train import VQAOptions, train_vqa
+    from grounding.tasks.vqa.train import train_vqa
     from grounding.training.options import LoopConfig
 
     root = tmp_path_factory.mktemp("server")

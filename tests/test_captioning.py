@@ -13,7 +13,8 @@ from grounding.interfaces.cli import app
 from grounding.tasks.captioning.data import SyntheticCaptions, normalise_caption, open_captions
 from grounding.tasks.captioning.decode import generate
 from grounding.tasks.captioning.evaluate import evaluate_captions
-from grounding.tasks.captioning.train import CaptionOptions, new_model, train_captioner
+from grounding.tasks.captioning.train import new_model, train_captioner
+from grounding.tasks.options import CaptionOptions
 from grounding.training.options import LoopConfig
 
 runner = CliRunner()
@@ -93,7 +94,7 @@ def test_csv_captions_hold_images_out(tmp_path):
 
 @pytest.mark.slow
 def test_caption_commands(tmp_path, tiny_captioner):
-    result = runner.invoke(app, ["train-caption", "--out", str(tmp_path / "run"), "--model", "tiny", "--steps", "3",
+    result = runner.invoke(app, ["train-caption", "--out", str(tmp_path / "run"), "--towers", "tiny", "--steps", "3",
                                  "--batch-size", "16", "--width", "32", "--decoder", "lstm"])
     assert result.exit_code == 0, result.output
     assert "nearest neighbour" in result.output and "CIDEr-D" in result.output
@@ -109,8 +110,8 @@ def test_caption_commands(tmp_path, tiny_captioner):
 def test_tuxpaint_stamps_load_with_their_english_caption(tmp_path):
     from PIL import Image
 
-    from grounding.data.sources import MissingPackageError
     from grounding.data.clipart import tuxpaint_pairs
+    from grounding.data.sources import MissingPackageError
 
     (tmp_path / "animals").mkdir()
     Image.new("RGBA", (20, 20)).save(tmp_path / "animals" / "cat.png")

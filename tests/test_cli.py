@@ -29,10 +29,14 @@ def test_every_command_explains_every_option(path, command):
     assert command.help and len(command.help.split()) >= 5, f"{path} has no summary"
     assert "--no-no-" not in result.output  # a flag named as a negation offers no double negative
     assert "[default: (" not in result.output  # defaults read as values, not as asides
+    usage = result.output.splitlines()[0]
+    assert "{" not in usage and "<bool>" not in result.output  # click's usage (IMAGE..., [QUERY]); flags take no value
     for param in command.params:
         assert param.help and len(param.help.split()) >= 3, f"{' '.join(path)} {param.name} has no help text"
-        for flag in getattr(param, "opts", []):
-            assert flag.split("/")[0] in result.output
+        if param.param_type_name == "argument":
+            assert (param.metavar or param.name.upper()) in usage
+        else:
+            assert all(flag.split("/")[0] in result.output for flag in param.opts)
 
 
 @pytest.mark.parametrize("path", [[]] + [p for p, c in _commands() if hasattr(c, "commands")], ids=str)
@@ -43,12 +47,12 @@ def test_command_lists_show_whole_summaries(path):
 
 
 def test_train_needs_out_or_resume():
-    result = runner.invoke(app, ["train", "--model", "tiny"])
+    result = runner.invoke(app, ["train", "--architecture", "tiny"])
     assert result.exit_code != 0 and "--out" in result.output
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
-    result = runner.invoke(app, ["train", "--model", "ViT-Z-99", "--out", str(tmp_path / "r")])
+    result = runner.invoke(app, ["train", "--architecture", "ViT-Z-99", "--out", str(tmp_path / "r")])
     assert result.exit_code != 0 and "neither a preset" in result.output
 
 
@@ -66,7 +70,7 @@ def test_demo_trains_classifies_and_draws_cards(tmp_path):
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
-@pytest.mark.parametrize("command", [["train", "--model", "tiny", "--out", "{tmp}/run", "--device", "cuda"],
+@pytest.mark.parametrize("command", [["train", "--architecture", "tiny", "--out", "{tmp}/run", "--device", "cuda"],
                                      ["classify", "{tmp}/x.png", "--model", "tiny", "--labels", "a,b",
                                       "--device", "cuda"],
                                      ["embed", "--model", "tiny", "--texts", "{tmp}/x.txt", "--out", "{tmp}/e",

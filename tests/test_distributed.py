@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # torchrun groups: about a minute in all
 
 HERE = Path(__file__).parent / "distributed"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
-TRAIN = ["-m", "grounding", "train", "--model", "tiny", "--batch-size", "16", "--warmup", "2", "--workers", "1"]
+TRAIN = ["-m", "grounding", "train", "--architecture", "tiny", "--batch-size", "16", "--warmup", "2", "--workers", "1"]
 # torchrun's processes use one thread each (as torchrun sets by default); the same for the one-process run
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1")
 

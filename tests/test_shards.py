@@ -39,7 +39,7 @@ def test_shards_from_a_csv_train_as_tar_data(tmp_path):
     assert caption == rows[1][1]
     assert runner.invoke(app, ["data", "shard", f"csv:{tmp_path / 'pairs.csv'}", "--out",
                                str(tmp_path / "shards")]).exit_code == 2  # never into a folder already used
-    trained = runner.invoke(app, ["train", "--data", manifest["train_with"], "--model", "tiny", "--steps", "2",
+    trained = runner.invoke(app, ["train", "--data", manifest["train_with"], "--architecture", "tiny", "--steps", "2",
                                   "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "run")])
     assert trained.exit_code == 0, trained.output
     rows_logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -23,8 +23,8 @@ from grounding.data.images import TrainTransform
 from grounding.data.pairs import Mixture, StreamPosition, open_pairs
 from grounding.data.synthetic import World
 from grounding.interfaces.cli import app
-from grounding.training.options import TrainConfig
 from grounding.training.feed import BadDataError
+from grounding.training.options import TrainConfig
 from grounding.training.trainer import train
 
 CLI = [sys.executable, "-c", "from grounding.interfaces.cli import app; app()"]
@@ -62,7 +62,7 @@ def captioned(tmp_path_factory):
 
 
 def _options(**changes) -> TrainConfig:
-    base = dict(model="tiny", steps=4, batch_size=16, warmup=1, lr=1e-3, save_every=2, workers=0, log_every=0.0)
+    base = dict(architecture="tiny", steps=4, batch_size=16, warmup=1, lr=1e-3, save_every=2, workers=0, log_every=0.0)
     return TrainConfig(**{**base, **changes})
 
 
@@ -179,7 +179,7 @@ def _kill_at_step(args: list[str], out, step: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("data", ["csv:{root}/pairs.csv", "tar:{root}/shard-{{000..002}}.tar"])
 def test_resume_after_sigkill_with_workers_is_bit_exact(captioned, tmp_path, data):
-    args = ["train", "--model", "tiny", "--data", data.format(root=captioned), "--steps", "12", "--batch-size", "16",
+    args = ["train", "--architecture", "tiny", "--data", data.format(root=captioned), "--steps", "12", "--batch-size", "16",
             "--save-every", "3", "--warmup", "2", "--workers", "2"]
     subprocess.run(CLI + args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
     _kill_at_step(args, tmp_path / "killed", 6)
@@ -193,7 +193,7 @@ def test_resume_after_sigkill_with_workers_is_bit_exact(captioned, tmp_path, dat
 
 @pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(captioned, tmp_path, stop, code):
-    args = ["train", "--model", "tiny", "--data", f"csv:{captioned / 'pairs.csv'}", "--steps", "100000",
+    args = ["train", "--architecture", "tiny", "--data", f"csv:{captioned / 'pairs.csv'}", "--steps", "100000",
             "--batch-size", "8", "--save-every", "100000", "--workers", "0", "--out", str(tmp_path / "run")]
     running = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
@@ -209,7 +209,7 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(captioned, 
 
 
 def test_plain_progress_lines_when_output_is_not_a_terminal(captioned, tmp_path):
-    result = subprocess.run(CLI + ["train", "--model", "tiny", "--data", f"csv:{captioned / 'pairs.csv'}", "--steps",
+    result = subprocess.run(CLI + ["train", "--architecture", "tiny", "--data", f"csv:{captioned / 'pairs.csv'}", "--steps",
                                    "3", "--batch-size", "8", "--workers", "0", "--log-every", "0",
                                    "--out", str(tmp_path / "run")], capture_output=True, text=True, check=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("train step")]
@@ -264,7 +264,7 @@ def test_bad_examples_are_skipped_counted_and_listed(partly_bad, tmp_path):
 def test_too_much_bad_data_stops_the_run_with_a_message(partly_bad, tmp_path):
     with pytest.raises(BadDataError, match=r"unusable, over --max-bad-fraction 0.01.*skipped.jsonl"):
         train(None, _options(data=f"csv:{partly_bad}", steps=8, batch_size=20), tmp_path / "run", show_progress=False)
-    result = subprocess.run(CLI + ["train", "--model", "tiny", "--data", f"csv:{partly_bad}", "--steps", "8",
+    result = subprocess.run(CLI + ["train", "--architecture", "tiny", "--data", f"csv:{partly_bad}", "--steps", "8",
                                    "--batch-size", "20", "--workers", "0", "--out", str(tmp_path / "cli")],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr and "max-bad-fraction" in result.stderr
@@ -297,7 +297,7 @@ def test_validation_rows_are_written_and_the_best_checkpoint_kept(captioned, tmp
 
 
 def test_a_run_is_described_by_its_train_json(captioned, tmp_path):
-    first = runner.invoke(app, ["train", "--model", "tiny", "--data", f"csv:{captioned / 'pairs.csv'}", "--steps", "2",
+    first = runner.invoke(app, ["train", "--architecture", "tiny", "--data", f"csv:{captioned / 'pairs.csv'}", "--steps", "2",
                                 "--batch-size", "8", "--workers", "0", "--out", str(tmp_path / "a")])
     assert first.exit_code == 0, first.output
     again = runner.invoke(app, ["train", "--config", str(tmp_path / "a" / "train.json"), "--out", str(tmp_path / "b")])
@@ -338,7 +338,7 @@ def test_a_second_writer_is_refused_while_a_run_holds_its_folder(captioned, tmp_
         with pytest.raises(FolderInUseError, match=r"in use by this process"):
             train(None, _options(data=f"csv:{captioned / 'pairs.csv'}", steps=1), tmp_path / "run",
                   show_progress=False)
-        result = subprocess.run(CLI + ["train", "--model", "tiny", "--steps", "1", "--out", str(tmp_path / "run")],
+        result = subprocess.run(CLI + ["train", "--architecture", "tiny", "--steps", "1", "--out", str(tmp_path / "run")],
                                 capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
         assert result.returncode == 2 and "in use by pid" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]  # the refused run wrote nothing
@@ -351,7 +351,7 @@ def test_a_second_writer_is_refused_while_a_run_holds_its_folder(captioned, tmp_
                                                     ("--save-every", "0", "every 1 step"),
                                                     ("--lr", "-0.1", "must be positive")])
 def test_impossible_training_options_are_one_line_errors_that_write_nothing(tmp_path, option, value, message):
-    result = runner.invoke(app, ["train", "--model", "tiny", option, value, "--out", str(tmp_path / "run")])
+    result = runner.invoke(app, ["train", "--architecture", "tiny", option, value, "--out", str(tmp_path / "run")])
     said = _said(result)
     assert result.exit_code == 2 and f"{option} {value}: " in said and message in said, result.output
     assert "Traceback" not in result.output
@@ -363,8 +363,8 @@ def test_every_writer_locks_its_folder(tmp_path):
 
     (tmp_path / "texts.txt").write_text("a red circle\n")
     jobs = {"emb": ["embed", "--model", "tiny", "--texts", str(tmp_path / "texts.txt"), "--out", str(tmp_path / "emb")],
-            "vqa": ["train-vqa", "--model", "tiny", "--steps", "1", "--out", str(tmp_path / "vqa")],
-            "cap": ["train-caption", "--model", "tiny", "--steps", "1", "--out", str(tmp_path / "cap")]}
+            "vqa": ["train-vqa", "--towers", "tiny", "--steps", "1", "--out", str(tmp_path / "vqa")],
+            "cap": ["train-caption", "--towers", "tiny", "--steps", "1", "--out", str(tmp_path / "cap")]}
     for folder, args in jobs.items():
         with folder_lock(tmp_path / folder, "a test"):
             result = runner.invoke(app, args)

@@ -54,7 +54,7 @@ def test_a_new_run_refuses_a_folder_holding_one(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
-    args = ["train", "--model", "tiny", "--steps", "12", "--batch-size", "16", "--save-every", "3", "--warmup", "2"]
+    args = ["train", "--architecture", "tiny", "--steps", "12", "--batch-size", "16", "--save-every", "3", "--warmup", "2"]
     subprocess.run(CLI + args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
 
     killed = subprocess.Popen(CLI + args + ["--out", str(tmp_path / "killed")],
@@ -205,3 +205,11 @@ def test_saved_files_get_the_usual_mode(tmp_path, tiny_model):
     save_model(tiny_model, tmp_path)
     for name in ("model.safetensors", "config.json", "tokenizer.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_a_train_json_from_before_the_architecture_rename_still_reads():
+    from grounding.training.options import TrainConfig
+
+    assert TrainConfig.from_dict({"model": "tiny", "steps": 3}).architecture == "tiny"
+    with pytest.raises(ValueError, match="unknown training options"):
+        TrainConfig.from_dict({"modle": "tiny"})

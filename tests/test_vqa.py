@@ -8,12 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from grounding.interfaces.cli import app
-from grounding.tasks.saved import load_task_model
 from grounding.evaluation.metrics import vqa_soft_scores as soft_scores
+from grounding.interfaces.cli import app
+from grounding.tasks.options import VQAOptions
+from grounding.tasks.saved import load_task_model
 from grounding.tasks.vqa.data import SYNTHETIC_ANSWERS, SyntheticQA, open_qa
 from grounding.tasks.vqa.evaluate import evaluate_vqa, majority_answers
-from grounding.tasks.vqa.train import VQAOptions, train_vqa
+from grounding.tasks.vqa.train import train_vqa
 from grounding.training.options import LoopConfig
 
 runner = CliRunner()
@@ -91,7 +92,7 @@ def test_csv_data_trains_and_holds_rows_out(tmp_path):
 
 @pytest.mark.slow
 def test_vqa_commands_answer_with_top_three(tmp_path, tiny_vqa):
-    result = runner.invoke(app, ["train-vqa", "--out", str(tmp_path / "run"), "--model", "tiny", "--steps", "3",
+    result = runner.invoke(app, ["train-vqa", "--out", str(tmp_path / "run"), "--towers", "tiny", "--steps", "3",
                                  "--batch-size", "16", "--width", "32", "--layers", "1"])
     assert result.exit_code == 0, result.output
     assert "combinations" in result.output and "blind" in result.output and "majority" in result.output

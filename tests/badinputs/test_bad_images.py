@@ -7,9 +7,9 @@ import json
 import shutil
 
 import pytest
+from badinput_corpus import CASES, tar_member, write_tar
 from typer.testing import CliRunner
 
-from badinput_corpus import CASES, tar_member, write_tar
 from grounding.data.images import BadImageError, decode_image, load_image
 from grounding.interfaces.cli import app
 
@@ -122,7 +122,7 @@ def test_training_skips_and_lists_every_bad_file(corpus, tmp_path):
     for name, caption in captions.items():
         shutil.copy(corpus / "image.bmp", data / f"{name}.bmp")
         (data / f"{name}.txt").write_bytes(caption)
-    result = runner.invoke(app, ["train", "--data", f"folder:{data}", "--model", "tiny", "--epochs", "1",
+    result = runner.invoke(app, ["train", "--data", f"folder:{data}", "--architecture", "tiny", "--epochs", "1",
                                  "--batch-size", "4", "--workers", "0", "--max-bad-fraction", "1", "--device", "cpu",
                                  "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output

@@ -80,7 +80,7 @@ def _snapshot(root: Path) -> dict:
 
 
 # (arguments with {w} for the world folder, exit code, words the one error line must hold)
-TRAIN = ["train", "--model", "tiny", "--out", "{w}/run"]
+TRAIN = ["train", "--architecture", "tiny", "--out", "{w}/run"]
 ROWS = [
     (TRAIN + ["--steps", "0"], 2, "--steps 0"),
     (TRAIN + ["--batch-size", "0"], 2, "--batch-size 0"),
@@ -91,9 +91,9 @@ ROWS = [
     (TRAIN + ["--local-loss"], 2, "--local-loss needs --gather-with-grad"),
     (TRAIN + ["--loss", "siglip", "--gather-with-grad"], 2, "ring of ranks"),
     (TRAIN + ["--samples", "100", "--epochs", "1"], 2, "not with --epochs"),
-    (["train", "--model", "tiny", "--out", "{w}/a-file"], 2, "a file, not a folder"),
-    (["train", "--model", "tiny", "--out", "{w}/model"], 2, "pass --overwrite"),
-    (["train", "--model", "tiny", "--out", "{w}/someone"], 2, "pass --overwrite"),
+    (["train", "--architecture", "tiny", "--out", "{w}/a-file"], 2, "a file, not a folder"),
+    (["train", "--architecture", "tiny", "--out", "{w}/model"], 2, "pass --overwrite"),
+    (["train", "--architecture", "tiny", "--out", "{w}/someone"], 2, "pass --overwrite"),
     (["train", "--resume", "{w}/someone"], 2, "not a training run folder"),
     (["train", "--config", "{w}/two-slots.txt", "--out", "{w}/run"], 2, "not a training config"),
     (["train-vqa", "--steps", "0", "--out", "{w}/run"], 2, "--steps 0"),
@@ -202,7 +202,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_error_line(tmp_path):
     file permissions (util-linux's setpriv), as an ordinary user would."""
     (tmp_path / "read-only").mkdir()
     (tmp_path / "read-only").chmod(0o555)
-    command = [sys.executable, "-c", "from grounding.interfaces.cli import app; app()", "train", "--model", "tiny",
+    command = [sys.executable, "-c", "from grounding.interfaces.cli import app; app()", "train", "--architecture", "tiny",
                "--out", str(tmp_path / "read-only" / "run")]
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:

@@ -4,27 +4,19 @@ from __future__ import annotations
 import dataclasses
 import sys
 import warnings
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..training.options import TrainConfig
-from .common import Compile, Device, runtime_for
+from .common import App, Compile, Device, ImageTower, TextTower, choice, default_of, given, runtime_for
 from .common import Precision as InferencePrecision
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Ground language in images: train CLIP-style models and classify images zero-shot.")
+app = App(add_completion=False,
+          help="Ground language in images: train CLIP-style models and classify images zero-shot.")
 
 
-def choice(name: str, *values: str) -> type[Enum]:
-    """A string enum, which typer shows as the option's allowed values."""
-    return Enum(name, {v: v for v in values}, type=str)
-
-
-ImageTower = choice("ImageTower", "vit", "resnet")
-TextTower = choice("TextTower", "transformer", "lstm")
 Precision = choice("Precision", "fp32", "bf16")
 Loss = choice("Loss", "clip", "siglip")
 IndexKind = choice("IndexKind", "flat", "hnsw", "ivfpq")
@@ -48,15 +40,6 @@ def _setup(version: bool = typer.Option(False, "--version", callback=_print_vers
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 
 
-def default_of(cls, name: str) -> typer.models.OptionInfo:
-    """A typer option whose help and shown default come from the config dataclass that owns the
-    option (one home for each default). Its value is None unless given, so a --config file's
-    values stand wherever the command line says nothing."""
-    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
-    shown = f"  [default: {spec.default}]" if spec.default not in (None, False, "") else ""
-    return typer.Option(None, help=spec.metadata["help"] + shown, show_default=False)
-
-
 @app.command(short_help="Train or fine-tune a CLIP model.")
 def train(
     out: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, metrics.jsonl, skipped.jsonl and the "
@@ -65,10 +48,10 @@ def train(
                                           "(--steps, --workers and --device may change)."),
     config: Optional[Path] = typer.Option(None, help="A JSON file of training options (a run's train.json is one); "
                                           "options given here override it."),
-    overwrite: bool = typer.Option(False, help="Write a new run into an --out that holds other files (a saved "
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write a new run into an --out that holds other files (a saved "
                                    "model, anything but a run)."),
     data: Optional[str] = default_of(TrainConfig, "data"),
-    model: Optional[str] = default_of(TrainConfig, "model"),
+    architecture: Optional[str] = default_of(TrainConfig, "architecture"),
     init: Optional[str] = default_of(TrainConfig, "init"),
     init_activation: Optional[str] = default_of(TrainConfig, "init_activation"),
     tokenizer: Optional[TokenizerChoice] = default_of(TrainConfig, "tokenizer"),
@@ -118,10 +101,9 @@ def train(
     from ..training.feed import BadDataError
     from ..training.trainer import train as run_training
 
-    given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
-             if v is not None and k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    changes = given(locals(), TrainConfig)
     if recipe is not None:
-        _train_recipe(recipe, out, given)
+        _train_recipe(recipe, out, changes)
         return
     if (out is None) == (resume is None):
         raise typer.BadParameter("give exactly one of --out (a new run) or --resume (an existing run)")
@@ -129,10 +111,10 @@ def train(
         if resume:
             if config:
                 raise ValueError("--config starts a new run; a resumed run keeps the options in its train.json")
-            run_training(None, None, resume, resume=True, changes=given)
+            run_training(None, None, resume, resume=True, changes=changes)
         else:
             options = TrainConfig.from_json(config) if config else TrainConfig()
-            run_training(None, dataclasses.replace(options, **given), out, overwrite=overwrite)
+            run_training(None, dataclasses.replace(options, **changes), out, overwrite=overwrite)
     except BadDataError as e:
         typer.echo(f"stopped: {e}", err=True)
         raise typer.Exit(1)
@@ -229,7 +211,7 @@ def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
 
 @app.command(short_help="Classify images zero-shot from label text.")
 def classify(
-    images: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or patterns such as "
+    images: list[str] = typer.Argument(..., metavar="IMAGE", help="Image files, folders (searched recursively) or patterns such as "
                                        "'photos/**/*.jpg'."),
     model: str = typer.Option("lit-minilm-effnet", help="A saved model or run folder, a checkpoint, or the built-in "
                               "model."),
@@ -307,7 +289,7 @@ def zeroshot(
     batch_size: int = typer.Option(64, help="Images encoded per batch."),
     workers: int = typer.Option(2, help="Processes decoding and preprocessing images beside the encoder."),
     limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random sample of this many examples."),
-    cards: bool = typer.Option(False, help="Also export one PNG card per example into OUT/cards."),
+    cards: bool = typer.Option(False, "--cards", help="Also export one PNG card per example into OUT/cards."),
     no_cache: bool = typer.Option(False, "--no-cache",
                                   help="Re-encode the label texts even if a cached classifier exists."),
     device: Device = "auto",
@@ -370,16 +352,16 @@ def probe(
     Console().print(table)
 
 
-index_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build vector indexes over embedding stores.")
+index_app = App(help="Build vector indexes over embedding stores.")
 app.add_typer(index_app, name="index")
-data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Prepare training data: webdataset shards for training at scale.",
-                       short_help="Prepare training data (webdataset shards).")
+data_app = App(help="Prepare training data: webdataset shards for training at scale.",
+               short_help="Prepare training data (webdataset shards).")
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("shard", short_help="Write webdataset shards from any listed data.")
 def data_shard(
-    spec: str = typer.Argument(..., help="Training pairs as train --data names them (csv:PATH, folder:PATH, "
+    spec: str = typer.Argument(..., metavar="SPEC", help="Training pairs as train --data names them (csv:PATH, folder:PATH, "
                                "openclipart, emoji:STYLE, iconify:SET, tuxpaint, joined with +)."),
     out: Path = typer.Option(..., help="A new or empty folder for the shards and manifest.json."),
     shard_size: int = typer.Option(1000, min=1, help="Samples per shard."),
@@ -434,7 +416,7 @@ def embed(
 
 @index_app.command("build", short_help="Build a faiss index over an embedding store.")
 def index_build(
-    folder: Path = typer.Argument(..., help="An embedding store made by `grounding embed`."),
+    folder: Path = typer.Argument(..., metavar="FOLDER", help="An embedding store made by `grounding embed`."),
     kind: Optional[IndexKind] = typer.Option(None, help="flat (exact), hnsw (graph) or ivfpq (compressed); by "
                                              "default exact up to 100,000 vectors, hnsw above."),
 ) -> None:
@@ -450,8 +432,8 @@ def index_build(
 
 @app.command(short_help="Search an index with words or an image.")
 def search(
-    index: Path = typer.Argument(..., help="An embedding store with a built index."),
-    query: Optional[str] = typer.Argument(None, help='Words to search for, e.g. "spoon".'),
+    index: Path = typer.Argument(..., metavar="INDEX", help="An embedding store with a built index."),
+    query: Optional[str] = typer.Argument(None, metavar="QUERY", help='Words to search for, e.g. "spoon".'),
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="How many hits per query."),
     image: Optional[Path] = typer.Option(None, help="Search with an image instead of words."),
     queries: Optional[Path] = typer.Option(None, help="A file of queries, one per line, answered in one batch."),
@@ -469,8 +451,7 @@ def search(
     from ..tasks.retrieval.search import contact_sheet
     from ..tasks.retrieval.search import search as run_search
 
-    given = [x is not None for x in (query, image, queries)]
-    if sum(given) != 1:
+    if sum(x is not None for x in (query, image, queries)) != 1:
         raise typer.BadParameter("give exactly one of QUERY, --image or --queries")
     try:
         found = Index(index)
@@ -530,8 +511,8 @@ def retrieval_eval(
 
 @app.command(short_help="Show where in an image a phrase is.")
 def ground(
-    image: Path = typer.Argument(..., help="The image to look in."),
-    phrase: str = typer.Argument(..., help='What to find, e.g. "the red circle".'),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="The image to look in."),
+    phrase: str = typer.Argument(..., metavar="PHRASE", help='What to find, e.g. "the red circle".'),
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     out: Path = typer.Option(Path("ground.png"), help="Where to draw the heat map and the box."),
     method: GroundMethod = typer.Option(GroundMethod.occlusion, help="occlusion (any tower) or similarity "
@@ -557,9 +538,9 @@ def ground(
 
 @app.command(short_help="Convert a checkpoint between formats.")
 def convert(
-    source: str = typer.Argument(..., help="A model folder (grounding, Hugging Face or open_clip), a state dict file "
+    source: str = typer.Argument(..., metavar="SOURCE", help="A model folder (grounding, Hugging Face or open_clip), a state dict file "
                                  "or a built-in model."),
-    destination: Path = typer.Argument(..., help="The folder to write (open_clip: also a .pt or .safetensors file, "
+    destination: Path = typer.Argument(..., metavar="DESTINATION", help="The folder to write (open_clip: also a .pt or .safetensors file, "
                                        "the bare state dict, for a model with OpenAI's vocabulary)."),
     to: Format = typer.Option(..., help="hf: a Hugging Face CLIPModel folder (ViT and Transformer towers only); "
                               "open_clip: open_clip's model folder (ViT or ResNet, Transformer text), read by "
@@ -593,9 +574,9 @@ ExportFormat = choice("ExportFormat", "onnx", "torchscript")
 
 @app.command("export", short_help="Export the encoders (ONNX, TorchScript).")
 def export_command(
-    model: str = typer.Argument(..., help="The model to export: a run or saved folder, a checkpoint, or a built-in "
+    model: str = typer.Argument(..., metavar="MODEL", help="The model to export: a run or saved folder, a checkpoint, or a built-in "
                                 "model."),
-    out: Path = typer.Argument(..., help="The folder for the two encoders, tokenizer.json and preprocess.json."),
+    out: Path = typer.Argument(..., metavar="EXPORT", help="The folder for the two encoders, tokenizer.json and preprocess.json."),
     format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx (onnxruntime and the like) or "
                                         "torchscript (torch.jit.load)."),
 ) -> None:

@@ -1,19 +1,72 @@
-"""What the command modules share: the --device and --precision options and the one place they
-are decided."""
+"""What the command modules share: one way to declare an option (its default and help come from
+the config dataclass that owns it), the choices typer lists, and the --device and --precision
+options with the one place they are decided."""
 from __future__ import annotations
 
+import dataclasses
+from enum import Enum
 from typing import Annotated
 
 import typer
+import typer.core
 
 from ..runtime import Runtime
+
+
+class Command(typer.core.TyperCommand):
+    """Usage lines as click writes them (`IMAGE...`, `[QUERY]`): typer's own put every required
+    argument in braces (`{images}...`), which reads as a set."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name.upper()) + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class App(typer.Typer):
+    """A typer app whose commands write usage lines as `Command` does; one for every command group."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(no_args_is_help=True, rich_markup_mode=None, **kwargs)
+
+    def command(self, *args, **kwargs):
+        return super().command(*args, cls=kwargs.pop("cls", Command), **kwargs)
+
+
+def choice(name: str, *values: str) -> type[Enum]:
+    """A string enum, which typer shows as the option's allowed values."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+ImageTower = choice("ImageTower", "vit", "resnet")
+TextTower = choice("TextTower", "transformer", "lstm")
+
+
+def default_of(cls, name: str) -> typer.models.OptionInfo:
+    """A typer option whose help and shown default come from the config dataclass that owns the
+    option (one home for each default). Its value is None unless given, so the dataclass's
+    default, or a --config file's value, stands wherever the command line says nothing."""
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    shown = "" if spec.default is None or spec.default is False or spec.default == "" else \
+        f"  [default: {spec.default}]"
+    return typer.Option(None, help=spec.metadata["help"] + shown, show_default=False)
+
+
+def given(values: dict, cls) -> dict:
+    """The options of `cls` that the command line gave (not None), choices as their strings."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None and k in names}
+
 
 Device = Annotated[str, typer.Option(help="cpu, cuda (or cuda:N), or auto: a GPU when PyTorch sees one.")]
 Precision = Annotated[str, typer.Option(help="fp32; bf16 (the weights converted once, features still fp32); or "
                                         "auto: bf16 where the device multiplies bf16 fast, said on stderr.")]
 
 
-Compile = Annotated[bool, typer.Option(help="Compile the image encoder first (torch.compile): about half a minute, "
+Compile = Annotated[bool, typer.Option("--compile", help="Compile the image encoder first (torch.compile): about half a minute, "
                                       "then faster; pays off over thousands of images.")]
 
 

@@ -8,65 +8,53 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..training.options import TaskLoopOptions, help_of
 from ..runtime import device_of
-from .common import Device, runtime_for
+from ..tasks.options import CaptionOptions, VQAOptions
+from ..training.options import TaskLoopOptions
+from .common import Device, ImageTower, TextTower, default_of, given, runtime_for
 
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
-
-# The options train-vqa and train-caption share.
-Towers = Annotated[str, typer.Option(help="The towers' preset or JSON config (a ViT at 64 px uses 8-px patches).")]
-ImageTower = Annotated[Optional[str], typer.Option(help="vit or resnet, overriding the preset's.")]
-Init = Annotated[Optional[str], typer.Option(help="Start the towers (and the tokenizer) from this CLIP model.")]
-Freeze = Annotated[bool, typer.Option(help="With --init: keep the towers fixed, train only what is new.")]
-Width = Annotated[int, typer.Option(help="Width of the cross-attention layers.")]
-Layers = Annotated[int, typer.Option(help="How many cross-attention layers.")]
-Steps = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "steps"))]
-BatchSize = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "batch_size"))]
-LearningRate = Annotated[Optional[float], typer.Option(help=help_of(TaskLoopOptions, "lr"))]
-Seed = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "seed"))]
-SaveEvery = Annotated[int, typer.Option(help=help_of(TaskLoopOptions, "save_every"))]
-Overwrite = Annotated[bool, typer.Option(help="Write into an --out that holds other files (not a run of this command).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into an --out that holds other files (not a run "
+                                                      "of this command).")]
 
 
-def _loop(options: TaskLoopOptions, init: Optional[str]):
+def _options(cls, values: dict):
+    """The task's options from what the command line gave; the dataclasses fill in the rest."""
     try:
-        return options.loop(bool(init))
+        loop = TaskLoopOptions(**given(values, TaskLoopOptions)).loop(bool(values.get("init")))
     except ValueError as e:
         raise typer.BadParameter(str(e))
+    return cls(loop, **given(values, cls))
 
 
 def train_vqa_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints, OUT/blind (the baseline), OUT/eval."),
-    data: str = typer.Option("synthetic", help="synthetic, or csv:PATH with columns image,question,answer[,type] "
-                             "(answers 'a|b|c' from several annotators give VQA soft scores)."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH to evaluate on; by default held-out synthetic "
                                             "scenes, or the 20% of a CSV's rows kept out of training."),
-    model: Towers = "small",
-    image_tower: ImageTower = None,
-    text_tower: Optional[str] = typer.Option(None, help="transformer or lstm, overriding the preset's."),
-    init: Init = None,
-    freeze: Freeze = False,
-    width: Width = 256,
-    layers: Layers = 2,
-    steps: Steps = TaskLoopOptions.steps,
-    batch_size: BatchSize = TaskLoopOptions.batch_size,
-    lr: LearningRate = TaskLoopOptions.lr,
-    seed: Seed = TaskLoopOptions.seed,
-    save_every: SaveEvery = TaskLoopOptions.save_every,
+    data: Optional[str] = default_of(VQAOptions, "data"),
+    towers: Optional[str] = default_of(VQAOptions, "towers"),
+    image_tower: Optional[ImageTower] = default_of(VQAOptions, "image_tower"),
+    text_tower: Optional[TextTower] = default_of(VQAOptions, "text_tower"),
+    init: Optional[str] = default_of(VQAOptions, "init"),
+    freeze: Optional[bool] = default_of(VQAOptions, "freeze"),
+    width: Optional[int] = default_of(VQAOptions, "width"),
+    layers: Optional[int] = default_of(VQAOptions, "layers"),
+    steps: Optional[int] = default_of(TaskLoopOptions, "steps"),
+    batch_size: Optional[int] = default_of(TaskLoopOptions, "batch_size"),
+    lr: Optional[float] = default_of(TaskLoopOptions, "lr"),
+    seed: Optional[int] = default_of(TaskLoopOptions, "seed"),
+    save_every: Optional[int] = default_of(TaskLoopOptions, "save_every"),
     overwrite: Overwrite = False,
-    baselines: bool = typer.Option(True, help="Also train the question-only model and report the majority answers."),
+    no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the question-only model and the majority "
+                                      "answers (trained and reported beside the model by default)."),
 ) -> None:
     """Train a VQA model (cross-attention from question tokens to image tokens), then evaluate it
     per question type beside its baselines. Run it again to resume."""
     from ..tasks.vqa.run import run_train_vqa
-    from ..tasks.vqa.train import VQAOptions
 
-    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed, save_every), init)
-    options = VQAOptions(loop, data=data, towers=model, image_tower=image_tower,
-                         text_tower=text_tower, init=init, freeze=freeze, width=width, layers=layers)
+    options = _options(VQAOptions, locals())
     try:
-        results = run_train_vqa(options, out, eval_data, baselines, overwrite=overwrite)
+        results = run_train_vqa(options, out, eval_data, not no_baselines, overwrite=overwrite)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise typer.BadParameter(str(e))
     console = Console()
@@ -81,8 +69,8 @@ def train_vqa_command(
 
 
 def vqa_command(
-    image: Path = typer.Argument(..., help="An image file."),
-    question: str = typer.Argument(..., help="The question, e.g. 'how many circles are there?'"),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="An image file."),
+    question: str = typer.Argument(..., metavar="QUESTION", help="The question, e.g. 'how many circles are there?'"),
     model: Path = typer.Option(..., help="A folder written by grounding train-vqa."),
     top: int = typer.Option(3, help="How many answers to show."),
     device: Device = "auto",
@@ -109,33 +97,29 @@ def vqa_command(
 
 def train_caption_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints and OUT/eval."),
-    data: str = typer.Option("synthetic", help="synthetic, csv:PATH (columns image,caption), or tuxpaint "
-                             "(Debian tuxpaint-stamps-default; GPL, so do not ship what it trains)."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH or tuxpaint to evaluate on; by default held-out "
                                             "synthetic scenes, or the 20% of a list's images kept out of training."),
-    decoder: str = typer.Option("transformer", help="transformer (cross-attention, KV cache) or lstm (with attention)."),
-    model: Towers = "small",
-    image_tower: ImageTower = None,
-    init: Init = None,
-    freeze: Freeze = False,
-    width: Width = 256,
-    layers: Layers = 2,
-    steps: Steps = TaskLoopOptions.steps,
-    batch_size: BatchSize = TaskLoopOptions.batch_size,
-    lr: LearningRate = TaskLoopOptions.lr,
-    seed: Seed = TaskLoopOptions.seed,
-    save_every: SaveEvery = TaskLoopOptions.save_every,
+    data: Optional[str] = default_of(CaptionOptions, "data"),
+    decoder: Optional[str] = default_of(CaptionOptions, "decoder"),
+    towers: Optional[str] = default_of(CaptionOptions, "towers"),
+    image_tower: Optional[ImageTower] = default_of(CaptionOptions, "image_tower"),
+    init: Optional[str] = default_of(CaptionOptions, "init"),
+    freeze: Optional[bool] = default_of(CaptionOptions, "freeze"),
+    width: Optional[int] = default_of(CaptionOptions, "width"),
+    layers: Optional[int] = default_of(CaptionOptions, "layers"),
+    steps: Optional[int] = default_of(TaskLoopOptions, "steps"),
+    batch_size: Optional[int] = default_of(TaskLoopOptions, "batch_size"),
+    lr: Optional[float] = default_of(TaskLoopOptions, "lr"),
+    seed: Optional[int] = default_of(TaskLoopOptions, "seed"),
+    save_every: Optional[int] = default_of(TaskLoopOptions, "save_every"),
     overwrite: Overwrite = False,
     beam: int = typer.Option(1, help="Evaluate with beam search of this width (1: greedy)."),
 ) -> None:
     """Train a captioner, then evaluate BLEU, ROUGE-L and CIDEr-D beside the nearest-neighbour
     caption. Run it again to resume."""
     from ..tasks.captioning.run import run_train_caption
-    from ..tasks.captioning.train import CaptionOptions
 
-    loop = _loop(TaskLoopOptions(steps, batch_size, lr, seed, save_every), init)
-    options = CaptionOptions(loop, data=data, towers=model, image_tower=image_tower,
-                             init=init, freeze=freeze, width=width, layers=layers, decoder=decoder)
+    options = _options(CaptionOptions, locals())
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
     try:
         results = run_train_caption(options, out, eval_data, overwrite=overwrite, **decoding)
@@ -156,7 +140,7 @@ def train_caption_command(
 
 
 def caption_command(
-    images: list[Path] = typer.Argument(..., help="The image files to caption."),
+    images: list[Path] = typer.Argument(..., metavar="IMAGE", help="The image files to caption."),
     model: Path = typer.Option(..., help="A folder written by grounding train-caption."),
     beam: int = typer.Option(1, help="Beam search of this width (1: greedy)."),
     length_penalty: float = typer.Option(0.6, help="Beam search: score / ((5 + length) / 6) ** this."),

@@ -2,7 +2,6 @@
 those of a trained CLIP model, copied in and optionally frozen."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -13,25 +12,8 @@ from ..runtime import device_of
 from ..saved import load
 from ..tokenizer import Tokenizer
 from ..training.lock import lock_tower
-from ..training.options import LoopConfig
 from ..vocabulary import build_tokenizer
-
-
-@dataclass
-class TaskOptions:
-    """What the task trainers share: the loop, the data, and where the towers come from."""
-
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    data: str = "synthetic"
-    towers: str = "small"  # a preset or JSON config...
-    image_tower: str | None = None  # ...with these tower kinds
-    text_tower: str | None = None
-    init: str | None = None  # or a CLIP model whose towers (and tokenizer) to start from
-    freeze: bool = False  # keep those towers fixed
-    width: int = 256  # of the fusion layers or the decoder
-    layers: int = 2
-    heads: int = 4
-    grid_stage: int = 3  # ResNet towers: image tokens from this stage's grid (models/fusion.py)
+from .options import TaskOptions
 
 
 def tower_config(spec: str, image_tower: str | None = None, text_tower: str | None = None

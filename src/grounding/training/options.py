@@ -79,8 +79,9 @@ class TrainConfig(LoopConfig):
     """Every option of a CLIP training run: `grounding train` reads its defaults and help here,
     and a run's train.json is one of these (`grounding train --config train.json`)."""
 
-    model: str | dict = option("small", "A preset (tiny, small, ViT-B-32, ViT-B-16, RN50) or a JSON model config, "
-                               "for a model trained from scratch (in train.json: also the config itself).")
+    architecture: str | dict = option("small", "The model to build and train from scratch: a preset (tiny, small, "
+                                      "ViT-B-32, ViT-B-16, RN50) or a JSON model config (in train.json: also the "
+                                      "config itself).")
     init: str | None = option(None, "Fine-tune this model instead: anything grounding.load reads (a run or saved "
                               "folder, a Hugging Face CLIP folder, an OpenAI or open_clip checkpoint, "
                               "lit-minilm-effnet); its tokenizer and preprocessing are kept.")
@@ -149,6 +150,8 @@ class TrainConfig(LoopConfig):
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if "model" in d and "architecture" not in d:  # a train.json written before the option's rename
+            d = {("architecture" if k == "model" else k): v for k, v in d.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

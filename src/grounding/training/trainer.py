@@ -129,7 +129,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     else:
         cfg = train_config or TrainConfig()
         if model_config is not None:  # train.json then describes the run whole
-            cfg = dataclasses.replace(cfg, model=model_config.to_dict())
+            cfg = dataclasses.replace(cfg, architecture=model_config.to_dict())
     world = distributed.start(cfg.device)
     if not resume:
         world.first(lambda: _check_new_out(run, overwrite))
@@ -246,7 +246,7 @@ def _new_model(model_config: ModelConfig | None, cfg: TrainConfig, mixture: Mixt
         if cfg.tokenizer and cfg.tokenizer != model.config.tokenizer:
             raise ValueError(f"--init keeps the model's own tokenizer; drop --tokenizer {cfg.tokenizer}")
         return model.train()
-    config = model_config or resolve_config(cfg.model, cfg.image_tower, cfg.text_tower)
+    config = model_config or resolve_config(cfg.architecture, cfg.image_tower, cfg.text_tower)
     if cfg.loss:
         config.loss = cfg.loss
     return create_model(config, make_tokenizer(config, cfg.tokenizer, mixture))

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ...files import folder_lock, write_json_atomic
 from ...training.checkpoint import RunFolder
+from ..options import CaptionOptions
 from .data import SyntheticCaptions, caption_examples, open_captions
 from .evaluate import evaluate_captions
-from .train import CaptionOptions, train_captioner
+from .train import train_captioner
 
 
 def synthetic_sets(seed: int, size: int = 500) -> dict[str, list]:

@@ -1,7 +1,6 @@
 """Training a captioner into a run folder; running the same command again resumes it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +9,10 @@ import torch
 from ...build import attach
 from ...models.captioner import Captioner, CaptionerConfig
 from ...training.loop import fit
+from ..options import CaptionOptions
 from ..saved import run_model
-from ..towers import TaskOptions, copy_towers, freeze_towers, pixels_of, towers_for
+from ..towers import copy_towers, freeze_towers, pixels_of, towers_for
 from .data import open_captions
-
-
-@dataclass
-class CaptionOptions(TaskOptions):
-    decoder: str = "transformer"  # or "lstm"
 
 
 def new_model(options: CaptionOptions) -> Captioner:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ...files import folder_lock, write_json_atomic
 from ...training.checkpoint import RunFolder
+from ..options import VQAOptions
 from .data import SyntheticQA, csv_questions, open_qa
 from .evaluate import evaluate_vqa, majority_answers
-from .train import VQAOptions, train_vqa
+from .train import train_vqa
 
 
 def synthetic_sets(seed: int, size: int = 1000) -> dict[str, list]:

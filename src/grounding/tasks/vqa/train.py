@@ -10,11 +10,10 @@ import torch.nn.functional as F
 from ...build import attach
 from ...models.vqa import VQAConfig, VQAModel
 from ...training.loop import fit
+from ..options import VQAOptions
 from ..saved import run_model
-from ..towers import TaskOptions, copy_towers, freeze_towers, towers_for
+from ..towers import copy_towers, freeze_towers, towers_for
 from .data import open_qa, to_tensors
-
-VQAOptions = TaskOptions
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,38 @@
+"""Every option of the task trainers (train-vqa, train-caption), with its default and the help
+the command line shows: one home for each, importable without torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..training.options import LoopConfig, option
+
+
+@dataclass
+class TaskOptions:
+    """What the task trainers share: the loop, the data, and where the towers come from. The
+    command line reads each option's default and help here."""
+
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    data: str = option("synthetic", "synthetic, or csv:PATH.")
+    towers: str = option("small", "The towers' preset or JSON config (a ViT at 64 px uses 8-px patches).")
+    image_tower: str | None = option(None, "vit or resnet, overriding the preset's.")
+    text_tower: str | None = option(None, "transformer or lstm, overriding the preset's.")
+    init: str | None = option(None, "Start the towers (and the tokenizer) from this CLIP model instead.")
+    freeze: bool = option(False, "With --init: keep the towers fixed, train only what is new.")
+    width: int = option(256, "Width of the cross-attention layers (or the decoder).")
+    layers: int = option(2, "How many cross-attention (or decoder) layers.")
+    heads: int = option(4, "Attention heads of those layers.")
+    grid_stage: int = option(3, "ResNet towers: image tokens from this stage's grid (models/fusion.py).")
+
+
+@dataclass
+class VQAOptions(TaskOptions):
+    data: str = option("synthetic", "synthetic, or csv:PATH with columns image,question,answer[,type] (answers "
+                       "'a|b|c' from several annotators give VQA soft scores).")
+
+
+@dataclass
+class CaptionOptions(TaskOptions):
+    data: str = option("synthetic", "synthetic, csv:PATH (columns image,caption), or tuxpaint (Debian "
+                       "tuxpaint-stamps-default; GPL, so do not ship what it trains).")
+    decoder: str = option("transformer", "transformer (cross-attention, KV cache) or lstm (with attention).")
