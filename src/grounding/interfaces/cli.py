@@ -523,8 +523,8 @@ def ground(
 ) -> None:
     """Show which part of an image a phrase refers to: a heat map and a box."""
     from ..data.images import BadImageError, load_image
-    from ..tasks.phrase_grounding import ground as run_ground
-    from ..tasks.phrase_grounding import save_overlay
+    from ..tasks.phrase_grounding.locate import ground as run_ground
+    from ..tasks.phrase_grounding.locate import save_overlay
 
     clip = _load_model(model, device, precision)
     try:

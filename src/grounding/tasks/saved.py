@@ -4,21 +4,40 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable, Protocol
 
 import torch
-from torch import nn
 
 from ..build import attach
+from ..config import TaskConfig
+from ..data.images import Preprocess
 from ..files import atomic_path, write_json_atomic
 from ..models.captioner import Captioner, CaptionerConfig
 from ..models.vqa import VQAConfig, VQAModel
 from ..saved import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load_weights, save_weights
 from ..tokenizer import Tokenizer
 
-TASKS = {"vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig)}
 
 
-def save_task_model(model: nn.Module, folder: str | Path, weights: bool = True) -> None:
+class TaskModel(Protocol):
+    """What saving and loading need of a task model (VQAModel, Captioner): a config that names
+    its task and round-trips through JSON, the tokenizer and preprocessing `attach` gives it,
+    and its weights."""
+
+    config: TaskConfig
+    tokenizer: Tokenizer
+    preprocess: Preprocess
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def eval(self) -> "TaskModel": ...
+
+
+TASKS: dict[str, tuple[Callable[..., TaskModel], type[TaskConfig]]] = {
+    "vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig)}
+
+
+def save_task_model(model: TaskModel, folder: str | Path, weights: bool = True) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / TOKENIZER_FILE) as tmp:
@@ -28,7 +47,7 @@ def save_task_model(model: nn.Module, folder: str | Path, weights: bool = True) 
         save_weights(model, folder / WEIGHTS_FILE)
 
 
-def build_task_model(folder: str | Path, task: str) -> nn.Module:
+def build_task_model(folder: str | Path, task: str) -> TaskModel:
     """The folder's model with fresh weights (what a resumed run starts from)."""
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
@@ -43,7 +62,7 @@ def build_task_model(folder: str | Path, task: str) -> nn.Module:
     return attach(model_class(config), tokenizer)
 
 
-def run_model(out: Path, task: str, create, seed: int) -> nn.Module:
+def run_model(out: Path, task: str, create: Callable[[], TaskModel], seed: int) -> TaskModel:
     """The model of the run in `out`: rebuilt from its config when the run exists (its newest
     checkpoint then fills in the weights), else `create()`d and its config written. Either way
     the global seed is left as a fresh run leaves it."""
@@ -56,7 +75,7 @@ def run_model(out: Path, task: str, create, seed: int) -> nn.Module:
     return model
 
 
-def load_task_model(folder: str | Path, task: str) -> nn.Module:
+def load_task_model(folder: str | Path, task: str) -> TaskModel:
     model = build_task_model(folder, task)
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():

@@ -227,7 +227,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     @app.post("/ground", dependencies=guarded)
     async def ground(image: UploadFile = File(...), phrase: str = Form(..., min_length=1, max_length=300)) -> dict:
         """Where in the image a phrase is: the strongest box and a heat map PNG (as a data URL)."""
-        from ...tasks.phrase_grounding import ground as locate
+        from ...tasks.phrase_grounding.locate import ground as locate
 
         if not phrase.strip():
             raise HTTPException(400, "an empty phrase: say what to look for")

@@ -9,8 +9,8 @@ region. Two methods:
   training never aligns these tokens with text, and in this project's models the map comes out
   inverted (README: Phrase grounding), the "opposite visualisation" reported for CLIP itself.
 
-On the synthetic world, where every object's box is known, the pointing game scores a method:
-is the heat map's maximum inside the named object?"""
+On the synthetic world, where every object's box is known, the pointing game (evaluate.py)
+scores a method: is the heat map's maximum inside the named object?"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,10 +24,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..data.synthetic import World  # noqa: E402
-from ..files import save_figure  # noqa: E402
-from ..models import CLIP, ModifiedResNet  # noqa: E402
-from ..runtime import device_of, dtype_of  # noqa: E402
+from ...files import save_figure  # noqa: E402
+from ...models import CLIP, ModifiedResNet  # noqa: E402
+from ...runtime import device_of, dtype_of  # noqa: E402
 
 
 @torch.no_grad()
@@ -138,29 +137,3 @@ def save_overlay(view: Image.Image, heat: np.ndarray, box: tuple[int, int, int, 
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def pointing_game(model: CLIP, n_scenes: int = 200, seed: int = 3, world: World | None = None,
-                  method: str = "occlusion", window: int | None = None) -> dict:
-    """Scenes of 2 to 3 objects; each object whose colour-shape pair is unique in its scene is
-    named ("the red circle") and the heat map's maximum must fall inside its box. A model that
-    ignores location hits the box as often as a random point: the box's share of the image."""
-    world = world or World(held_out=())
-    rng = np.random.default_rng([seed, 8])
-    size = model.config.vision.image_size
-    hits, shares = [], []
-    for _ in range(n_scenes):
-        scene = world.sample(rng, "any", n_objects=int(rng.integers(2, 4)))
-        pairs = [(o.colour, o.shape) for o in scene.objects]
-        named = [o for o in scene.objects if pairs.count((o.colour, o.shape)) == 1]
-        if not named:
-            continue
-        pixels = model.preprocess(scene.render(size))
-        heat = heat_maps(model, pixels, [f"the {o.colour} {o.shape}" for o in named], method, window).numpy()
-        for obj, h in zip(named, heat):
-            y, x = np.unravel_index(int(h.argmax()), h.shape)
-            x0, y0, x1, y1 = obj.box(size)
-            hits.append(x0 <= x + 0.5 <= x1 and y0 <= y + 0.5 <= y1)
-            shares.append(min(x1 - x0, size) * min(y1 - y0, size) / size ** 2)
-    return {"method": method, "accuracy": float(np.mean(hits)), "chance": float(np.mean(shares)),
-            "phrases": len(hits)}
