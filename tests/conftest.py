@@ -19,7 +19,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes many seconds (runs with --all; README: Testing)")
+    config.addinivalue_line("markers", "slow: takes many seconds (runs with --all; docs/testing.md)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,7 +41,7 @@ def _own_feature_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def openai_bpe() -> Path:
-    """OpenAI's merges file, taken from the open_clip_torch wheel on PyPI (README: Testing)."""
+    """OpenAI's merges file, taken from the open_clip_torch wheel on PyPI (docs/testing.md)."""
     from grounding.tokenizer import find_openai_vocab
 
     try:
@@ -55,7 +55,7 @@ def openai_bpe() -> Path:
                               "-d", str(CACHE)], capture_output=True, text=True)
         wheels = list(CACHE.glob("open_clip_torch-*.whl"))
         if got.returncode or not wheels:
-            pytest.skip("OpenAI's BPE vocabulary is not available offline; see README 'Testing' to fetch it")
+            pytest.skip("OpenAI's BPE vocabulary is not available offline; docs/testing.md says how to fetch it")
         with zipfile.ZipFile(wheels[0]) as z:
             target.write_bytes(z.read("open_clip/bpe_simple_vocab_16e6.txt.gz"))
     with gzip.open(target) as f:  # fail loudly on a corrupt cache rather than skip

@@ -130,7 +130,7 @@ def test_open_clip_state_dicts_load_with_parity_both_ways(tmp_path, openai_bpe, 
 
     peer = next((p for p in PEERS if p.exists()), None)
     if peer is None:
-        pytest.skip("open_clip's environment is missing: README 'Testing' says how to make it "
+        pytest.skip("open_clip's environment is missing: docs/testing.md says how to make it "
                     "(python benchmarks/train_throughput.py --preset small --precision fp32)")
     monkeypatch.setenv("GROUNDING_OPENAI_BPE", str(openai_bpe))
     tokenizer = grounding.Tokenizer.from_openai_merges(openai_bpe)
@@ -168,7 +168,7 @@ def test_open_clip_reads_our_model_folder_with_its_own_vocabulary(tmp_path):
 
     peer = next((p for p in PEERS if p.exists()), None)
     if peer is None:
-        pytest.skip("open_clip's environment is missing: README 'Testing' says how to make it")
+        pytest.skip("open_clip's environment is missing: docs/testing.md says how to make it")
     config = grounding.preset("tiny")
     config.vision.activation = config.text.activation = "quick_gelu"
     torch.manual_seed(0)

@@ -104,3 +104,12 @@ def test_the_plain_onnxruntime_block_runs_and_agrees_with_the_model(tmp_path, mo
     with torch.no_grad():
         expected = model(model.preprocess(tmp_path / "photo.jpg")[None], model.tokenizer(scope["labels"]))[0].softmax(-1)
     assert np.abs(scope["probs"] - expected.numpy()).max() < 1e-4
+
+
+def test_the_design_page_maps_every_module():
+    """docs/design.md's tree names every module of the package under its folder."""
+    tree = re.search(r"(?ms)^```\nsrc/grounding/\n(.*?)^```", (README.parent / "docs" / "design.md").read_text())[1]
+    package = README.parent / "src" / "grounding"
+    missing = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py")) if path.name != "__init__.py"
+               and not (path.name in tree and all(f"{part}/" in tree for part in path.relative_to(package).parts[:-1]))]
+    assert not missing, f"docs/design.md does not list {missing}"

@@ -58,7 +58,7 @@ class PairBatches(IterableDataset):
         if workers != self.streams:
             raise ValueError(f"built for {self.streams} data streams, run by {workers} workers")
         first = self.start + worker
-        # the tar stream this worker continues (README: resuming a tar stream): one per rank and step % W
+        # the tar stream this worker continues (docs/training.md: resuming is exact): one per rank and step % W
         stream = self.rank * workers + first % workers
         problems: list[dict] = []
         readers = {}

@@ -516,7 +516,7 @@ def ground(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     out: Path = typer.Option(Path("ground.png"), help="Where to draw the heat map and the box."),
     method: GroundMethod = typer.Option(GroundMethod.occlusion, help="occlusion (any tower) or similarity "
-                                        "(patch tokens; README: Phrase grounding)."),
+                                        "(patch tokens; docs/tasks.md)."),
     window: Optional[int] = typer.Option(None, help="Occlusion window in pixels; default half a ViT patch."),
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
@@ -580,7 +580,7 @@ def export_command(
     format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx (onnxruntime and the like) or "
                                         "torchscript (torch.jit.load)."),
 ) -> None:
-    """Export the image and text encoders for inference without grounding (README: Export)."""
+    """Export the image and text encoders for inference without grounding (docs/interop.md)."""
     from ..formats.export import export
 
     clip = _load_model(model, "cpu")

@@ -5,7 +5,7 @@ learning adds lives here: the negatives are the whole global batch, so every ran
 are gathered (CLIP), or passed around the ring of ranks (SigLIP, as its paper does).
 
 With W ranks, DDP averages the ranks' gradients, so each rank's loss is scaled to make that
-average the global batch's gradient (README: Train on many processes):
+average the global batch's gradient (docs/training.md: Train on many processes):
 
     (default)                        features gathered without gradient; each rank computes the
                                      whole global loss, but only its own features carry gradient,

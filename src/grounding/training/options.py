@@ -56,7 +56,7 @@ class TaskLoopOptions:
     steps: int = option(1500, "Total optimizer steps.")
     batch_size: int = option(64, "Examples per step.")
     lr: float | None = option(None, "Peak learning rate, reached after warmup, then cosine-decayed; by default "
-                              "5e-4 with --init, else 1e-3 (the rates the README's runs measured).")
+                              "5e-4 with --init, else 1e-3 (the rates docs/tasks.md's runs measured).")
     seed: int = option(0, "Seeds the weights and the data.")
     save_every: int = option(250, "Write a checkpoint every this many steps (and at least 4 times a run, and at "
                              "its end); run the same command again to resume.")
@@ -110,11 +110,11 @@ class TrainConfig(LoopConfig):
     resampled: bool = option(False, "tar data: each data stream draws shards at random, with replacement, instead "
                              "of reading each shard once per epoch: no epochs, any number of shards per stream.")
     gather_with_grad: bool = option(False, "Many processes: the features gathered from the other ranks carry "
-                                    "gradient back to them (README: Train on many processes).")
+                                    "gradient back to them (docs/training.md).")
     local_loss: bool = option(False, "Many processes, with --gather-with-grad: each rank computes only its own "
                               "rows of the global similarity matrix (less memory, the same gradient).")
     grad_checkpointing: bool = option(False, "Recompute each tower layer's activations in the backward pass instead "
-                                      "of keeping them: less memory, more time (README: Train on many processes).")
+                                      "of keeping them: less memory, more time (docs/training.md).")
     eval_data: str | None = option(None, "A labelled dataset (as zeroshot --dataset takes) for zero-shot top-1/top-5 "
                                    "during training.")
     eval_every: int = option(0, "Validate every this many steps (and at the end); 0: never.")

@@ -3,7 +3,7 @@ one training path, and what is done once training ends.
 
     demo       `grounding demo`'s model: the small preset with a ResNet image tower, 300 steps on
                the synthetic world with hard negatives (from scratch on little data, the ResNet
-               learns shape far sooner than the ViT: README)
+               learns shape far sooner than the ViT: docs/models.md)
     lit-real   the built-in lit-minilm-effnet: heads over the locked MiniLM and EfficientNet-Lite0
                backbones (LiT), trained on cached features of openclipart drawings, emoji in six
                styles, icons and round flags (LIT_DATA), then the ImageNet route
@@ -22,7 +22,7 @@ from .checkpoint import RunFolder
 from .options import RESUMABLE, TrainConfig
 from .trainer import train
 
-IMAGENET_ROUTE = 0.3  # the route's weight, chosen on validation data (README: A real model out of the box)
+IMAGENET_ROUTE = 0.3  # the route's weight, chosen on validation data (docs/builtin-model.md)
 # The built-in model's training pairs: only packages whose licences let the weights ship (Apple's
 # and Facebook's emoji, Tux Paint and GCompris stay out). Each npm package is found in the working
 # folder as the .tgz of `npm pack` (data/emoji.py); circle-flags are round flags, so the flags test

@@ -7,7 +7,7 @@ region. Two methods:
 - `similarity`: project every patch token (ViT) or grid cell (ResNet, through the attention
   pool's value path) into the shared embedding and compare it with the phrase. CLIP-style
   training never aligns these tokens with text, and in this project's models the map comes out
-  inverted (README: Phrase grounding), the "opposite visualisation" reported for CLIP itself.
+  inverted (docs/tasks.md: Phrase grounding), the "opposite visualisation" reported for CLIP itself.
 
 On the synthetic world, where every object's box is known, the pointing game (evaluate.py)
 scores a method: is the heat map's maximum inside the named object?"""
