@@ -78,3 +78,18 @@ def test_trained_tokenizer_round_trips_text(tmp_path):
     assert [tok.decode(row) for row in ids] == [corpus[0], "how many triangles are there ?"]
     tok.save(tmp_path / "tokenizer.json")
     assert Tokenizer.from_file(tmp_path / "tokenizer.json", 32)(corpus[:2]).tolist() == ids.tolist()
+
+
+def test_the_world_vocabulary_is_learned_once_and_a_damaged_copy_learned_again(tmp_path, monkeypatch):
+    from grounding.data import sources
+    from grounding.vocabulary import _world_vocabulary
+
+    monkeypatch.setattr(sources, "CACHE", tmp_path)
+    _world_vocabulary.cache_clear()
+    learned = _world_vocabulary(1024, 32)
+    (kept,) = (tmp_path / "vocabularies").iterdir()
+    assert kept.read_text(encoding="utf-8") == learned
+    kept.write_text("{not json")
+    _world_vocabulary.cache_clear()
+    assert _world_vocabulary(1024, 32) == learned and kept.read_text(encoding="utf-8") == learned
+    _world_vocabulary.cache_clear()

@@ -3,6 +3,7 @@ a model folder's own files, or a BPE learned from text (by default the synthetic
 tiny and small presets' vocabulary). The one place a config's end and pad ids are set."""
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -33,11 +34,30 @@ def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> 
 
 @lru_cache(maxsize=4)
 def _world_vocabulary(vocab_size: int, context_length: int) -> str:
-    """The BPE learned from the synthetic world's text, learned once a process: it takes a
-    second or two, and is the same every time."""
-    from .data.synthetic import synthetic_corpus
+    """The BPE learned from the synthetic world's text. Drawing that text takes seconds and
+    gives the same vocabulary every time, so it is learned once and kept in the cache, under a
+    hash of the code that makes it (the world and the tokenizer) and the sizes."""
+    from . import tokenizer
+    from .data import synthetic
+    from .data.sources import CACHE
+    from .files import write_text_atomic
 
-    return Tokenizer.train(synthetic_corpus(), vocab_size, context_length).to_string()
+    code = b"".join(Path(module.__file__).read_bytes() for module in (synthetic, tokenizer))
+    key = hashlib.sha256(code + f"{vocab_size},{context_length}".encode()).hexdigest()[:16]
+    path = CACHE / "vocabularies" / f"synthetic-world-{key}.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+        Tokenizer.from_string(text, context_length)  # a damaged file is learned again
+        return text
+    except Exception:
+        pass
+    text = Tokenizer.train(synthetic.synthetic_corpus(), vocab_size, context_length).to_string()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    except OSError:  # a read-only cache costs only the time
+        pass
+    return text
 
 
 def tie_tokenizer(config: ModelConfig, tokenizer: Tokenizer) -> Tokenizer:
