@@ -48,8 +48,8 @@ def train(
                                           "(--steps, --workers and --device may change)."),
     config: Optional[Path] = typer.Option(None, help="A JSON file of training options (a run's train.json is one); "
                                           "options given here override it."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write a new run into an --out that holds other files (a saved "
-                                   "model, anything but a run)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write a new run into an --out that holds other files "
+                                                              "(a saved model, anything but a run)."),
     data: Optional[str] = default_of(TrainConfig, "data"),
     architecture: Optional[str] = default_of(TrainConfig, "architecture"),
     init: Optional[str] = default_of(TrainConfig, "init"),
@@ -211,8 +211,8 @@ def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
 
 @app.command(short_help="Classify images zero-shot from label text.")
 def classify(
-    images: list[str] = typer.Argument(..., metavar="IMAGE", help="Image files, folders (searched recursively) or patterns such as "
-                                       "'photos/**/*.jpg'."),
+    images: list[str] = typer.Argument(..., metavar="IMAGE", help="Image files, folders (searched recursively) or "
+                                                                  "patterns such as 'photos/**/*.jpg'."),
     model: str = typer.Option("lit-minilm-effnet", help="A saved model or run folder, a checkpoint, or the built-in "
                               "model."),
     labels: Optional[str] = typer.Option(None, help='Comma-separated labels, e.g. "cat,dog,spoon".'),
@@ -361,8 +361,9 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("shard", short_help="Write webdataset shards from any listed data.")
 def data_shard(
-    spec: str = typer.Argument(..., metavar="SPEC", help="Training pairs as train --data names them (csv:PATH, folder:PATH, "
-                               "openclipart, emoji:STYLE, iconify:SET, tuxpaint, joined with +)."),
+    spec: str = typer.Argument(..., metavar="SPEC", help="Training pairs as train --data names them (csv:PATH, "
+                                                         "folder:PATH, openclipart, emoji:STYLE, iconify:SET, "
+                                                         "tuxpaint, joined with +)."),
     out: Path = typer.Option(..., help="A new or empty folder for the shards and manifest.json."),
     shard_size: int = typer.Option(1000, min=1, help="Samples per shard."),
 ) -> None:
@@ -538,10 +539,11 @@ def ground(
 
 @app.command(short_help="Convert a checkpoint between formats.")
 def convert(
-    source: str = typer.Argument(..., metavar="SOURCE", help="A model folder (grounding, Hugging Face or open_clip), a state dict file "
-                                 "or a built-in model."),
-    destination: Path = typer.Argument(..., metavar="DESTINATION", help="The folder to write (open_clip: also a .pt or .safetensors file, "
-                                       "the bare state dict, for a model with OpenAI's vocabulary)."),
+    source: str = typer.Argument(..., metavar="SOURCE", help="A model folder (grounding, Hugging Face or open_clip), "
+                                                             "a state dict file or a built-in model."),
+    destination: Path = typer.Argument(..., metavar="DESTINATION", help="The folder to write (open_clip: also a .pt "
+                                                                        "or .safetensors file, the bare state dict, "
+                                                                        "for a model with OpenAI's vocabulary)."),
     to: Format = typer.Option(..., help="hf: a Hugging Face CLIPModel folder (ViT and Transformer towers only); "
                               "open_clip: open_clip's model folder (ViT or ResNet, Transformer text), read by "
                               "create_model('local-dir:OUT'); grounding: any model."),
@@ -574,9 +576,10 @@ ExportFormat = choice("ExportFormat", "onnx", "torchscript")
 
 @app.command("export", short_help="Export the encoders (ONNX, TorchScript).")
 def export_command(
-    model: str = typer.Argument(..., metavar="MODEL", help="The model to export: a run or saved folder, a checkpoint, or a built-in "
-                                "model."),
-    out: Path = typer.Argument(..., metavar="EXPORT", help="The folder for the two encoders, tokenizer.json and preprocess.json."),
+    model: str = typer.Argument(..., metavar="MODEL", help="The model to export: a run or saved folder, a "
+                                                           "checkpoint, or a built-in model."),
+    out: Path = typer.Argument(..., metavar="OUT", help="The folder for the two encoders, tokenizer.json and "
+                                                        "preprocess.json."),
     format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx (onnxruntime and the like) or "
                                         "torchscript (torch.jit.load)."),
 ) -> None:
@@ -596,7 +599,8 @@ def serve(
     model: str = typer.Option("lit-minilm-effnet", help="The CLIP model the page and API answer with."),
     index: Optional[Path] = typer.Option(None, help="An embedding store with a built index, for search."),
     vqa_model: Optional[Path] = typer.Option(None, help="A folder written by grounding train-vqa, for /vqa."),
-    caption_model: Optional[Path] = typer.Option(None, help="A folder written by grounding train-caption, for /caption."),
+    caption_model: Optional[Path] = typer.Option(None, help="A folder written by grounding train-caption, for "
+                                                            "/caption."),
     host: str = typer.Option("127.0.0.1", help="The address to listen on (0.0.0.0 opens it to the network)."),
     port: int = typer.Option(8000, help="The port to listen on."),
     api_key: Optional[str] = typer.Option(None, envvar="GROUNDING_API_KEY", help="Require this key (header X-API-Key) "

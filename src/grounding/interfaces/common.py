@@ -66,8 +66,9 @@ Precision = Annotated[str, typer.Option(help="fp32; bf16 (the weights converted 
                                         "auto: bf16 where the device multiplies bf16 fast, said on stderr.")]
 
 
-Compile = Annotated[bool, typer.Option("--compile", help="Compile the image encoder first (torch.compile): about half a minute, "
-                                      "then faster; pays off over thousands of images.")]
+Compile = Annotated[bool, typer.Option("--compile", help="Compile the image encoder first (torch.compile): about "
+                                                         "half a minute, then faster; pays off over thousands of "
+                                                         "images.")]
 
 
 def runtime_for(device: str, precision: str = "fp32", compile: bool = False) -> Runtime:
