@@ -23,6 +23,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 if TYPE_CHECKING:
     from .synthetic import Scene
 
+# Images encoded per batch, and the processes that decode them beside the encoder, wherever a
+# caller says nothing else (every encoding command's --batch-size and --workers default).
+BATCH_SIZE, WORKERS = 64, 2
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit, enforced as an error
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # Listed beside the images so that they are reported as skipped, never silently left out.
@@ -184,7 +187,7 @@ def one_thread(_: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def image_loader(source, preprocess: Preprocess, batch_size: int = 64, workers: int = 2) -> torch.utils.data.DataLoader:
+def image_loader(source, preprocess: Preprocess, batch_size: int = BATCH_SIZE, workers: int = WORKERS) -> torch.utils.data.DataLoader:
     """Batches of `DecodedImages(source)`, decoded in `workers` processes of one thread each
     (0: in this process) while the caller encodes."""
     return torch.utils.data.DataLoader(DecodedImages(source, preprocess), batch_size=batch_size, num_workers=workers,

@@ -8,8 +8,9 @@ from typing import Iterator
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from ..data.datasets import Dataset
-from ..data.images import ImageList, image_loader
+from ..data.images import BATCH_SIZE, WORKERS, ImageList, image_loader
 from ..models import CLIP
 
 
@@ -29,7 +30,7 @@ class Predictions:
 
 
 @torch.no_grad()
-def encode_images(model: CLIP, dataset: Dataset, batch_size: int = 64, workers: int = 2,
+def encode_images(model: CLIP, dataset: Dataset, batch_size: int = BATCH_SIZE, workers: int = WORKERS,
                   show_progress: bool = True):
     """Yields (unit features, dataset indices, skipped messages) batch by batch."""
     loader = image_loader(dataset, model.preprocess, batch_size, workers)
@@ -45,7 +46,7 @@ def encode_images(model: CLIP, dataset: Dataset, batch_size: int = 64, workers: 
 
 
 @torch.no_grad()
-def classify_files(model: CLIP, paths: list, classifier: torch.Tensor, batch_size: int = 64, workers: int = 2
+def classify_files(model: CLIP, paths: list, classifier: torch.Tensor, batch_size: int = BATCH_SIZE, workers: int = WORKERS
                    ) -> Iterator[tuple[object, np.ndarray | None, str]]:
     """(path, probabilities over the classifier's labels, "") per image, in order, or (path,
     None, why) for an image that cannot be read; decoded in workers while the model encodes."""
@@ -62,7 +63,7 @@ def classify_files(model: CLIP, paths: list, classifier: torch.Tensor, batch_siz
 
 
 @torch.no_grad()
-def predict(model: CLIP, dataset: Dataset, classifier: torch.Tensor, batch_size: int = 64, workers: int = 2,
+def predict(model: CLIP, dataset: Dataset, classifier: torch.Tensor, batch_size: int = BATCH_SIZE, workers: int = WORKERS,
             show_progress: bool = True) -> Predictions:
     logits, indices, skipped = [], [], []
     scale = model.logit_scale.exp()
@@ -77,7 +78,7 @@ def predict(model: CLIP, dataset: Dataset, classifier: torch.Tensor, batch_size:
 
 
 @torch.no_grad()
-def pair_ranks(model: CLIP, images, captions: list[str], workers: int = 2, show_progress: bool = False
+def pair_ranks(model: CLIP, images, captions: list[str], workers: int = WORKERS, show_progress: bool = False
                ) -> tuple[list[int], np.ndarray, np.ndarray, list[str]]:
     """Retrieval over images (a dataset with .image(i)) paired with captions[i]: the rows whose
     images could be read, each one's image-to-text and text-to-image rank among those rows, and

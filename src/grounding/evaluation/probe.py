@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from ..data.datasets import Dataset
+from ..data.images import BATCH_SIZE, WORKERS
 from ..models import CLIP
 from .predict import encode_images
 
 L2_GRID = tuple(10.0 ** e for e in range(-6, 2))
 
 
-def features(model: CLIP, dataset: Dataset, batch_size: int = 64, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def features(model: CLIP, dataset: Dataset, batch_size: int = BATCH_SIZE, workers: int = WORKERS) -> tuple[np.ndarray, np.ndarray]:
     """Unit image features and labels of the readable examples."""
     feats, labels = [], []
     for batch, index, _ in encode_images(model, dataset, batch_size, workers, show_progress=False):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import Dataset, open_dataset
+from ..data.images import BATCH_SIZE, WORKERS
 from ..data.specs import spec_options, with_options
 from ..files import write_json_atomic
 from ..models import CLIP
@@ -18,7 +19,7 @@ from .zeroshot import build_classifier, cached_classifier
 
 
 def evaluate_zero_shot(model: CLIP, dataset: Dataset, templates: tuple[str, ...], out: Path,
-                       batch_size: int = 64, workers: int = 2, cards: bool = False, cache: bool = True,
+                       batch_size: int = BATCH_SIZE, workers: int = WORKERS, cards: bool = False, cache: bool = True,
                        show_progress: bool = True, title: str | None = None) -> dict:
     """Writes OUT/summary.json, OUT/predictions.jsonl, OUT/report.html (and OUT/cards/*.png)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def _train_split(spec: str, dataset: Dataset, seed: int) -> tuple[Dataset, Datas
 
 
 def run_probe(model: CLIP, spec: str, shots: list[int | None], train_limit: int = 5000, seed: int = 0,
-              workers: int = 2) -> list[dict]:
+              workers: int = WORKERS) -> list[dict]:
     """Linear-probe accuracy for each K in `shots` (None: all training examples), each beside the
     zero-shot top-1 on the same test examples (from the same features, the dataset's templates)."""
     dataset = open_dataset(spec)

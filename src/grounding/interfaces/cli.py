@@ -9,8 +9,21 @@ from typing import Optional
 
 import typer
 
+from ..data.images import BATCH_SIZE, WORKERS
 from ..training.options import TrainConfig
-from .common import App, Compile, Device, ImageTower, TextTower, choice, default_of, given, runtime_for
+from .common import (
+    App,
+    BatchSize,
+    Compile,
+    Device,
+    ImageTower,
+    TextTower,
+    Workers,
+    choice,
+    default_of,
+    given,
+    runtime_for,
+)
 from .common import Precision as InferencePrecision
 
 app = App(add_completion=False,
@@ -222,8 +235,8 @@ def classify(
     top_k: int = typer.Option(5, min=1, help="How many labels to show per image."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
     csv_output: bool = typer.Option(False, "--csv", help="Print a CSV: path, then label and probability per rank."),
-    batch_size: int = typer.Option(64, min=1, help="Images encoded per batch."),
-    workers: int = typer.Option(2, min=0, help="Processes that decode images beside the encoder (0: none)."),
+    batch_size: BatchSize = BATCH_SIZE,
+    workers: Workers = WORKERS,
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
     compile: Compile = False,
@@ -286,8 +299,8 @@ def zeroshot(
     out: Path = typer.Option(Path("runs/zeroshot"), help="Where summary.json, predictions.jsonl and report.html go."),
     templates: Optional[str] = typer.Option(None, help="A template file or a built-in set; by default the "
                                             "dataset's own set."),
-    batch_size: int = typer.Option(64, help="Images encoded per batch."),
-    workers: int = typer.Option(2, help="Processes decoding and preprocessing images beside the encoder."),
+    batch_size: BatchSize = BATCH_SIZE,
+    workers: Workers = WORKERS,
     limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random sample of this many examples."),
     cards: bool = typer.Option(False, "--cards", help="Also export one PNG card per example into OUT/cards."),
     no_cache: bool = typer.Option(False, "--no-cache",
@@ -332,7 +345,7 @@ def probe(
                                     "Full data is always added."),
     train_limit: int = typer.Option(5000, help="At most this many training-pool examples are encoded."),
     seed: int = typer.Option(0, help="Seeds the splits and the choice of shots."),
-    workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
+    workers: Workers = WORKERS,
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
 ) -> None:
@@ -390,8 +403,8 @@ def embed(
                                          "'caption'), or tar:SHARDS-{000..009}.tar (webdataset)."),
     texts: Optional[Path] = typer.Option(None, help="A file with one text per line, instead of --images."),
     shard_size: int = typer.Option(4096, help="Items per shard; each finished shard is kept on a restart."),
-    batch_size: int = typer.Option(64, help="Items encoded per batch."),
-    workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
+    batch_size: BatchSize = BATCH_SIZE,
+    workers: Workers = WORKERS,
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
     compile: Compile = False,
@@ -491,7 +504,7 @@ def retrieval_eval(
     pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2], or captioned images as train --data "
                               "names them (csv:PATH with image,caption, folder:PATH, ...), each with its first caption."),
     out: Path = typer.Option(Path("runs/retrieval"), help="Where summary.json and ranks.jsonl go."),
-    workers: int = typer.Option(2, help="Processes that decode images beside the encoder (0: none)."),
+    workers: Workers = WORKERS,
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
 ) -> None:

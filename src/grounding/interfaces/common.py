@@ -61,6 +61,8 @@ def given(values: dict, cls) -> dict:
     return {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None and k in names}
 
 
+BatchSize = Annotated[int, typer.Option(min=1, help="Images (or texts) encoded per batch.")]
+Workers = Annotated[int, typer.Option(min=0, help="Processes that decode images beside the encoder (0: none).")]
 Device = Annotated[str, typer.Option(help="cpu, cuda (or cuda:N), or auto: a GPU when PyTorch sees one.")]
 Precision = Annotated[str, typer.Option(help="fp32; bf16 (the weights converted once, features still fp32); or "
                                         "auto: bf16 where the device multiplies bf16 fast, said on stderr.")]

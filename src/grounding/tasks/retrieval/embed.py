@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ...data.images import ImageList, image_loader
+from ...data.images import BATCH_SIZE, WORKERS, ImageList, image_loader
 from ...data.inputs import list_items, read_image
 from ...files import folder_lock
 from ...models import CLIP
@@ -25,7 +25,7 @@ def _progress() -> Progress:
 
 
 def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size: int = 4096,
-                 batch_size: int = 64, workers: int = 2, show_progress: bool = True) -> Store:
+                 batch_size: int = BATCH_SIZE, workers: int = WORKERS, show_progress: bool = True) -> Store:
     """Encodes the collection SPEC into the store OUT (locked while it runs)."""
     items = list_items(spec)
     if not items:

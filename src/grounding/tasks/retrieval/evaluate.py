@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...data.images import load_image
+from ...data.images import WORKERS, load_image
+from ...data.pairs import clean_captions, listed_pairs
+from ...data.specs import spec_options
 from ...data.synthetic import World
 from ...evaluation.metrics import rank_summary
 from ...evaluation.predict import pair_ranks
-from ...data.pairs import clean_captions, listed_pairs
-from ...data.specs import spec_options
 from ...files import write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
 
@@ -53,7 +53,7 @@ def retrieval_pairs(spec: str) -> Pairs:
 
 
 @torch.no_grad()
-def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = 2, show_progress: bool = True) -> dict:
+def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = WORKERS, show_progress: bool = True) -> dict:
     pairs = retrieval_pairs(spec)
     image_rows, i2t, t2i, skipped = pair_ranks(model, pairs, pairs.captions, workers, show_progress)
     n = len(image_rows)
