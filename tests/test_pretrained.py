@@ -50,6 +50,24 @@ def test_minilm_matches_sentence_transformers(lit):
     assert (ours - expected).abs().max() < 1e-5
 
 
+def test_a_text_tower_without_a_head_keeps_minilms_own_space():
+    from grounding.build import create_model
+    from grounding.config import ModelConfig, TextConfig, VisionConfig
+
+    text = TextConfig(kind="minilm", context_length=64, vocab_size=30522, projection_head=False)
+    config = ModelConfig(embed_dim=384, vision=VisionConfig(kind="efficientnet_lite0", image_size=224),
+                         text=text, tokenizer="minilm")
+    model = create_model(config).eval()
+    ids = model.tokenizer(["a cup of coffee", "rocket"])
+    with torch.no_grad():
+        assert torch.equal(model.encode_text(ids, normalize=True), F.normalize(model.text.features(ids), dim=-1))
+    assert not list(model.text.parameters(recurse=False)) and not list(model.text.head.parameters())
+    with pytest.raises(ValueError, match="set embed_dim to 384"):
+        create_model(dataclasses.replace(config, embed_dim=512))
+    with pytest.raises(ValueError, match="needs its projection"):
+        ModelConfig(text=TextConfig(projection_head=False)).check()
+
+
 def test_shipped_model_names_the_demo_photos(lit):
     from grounding.data.datasets import open_dataset
 

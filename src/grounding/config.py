@@ -51,6 +51,10 @@ class TextConfig:
     eot_token_id: int = 49407
     pad_token_id: int = 0
     head_width: int = 0  # pretrained towers: hidden width of the projection head (0: linear)
+    # The packaged MiniLM tower: false embeds texts in MiniLM's own sentence space, untouched
+    # (LiT's locked text, whose semantics reach words training never showed); embed_dim is then
+    # its width, 384.
+    projection_head: bool = True
 
 
 @dataclass
@@ -100,6 +104,9 @@ class ModelConfig:
                     raise ValueError(f"{part}{f.name} is {value!r}; it must be a{'n integer' if isinstance(default, int) else ' number'}")
                 if f.name in POSITIVE and not all(v >= 1 for v in numbers):
                     raise ValueError(f"{part}{f.name} is {value!r}; it must be at least 1")
+        if not self.text.projection_head and self.text.kind != "minilm":
+            raise ValueError(f"text.projection_head false keeps a pretrained tower's own space: the {self.text.kind} "
+                             "tower is trained here and needs its projection")
         for part, tower in (("vision", self.vision), ("text", self.text)):
             if tower.kind in ("vit", "transformer") and tower.width % tower.heads:
                 raise ValueError(f"{part}.width {tower.width} is not a multiple of {part}.heads {tower.heads}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -34,17 +35,25 @@ def digest(module: nn.Module) -> str:
     return hash_state(hashlib.sha256(), module).hexdigest()
 
 
+@lru_cache(maxsize=None)
+def package_digest(package: str) -> str:
+    """The digest of a backbone as its package ships it (`efficientnet_lite0`, `minilm`, ...)."""
+    backbone = bert.load_pretrained() if package == "minilm" else efficientnet.load_pretrained(
+        package.removeprefix("efficientnet_"))
+    return digest(backbone)
+
+
 class PackagedBackbone(nn.Module):
     """Base of the towers below: `forward` is the head over the backbone's features."""
 
     backbone: nn.Module
     head: nn.Module
-
-    def remember_package(self) -> None:
-        self.package_digest = digest(self.backbone)
+    config: VisionConfig | TextConfig
 
     def backbone_is_packaged(self) -> bool:
-        return digest(self.backbone) == self.package_digest
+        """Whether the backbone still holds its package's weights: asked when saving, so that
+        loading a model costs no hashing."""
+        return digest(self.backbone) == package_digest(self.config.kind)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's pooled features, before the head: what a locked tower's cache holds."""
@@ -77,7 +86,6 @@ class EfficientNetTower(PackagedBackbone):
         self.config, self.route = config, 0.0
         if config.imagenet_route > 0:
             self.add_route(config.imagenet_route)
-        self.remember_package()
 
     def add_route(self, weight: float) -> None:
         """Makes room for the ImageNet route, with this weight; its label embeddings and its copy
@@ -103,8 +111,13 @@ class MiniLMTower(PackagedBackbone):
         super().__init__()
         self.config = config
         self.backbone = bert.load_pretrained()
-        self.head = projection_head(self.backbone.width, config.head_width, embed_dim)
-        self.remember_package()
+        if config.projection_head:
+            self.head = projection_head(self.backbone.width, config.head_width, embed_dim)
+        elif embed_dim != self.backbone.width:
+            raise ValueError(f"text.projection_head false keeps MiniLM's own {self.backbone.width}-d space: set "
+                             f"embed_dim to {self.backbone.width} (it is {embed_dim})")
+        else:
+            self.head = nn.Identity()
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         return self.backbone(ids, self.config.pad_token_id)
@@ -123,12 +136,17 @@ def imagenet_labels() -> list[str]:
 @torch.no_grad()
 def fill_imagenet_route(model: nn.Module, tokenizer) -> None:
     """The route's label embeddings (the text backbone's features of each ImageNet class name)
-    and its copy of the trained text head."""
-    if not isinstance(model.text.head, nn.Linear):
+    and its copy of the text head (the identity where texts keep MiniLM's own space)."""
+    head = model.text.head
+    if not isinstance(head, (nn.Linear, nn.Identity)):
         raise ValueError("the ImageNet route copies the text head into the image tower: use a linear text head")
     names = imagenet_labels()
     model.visual.label_embeddings.copy_(model.text.features(tokenizer([f"a photo of a {n}." for n in names])))
-    model.visual.label_head.load_state_dict(model.text.head.state_dict())
+    if isinstance(head, nn.Identity):
+        model.visual.label_head.weight.copy_(torch.eye(*model.visual.label_head.weight.shape))
+        model.visual.label_head.bias.zero_()
+    else:
+        model.visual.label_head.load_state_dict(head.state_dict())
 
 
 def packaged_prefixes(model: nn.Module, unchanged_only: bool = True) -> list[str]:
