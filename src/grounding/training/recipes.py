@@ -4,10 +4,10 @@ one training path, and what is done once training ends.
     demo       `grounding demo`'s model: the small preset with a ResNet image tower, 300 steps on
                the synthetic world with hard negatives (from scratch on little data, the ResNet
                learns shape far sooner than the ViT: docs/models.md)
-    lit-real   the built-in lit-minilm-effnet: heads over the locked MiniLM and EfficientNet-Lite0
-               backbones (LiT), trained on cached features of openclipart drawings, emoji in six
-               styles, icons and round flags (LIT_DATA), then the ImageNet route
-               (models/pretrained.py) filled in
+    lit-real   the built-in lit-minilm-effnet: an image head over the locked EfficientNet-Lite0,
+               trained into the locked MiniLM's own sentence space (LiT) on cached features of
+               openclipart drawings, emoji in six styles, icons and round flags (LIT_DATA), then
+               the ImageNet route (models/pretrained.py) filled in
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 
 from ..config import ModelConfig, TextConfig, VisionConfig, resolve_config
-from ..models import CLIP, efficientnet
+from ..models import CLIP, bert, efficientnet
 from ..models.pretrained import fill_imagenet_route
 from ..saved import load, save_model
 from .checkpoint import RunFolder
@@ -40,13 +40,13 @@ def demo() -> tuple[ModelConfig, TrainConfig]:
 
 def lit_real() -> tuple[ModelConfig, TrainConfig]:
     config = ModelConfig(
-        embed_dim=512,
+        embed_dim=bert.WIDTH,  # texts keep MiniLM's own space: only the image head learns (docs/builtin-model.md)
         vision=VisionConfig(kind="efficientnet_lite0", image_size=224, mean=efficientnet.MEAN, std=efficientnet.STD,
                             head_width=1024),
-        text=TextConfig(kind="minilm", context_length=64, vocab_size=30522),
+        text=TextConfig(kind="minilm", context_length=64, vocab_size=30522, projection_head=False),
         tokenizer="minilm",
     )
-    options = TrainConfig(data=LIT_DATA, lock_image=True, lock_text=True, cache_features=True, epochs=20,
+    options = TrainConfig(data=LIT_DATA, lock_image=True, lock_text=True, cache_features=True, epochs=40,
                           batch_size=512, lr=1e-3, weight_decay=0.1, warmup=50, grad_clip=0, save_every=100,
                           precision="bf16")
     return config, options
