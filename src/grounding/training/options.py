@@ -69,11 +69,6 @@ class TaskLoopOptions:
         return loop
 
 
-def help_of(cls, name: str) -> str:
-    """The help text a config dataclass keeps for one of its options."""
-    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata["help"]
-
-
 @dataclass
 class TrainConfig(LoopConfig):
     """Every option of a CLIP training run: `grounding train` reads its defaults and help here,
