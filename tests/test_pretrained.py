@@ -68,6 +68,33 @@ def test_a_text_tower_without_a_head_keeps_minilms_own_space():
         ModelConfig(text=TextConfig(projection_head=False)).check()
 
 
+def test_joined_heads_embed_images_as_the_mean_of_their_members(tmp_path):
+    from grounding.build import create_model, join_heads
+    from grounding.config import ModelConfig, TextConfig, VisionConfig
+
+    text = TextConfig(kind="minilm", context_length=64, vocab_size=30522, projection_head=False)
+    config = ModelConfig(embed_dim=384, vision=VisionConfig(kind="efficientnet_lite0", image_size=224, head_width=16),
+                         text=text, tokenizer="minilm")
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(create_model(config).eval())
+    joined = join_heads(members).eval()
+    features = torch.randn(3, efficientnet.FEATURES)
+    with torch.no_grad():
+        mean = torch.stack([F.normalize(m.visual.from_features(features), dim=-1) for m in members]).mean(dim=0)
+        assert torch.allclose(joined.visual.from_features(features), F.normalize(mean, dim=-1), atol=1e-6)
+    save_model(joined, tmp_path)
+    again = grounding.load(tmp_path)
+    assert again.config.vision.head_ensemble == 2
+    pixels = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(again.encode_image(pixels), joined.encode_image(pixels))
+    wider = create_model(dataclasses.replace(config, vision=dataclasses.replace(config.vision, head_width=8)))
+    with pytest.raises(ValueError, match="one config"):
+        join_heads([members[0], wider])
+
+
 def test_shipped_model_names_the_demo_photos(lit):
     from grounding.data.datasets import open_dataset
 

@@ -2,6 +2,8 @@
 preprocessing every model (CLIP or task) carries."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .config import ModelConfig, VisionConfig
@@ -31,3 +33,34 @@ def attach(model: torch.nn.Module, tokenizer: Tokenizer) -> torch.nn.Module:
 
 def preprocess_for(vision: VisionConfig) -> Preprocess:
     return Preprocess(vision.image_size, tuple(vision.mean), tuple(vision.std))
+
+
+@torch.no_grad()
+def join_heads(members: list[CLIP]) -> CLIP:
+    """One model whose image head is the ensemble of the members' (models/pretrained.py
+    HeadEnsemble): models of one config, trained apart over the same image backbone and the
+    same text tower (locked ones). The temperature (and SigLIP's bias) is the members' mean."""
+    first = members[0]
+    if first.config.vision.kind not in ("efficientnet_lite0", "efficientnet_lite2") or \
+            first.config.vision.imagenet_route or first.config.vision.head_ensemble != 1:
+        raise ValueError("join_heads joins the single heads of EfficientNet towers, before the ImageNet route is added")
+    for model in members[1:]:
+        if model.config != first.config or not _same(model.text, first.text) or \
+                not _same(model.visual.backbone, first.visual.backbone):
+            raise ValueError("join_heads needs models of one config over the same image backbone and text tower "
+                             "(both locked while the heads trained); these differ")
+    vision = dataclasses.replace(first.config.vision, head_ensemble=len(members))
+    joined = create_model(dataclasses.replace(first.config, vision=vision), first.tokenizer)
+    joined.text.load_state_dict(first.text.state_dict())
+    joined.visual.backbone.load_state_dict(first.visual.backbone.state_dict())
+    for head, model in zip(joined.visual.head.members, members):
+        head.load_state_dict(model.visual.head.state_dict())
+    joined.logit_scale.copy_(torch.stack([m.logit_scale for m in members]).mean())
+    if joined.logit_bias is not None:
+        joined.logit_bias.copy_(torch.stack([m.logit_bias for m in members]).mean())
+    return joined
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    theirs = b.state_dict()
+    return all(torch.equal(v, theirs[k]) for k, v in a.state_dict().items())

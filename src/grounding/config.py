@@ -16,7 +16,8 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 # Sizes that must be at least 1 (the others of ModelConfig.check's numbers may be 0).
-POSITIVE = {"embed_dim", "image_size", "width", "layers", "heads", "patch_size", "context_length", "vocab_size"}
+POSITIVE = {"embed_dim", "image_size", "width", "layers", "heads", "patch_size", "context_length", "vocab_size",
+            "head_ensemble"}
 
 
 @dataclass
@@ -32,6 +33,9 @@ class VisionConfig:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     head_width: int = 0  # pretrained towers: hidden width of the projection head (0: linear)
+    # EfficientNet tower: this many heads, each trained on its own loss from its own starting
+    # weights; the embedding is the mean of theirs (an ensemble: docs/builtin-model.md)
+    head_ensemble: int = 1
     # EfficientNet tower: weight of the ImageNet route, the text embedding of the ImageNet
     # classifier's predicted labels, beside the head's embedding (models/pretrained.py)
     imagenet_route: float = 0.0

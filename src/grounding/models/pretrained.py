@@ -23,6 +23,19 @@ def projection_head(features: int, hidden: int, embed_dim: int) -> nn.Module:
     return nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
 
+class HeadEnsemble(nn.Module):
+    """Heads trained apart (their own starting weights, their own order of batches) and joined
+    by `join_heads`: the embedding is the mean of their unit embeddings, which generalises past
+    any one of them (docs/builtin-model.md). Trained further, the mean is what learns."""
+
+    def __init__(self, heads: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(heads)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([F.normalize(head(features), dim=-1) for head in self.members]).mean(dim=0)
+
+
 def hash_state(h, module: nn.Module):
     """Feeds a module's tensors, by name, into the hash `h`; returns `h`."""
     for name, tensor in sorted(module.state_dict().items()):
@@ -82,8 +95,10 @@ class EfficientNetTower(PackagedBackbone):
             raise ValueError(f"the EfficientNet-{variant.title()} tower was trained at {size}x{size}: set "
                              f"vision.image_size to {size}")
         self.backbone = efficientnet.load_pretrained(variant)
-        self.head = projection_head(efficientnet.FEATURES, config.head_width, embed_dim)
-        self.config, self.route = config, 0.0
+        heads = [projection_head(efficientnet.FEATURES, config.head_width, embed_dim)
+                 for _ in range(config.head_ensemble)]
+        self.head = heads[0] if len(heads) == 1 else HeadEnsemble(heads)
+        self.config, self.route, self.embed_dim = config, 0.0, embed_dim
         if config.imagenet_route > 0:
             self.add_route(config.imagenet_route)
 
@@ -92,11 +107,7 @@ class EfficientNetTower(PackagedBackbone):
         of the text head are filled by `fill_imagenet_route` once the text head is trained."""
         self.config.imagenet_route = self.route = weight
         self.register_buffer("label_embeddings", torch.zeros(1000, bert.WIDTH))
-        self.label_head = nn.Linear(bert.WIDTH, self.head_dim)
-
-    @property
-    def head_dim(self) -> int:
-        return (self.head[-1] if isinstance(self.head, nn.Sequential) else self.head).out_features
+        self.label_head = nn.Linear(bert.WIDTH, self.embed_dim)
 
     def from_features(self, features: torch.Tensor) -> torch.Tensor:
         embedding = F.normalize(self.head(features), dim=-1)
