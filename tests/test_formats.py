@@ -298,3 +298,21 @@ def test_torchscript_archive_referring_to_code_is_refused(tmp_path):
     with pytest.raises(Exception, match="refusing to load it"):
         grounding.load(tmp_path / "evil.pt", activation="gelu")
     assert not Path("pwned").exists()
+
+
+def test_weights_that_are_float16_values_are_saved_in_half_the_bytes_and_load_exactly(tmp_path):
+    from grounding.build import create_model
+    from grounding.config import preset
+    from grounding.saved import save_model
+
+    model = create_model(preset("tiny"))
+    save_model(model, tmp_path / "full")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    save_model(model, tmp_path / "half")
+    full, half = ((tmp_path / n / "model.safetensors").stat().st_size for n in ("full", "half"))
+    assert half < 0.6 * full
+    again = grounding.load(tmp_path / "half")
+    assert all(v.dtype != torch.float16 for v in again.state_dict().values())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in again.state_dict().items())

