@@ -3,6 +3,7 @@ shipped heads on real photos, saving without copying packaged weights, and the r
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -156,13 +157,38 @@ def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path, 
     monkeypatch.setattr(feed, "cached_features", lambda folder, keys, compute, chunk=512: computed(
         folder, keys, lambda *_: pytest.fail("computed again"), chunk))
     second = run_recipe("lit-real", tmp_path / "b", changes, show_progress=False)  # from the cache
-    assert torch.equal(first.visual.head[0].weight, second.visual.head[0].weight)
+    heads = first.visual.head.members  # three runs, from seeds 0, 1, 2, joined
+    assert [json.loads((tmp_path / "a" / "members" / str(k) / "train.json").read_text())["seed"]
+            for k in range(3)] == [0, 1, 2]
+    assert len(heads) == 3 and not torch.equal(heads[0][0].weight, heads[1][0].weight)
+    assert all(torch.equal(a[0].weight, b[0].weight) for a, b in zip(heads, second.visual.head.members))
     model = grounding.load(tmp_path / "a")
     assert torch.equal(model.visual.label_head.weight, torch.eye(384))  # the route's copy of the text head: none
-    assert torch.equal(model.visual.head[0].weight, first.visual.head[0].weight)
-    assert not torch.equal(model.visual.head[0].weight, grounding.load("lit-minilm-effnet").visual.head[0].weight)
+    assert torch.equal(model.visual.head.members[2][0].weight, heads[2][0].weight)
+    shipped = grounding.load("lit-minilm-effnet").visual.head.members[0][0].weight
+    assert not torch.equal(model.visual.head.members[0][0].weight, shipped)
     probs = classify(model, build_classifier(model, ["apple", "car"]), torch.randn(1, 3, 224, 224))
     assert probs.shape == (1, 2) and torch.allclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_the_built_in_model_fine_tunes_on_cached_features(tmp_path):
+    """The README's `grounding train --init lit-minilm-effnet --lock-image --lock-text --cache-features`:
+    the heads of the ensemble learn together (their mean is the tower's output), nothing else."""
+    from grounding.training.options import TrainConfig
+    from grounding.training.trainer import train
+
+    art = tmp_path / "openclipart"
+    _fake_openclipart(art, [(f"thing number {i}", []) for i in range(6)])
+    options = TrainConfig(init="lit-minilm-effnet", data=f"openclipart:{art}", lock_image=True, lock_text=True,
+                          cache_features=True, epochs=2, batch_size=4, warmup=1, workers=0)
+    tuned = train(None, options, tmp_path / "run", show_progress=False)
+    shipped = grounding.load("lit-minilm-effnet")
+    heads = zip(tuned.visual.head.members, shipped.visual.head.members)
+    assert all(not torch.equal(a[0].weight, b[0].weight) for a, b in heads)
+    assert torch.equal(tuned.visual.backbone.stem.conv.weight, shipped.visual.backbone.stem.conv.weight)
+    again = grounding.load(tmp_path / "run")
+    assert again.config.vision.head_ensemble == shipped.config.vision.head_ensemble
+    assert torch.equal(again.visual.head.members[1][2].weight, tuned.visual.head.members[1][2].weight)
 
 
 def test_cached_features_are_the_towers_features_of_the_examples_a_step_draws(tmp_path):

@@ -104,9 +104,10 @@ def train(
     keep: Optional[int] = default_of(TrainConfig, "keep"),
     log_every: Optional[float] = default_of(TrainConfig, "log_every"),
     tensorboard: Optional[bool] = default_of(TrainConfig, "tensorboard"),
-    recipe: Optional[str] = typer.Option(None, help="A named recipe: lit-real makes the built-in model (an image "
-                                         "head over the pretrained EfficientNet-Lite0, into the pretrained "
-                                         "MiniLM's space; README). Options given here change the recipe's."),
+    recipe: Optional[str] = typer.Option(None, help="A named recipe: lit-real makes the built-in model (three image "
+                                         "heads over the pretrained EfficientNet-Lite0, into the pretrained "
+                                         "MiniLM's space, trained in OUT/members from seeds --seed, +1, +2 and "
+                                         "joined; README). Options given here change the recipe's."),
 ) -> None:
     """Train or fine-tune a CLIP model on your own image-text data (or the built-in world); kill
     it any time and --resume."""
