@@ -70,8 +70,8 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
 def show_builtin_model(console: Console) -> dict[str, str] | None:
     """The shipped real model (no training) on scikit-image's photos, if scikit-image is installed."""
     console.print("[bold]4. A real model out of the box[/]: lit-minilm-effnet (pretrained MiniLM and "
-                  "EfficientNet-Lite0, with an image head trained on drawings and emoji) on real photos, from label text "
-                  "alone")
+                  "EfficientNet-Lite0, with three image heads trained on drawings and emoji) on real photos, from "
+                  "label text alone")
     from .data.sources import MissingPackageError
     from .saved import load
 
