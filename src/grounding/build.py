@@ -9,6 +9,7 @@ import torch
 from .config import ModelConfig, VisionConfig
 from .data.images import Preprocess
 from .models import CLIP
+from .models.pretrained import EfficientNetTower, digest
 from .tokenizer import Tokenizer
 from .vocabulary import build_tokenizer
 
@@ -41,12 +42,12 @@ def join_heads(members: list[CLIP]) -> CLIP:
     HeadEnsemble): models of one config, trained apart over the same image backbone and the
     same text tower (locked ones). The temperature (and SigLIP's bias) is the members' mean."""
     first = members[0]
-    if first.config.vision.kind not in ("efficientnet_lite0", "efficientnet_lite2") or \
-            first.config.vision.imagenet_route or first.config.vision.head_ensemble != 1:
+    if not isinstance(first.visual, EfficientNetTower) or first.config.vision.imagenet_route or \
+            first.config.vision.head_ensemble != 1:
         raise ValueError("join_heads joins the single heads of EfficientNet towers, before the ImageNet route is added")
     for model in members[1:]:
-        if model.config != first.config or not _same(model.text, first.text) or \
-                not _same(model.visual.backbone, first.visual.backbone):
+        if model.config != first.config or digest(model.text) != digest(first.text) or \
+                digest(model.visual.backbone) != digest(first.visual.backbone):
             raise ValueError("join_heads needs models of one config over the same image backbone and text tower "
                              "(both locked while the heads trained); these differ")
     vision = dataclasses.replace(first.config.vision, head_ensemble=len(members))
@@ -60,7 +61,3 @@ def join_heads(members: list[CLIP]) -> CLIP:
         joined.logit_bias.copy_(torch.stack([m.logit_bias for m in members]).mean())
     return joined
 
-
-def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    theirs = b.state_dict()
-    return all(torch.equal(v, theirs[k]) for k, v in a.state_dict().items())

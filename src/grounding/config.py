@@ -33,8 +33,8 @@ class VisionConfig:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     head_width: int = 0  # pretrained towers: hidden width of the projection head (0: linear)
-    # EfficientNet tower: this many heads, each trained on its own loss from its own starting
-    # weights; the embedding is the mean of theirs (an ensemble: docs/builtin-model.md)
+    # EfficientNet tower: this many heads, the embedding the mean of theirs (an ensemble of runs
+    # trained apart and joined by build.join_heads: docs/builtin-model.md)
     head_ensemble: int = 1
     # EfficientNet tower: weight of the ImageNet route, the text embedding of the ImageNet
     # classifier's predicted labels, beside the head's embedding (models/pretrained.py)
