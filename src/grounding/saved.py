@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .build import attach, create_model
+from .builtin import BUILTIN
 from .config import PRESETS, ModelConfig, preset
 from .files import atomic_path, write_json_atomic
 from .models import CLIP
@@ -23,8 +24,6 @@ from .tokenizer import Tokenizer
 from .vocabulary import build_tokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
-# Trained models shipped inside the package, loadable by name with no training and no network.
-BUILTIN = {"lit-minilm-effnet": Path(__file__).parent / "builtin" / "lit-minilm-effnet"}
 
 
 def read_config(folder: Path) -> tuple[ModelConfig, Tokenizer]:

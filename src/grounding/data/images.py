@@ -4,7 +4,8 @@ Evaluation: bicubic resize of the shortest side, centre crop, normalisation by t
 and std. Training adds a random resized crop. Every unreadable file raises `BadImageError`
 naming the file and what is wrong with it; nothing is decoded wrongly without a word: PNG
 checksums are verified, EXIF orientation is applied, 16-bit images are scaled to 8 bits and
-transparency is laid over white.
+transparency is laid over white. PyTorch is imported only where a tensor is made: decoding and
+`Preprocess.array` serve formats/exported.py, which runs without it.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 if TYPE_CHECKING:
+    import torch
+
     from .synthetic import Scene
 
 # Images encoded per batch, and the processes that decode them beside the encoder, wherever a
@@ -126,25 +128,36 @@ def flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _to_tensor(image: Image.Image, mean: tuple, std: tuple) -> torch.Tensor:
+def _normalised(image: Image.Image, mean: tuple, std: tuple) -> np.ndarray:
+    """(3, height, width) float32, each channel less its mean, over its std."""
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(array)
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Turns a PIL image or a path into a normalised (3, size, size) tensor."""
+    """Turns a PIL image or a path into a normalised (3, size, size) tensor (`array`: the same as
+    a NumPy array)."""
 
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
     def __call__(self, image: Image.Image | str | Path) -> torch.Tensor:
+        return _tensor(self.array(image))
+
+    def array(self, image: Image.Image | str | Path) -> np.ndarray:
         if not isinstance(image, Image.Image):
             image = load_image(image)
-        return _to_tensor(center_crop(resize_shortest(flatten(image), self.image_size), self.image_size),
-                          self.mean, self.std)
+        return _normalised(center_crop(resize_shortest(flatten(image), self.image_size), self.image_size),
+                           self.mean, self.std)
 
 
 class ImageList:
@@ -161,7 +174,7 @@ class ImageList:
         return self.read(self.items[i])
 
 
-class DecodedImages(torch.utils.data.Dataset):
+class DecodedImages:
     """`source.image(i)` preprocessed, for DataLoader workers: yields (pixels, i, error). An
     unreadable image gives zeros and its error message instead of stopping the run."""
 
@@ -176,13 +189,15 @@ class DecodedImages(torch.utils.data.Dataset):
             return self.preprocess(self.source.image(i)), i, ""
         except BadImageError as e:
             size = self.preprocess.image_size
-            return torch.zeros(3, size, size), i, str(e)
+            return _tensor(np.zeros((3, size, size), np.float32)), i, str(e)
 
 
 def one_thread(_: int) -> None:
     """Each worker process decodes on one core, leaving the others to the model (several
     processes each using every core slow each other down several times), and leaves Ctrl-C to the
     main process to handle (a training run checkpoints first)."""
+    import torch
+
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -190,6 +205,8 @@ def one_thread(_: int) -> None:
 def image_loader(source, preprocess: Preprocess, batch_size: int = BATCH_SIZE, workers: int = WORKERS) -> torch.utils.data.DataLoader:
     """Batches of `DecodedImages(source)`, decoded in `workers` processes of one thread each
     (0: in this process) while the caller encodes."""
+    import torch
+
     return torch.utils.data.DataLoader(DecodedImages(source, preprocess), batch_size=batch_size, num_workers=workers,
                                        worker_init_fn=one_thread if workers else None,
                                        prefetch_factor=4 if workers else None)
@@ -199,6 +216,8 @@ def load_batch(paths: list[str | Path], preprocess: Preprocess, skip_bad: bool =
                ) -> tuple[torch.Tensor, list[Path], list[str]]:
     """Preprocessed images stacked, the paths kept, and one message per file skipped. Without
     `skip_bad` the first unreadable file raises BadImageError; with it, it is skipped and counted."""
+    import torch
+
     tensors, kept, skipped = [], [], []
     for path in paths:
         try:
@@ -246,4 +265,4 @@ class TrainTransform:
         top = int(rng.integers(0, h - ch + 1))
         crop = image.resize((self.image_size, self.image_size), Image.BICUBIC,
                             box=(left, top, left + cw, top + ch))
-        return _to_tensor(crop, self.mean, self.std)
+        return _tensor(_normalised(crop, self.mean, self.std))

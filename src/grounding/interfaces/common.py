@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import typer.core
 
-from ..runtime import Runtime
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 
 class Command(typer.core.TyperCommand):
@@ -74,6 +75,8 @@ Compile = Annotated[bool, typer.Option("--compile", help="Compile the image enco
 
 
 def runtime_for(device: str, precision: str = "fp32", compile: bool = False) -> Runtime:
+    from ..runtime import Runtime
+
     try:
         return Runtime.resolve(device, precision, compile)
     except ValueError as e:

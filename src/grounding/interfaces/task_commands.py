@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..runtime import device_of
 from ..tasks.options import CaptionOptions, VQAOptions
 from ..training.options import TaskLoopOptions
 from .common import Device, ImageTower, TextTower, default_of, given, runtime_for
@@ -79,6 +78,7 @@ def vqa_command(
     import torch
 
     from ..data.images import BadImageError
+    from ..runtime import device_of
     from ..tasks.saved import load_task_model
 
     if not question.strip():
@@ -152,6 +152,7 @@ def caption_command(
     import torch
 
     from ..data.images import BadImageError
+    from ..runtime import device_of
     from ..tasks.captioning.decode import generate
     from ..tasks.saved import load_task_model
 
