@@ -1,13 +1,16 @@
 """Atomic file writes: a reader, or a run killed at any instant, sees the old file or the new
-one, never half of one."""
+one, never half of one; and arrays kept on disk between runs (`cached_array`)."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -41,6 +44,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cached_array(path: Path, shape: tuple[int, ...], make: Callable[[], np.ndarray], what: str) -> np.ndarray:
+    """The array kept at `path` (a safetensors file, under the name `what`) when it is there,
+    readable and of `shape`; else `make()`, kept there. A damaged entry is said in a warning and
+    made again."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file, save_file
+
+    if path.is_file():
+        try:
+            kept = load_file(str(path))[what]
+            if kept.shape == shape:
+                return kept
+        except (SafetensorError, OSError, KeyError):
+            pass
+        warnings.warn(f"{path}: a damaged {what} cache entry; made it again", stacklevel=2)
+    array = np.ascontiguousarray(make(), dtype=np.float32)
+    with atomic_path(path) as tmp:
+        save_file({what: array}, str(tmp))
+    return array
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from ..data.sources import CACHE
+from ..files import cached_array
 from ..models import CLIP
 from ..runtime import dtype_of
 from .metrics import ranks
@@ -47,25 +45,15 @@ def cached_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[st
                       cache_dir: Path | None = None) -> torch.Tensor:
     """`build_classifier`, kept on disk under a key of the model's text side, the labels and the
     templates, so a second evaluation with the same labels encodes nothing."""
-    from ..files import atomic_path
     from ..saved import fingerprint
 
     precision = str(dtype_of(model.text))  # a bf16 model's classifier is its own
     key = hashlib.sha256(json.dumps([fingerprint(model, 'text'), list(labels), list(templates), precision]
                                     ).encode()).hexdigest()
     path = (cache_dir or CACHE / "classifiers") / f"{key[:32]}.safetensors"
-    if path.is_file():
-        try:
-            cached = load_file(str(path))["classifier"]
-            if cached.shape == (model.config.embed_dim, len(labels)):
-                return cached.to(next(model.parameters()).device)
-        except (SafetensorError, OSError, KeyError):
-            pass
-        warnings.warn(f"{path}: a damaged classifier cache entry; rebuilt it from the label texts")
-    classifier = build_classifier(model, labels, templates)
-    with atomic_path(path) as tmp:
-        save_file({"classifier": classifier.cpu().contiguous()}, str(tmp))
-    return classifier
+    classifier = cached_array(path, (model.config.embed_dim, len(labels)),
+                              lambda: build_classifier(model, labels, templates).cpu().numpy(), "classifier")
+    return torch.from_numpy(classifier).to(next(model.parameters()).device)
 
 
 @torch.no_grad()
