@@ -32,11 +32,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _own_feature_cache(tmp_path, monkeypatch):
-    """Cached backbone features go under the test's tmp_path/cache, not the user's cache."""
+def _own_caches(tmp_path, monkeypatch):
+    """Cached backbone features and exported copies of built-in models go under the test's
+    tmp_path/cache, not the user's cache."""
+    from grounding.formats import exported
     from grounding.training import feed
 
     monkeypatch.setattr(feed, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(exported, "CACHE", tmp_path / "cache")
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ the exported tokenizer.json gives the model's own ids on its own."""
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -11,7 +12,6 @@ import grounding
 from grounding.config import preset
 from grounding.formats.export import export
 
-ort = pytest.importorskip("onnxruntime", reason="install the test extra: pip install -e '.[test]'")
 TEXTS = ["a red circle", "two blue squares above a small green triangle", "Zebra!  crossing"]
 
 
@@ -38,11 +38,15 @@ def test_onnx_encoders_in_onnxruntime_give_our_features(kind, tmp_path):
     image = ort.InferenceSession(str(tmp_path / "out" / "image_encoder.onnx"))
     text = ort.InferenceSession(str(tmp_path / "out" / "text_encoder.onnx"))
     standalone = Tokenizer.from_file(str(tmp_path / "out" / "tokenizer.json"))
-    ids = np.array([e.ids for e in standalone.encode_batch(TEXTS)], dtype=np.int64)
+    encoded = standalone.encode_batch(TEXTS)
+    ids = np.array([e.ids for e in encoded], dtype=np.int64)
     assert (ids == model.tokenizer(TEXTS).numpy()).all()
     with torch.no_grad():
         assert np.abs(image.run(None, {"pixels": pixels.numpy()})[0] - model.encode_image(pixels).numpy()).max() < 1e-4
-        assert np.abs(text.run(None, {"ids": ids})[0] - model.encode_text(torch.from_numpy(ids)).numpy()).max() < 1e-4
+        ours = model.encode_text(torch.from_numpy(ids)).numpy()
+        assert np.abs(text.run(None, {"ids": ids})[0] - ours).max() < 1e-4
+        length = max(sum(e.attention_mask) for e in encoded)  # the padding after the longest text cut off
+        assert length < ids.shape[1] and np.abs(text.run(None, {"ids": ids[:, :length]})[0] - ours).max() < 1e-4
 
 
 def test_torchscript_encoders_give_our_features(tmp_path):

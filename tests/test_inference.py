@@ -64,7 +64,9 @@ def test_classify_reads_folders_and_patterns_in_batches_and_writes_csv(scenes, s
 
 
 def test_classify_uses_the_builtin_model_by_default(scenes):
-    result = runner.invoke(app, ["classify", str(scenes / "0.png"), "--labels", "a red circle,a cat", "--json"])
+    # PyTorch's path: its onnxruntime one (and the export it needs first) is tests/test_exported.py's
+    result = runner.invoke(app, ["classify", str(scenes / "0.png"), "--labels", "a red circle,a cat", "--json",
+                                 "--engine", "torch"])
     assert result.exit_code == 0 and "random" not in result.output, result.output
     assert len(json.loads(result.stdout)["top"]) == 2
 

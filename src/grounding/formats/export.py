@@ -3,7 +3,8 @@ text encoder as two graphs, ONNX (for onnxruntime and every runtime that reads O
 TorchScript, beside what they need around them.
 
     OUT/image_encoder.onnx   pixels (batch, 3, S, S) float32, preprocessed -> features (batch, D)
-    OUT/text_encoder.onnx    ids (batch, context) int64 -> features (batch, D)
+    OUT/text_encoder.onnx    ids (batch, tokens) int64, any length up to the context -> features
+                             (batch, D); padding after every row's end may be cut first
     OUT/tokenizer.json       a `tokenizers` file that cleans, splits, adds the start and end
                              tokens and pads to the context: ids straight from text
     OUT/preprocess.json      image size, mean, std, how to resize, the context, the logit scale
@@ -12,6 +13,7 @@ The features are the model's own, before normalisation, as `encode_image` and `e
 give them (TorchScript: image_encoder.pt and text_encoder.pt instead)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -40,12 +42,6 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
     """Writes the encoders, the tokenizer and the preprocessing into `out`; returns the files."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}: use {' or '.join(FORMATS)}")
-    if format == "onnx":
-        try:
-            import onnx  # noqa: F401  (what torch's exporter writes with)
-            import onnxscript  # noqa: F401
-        except ImportError:
-            raise ImportError("ONNX export needs the onnx and onnxscript packages: pip install 'grounding[onnx]'") from None
     if model.config.text.kind == "lstm":
         raise ValueError("an LSTM text tower does not export (its packed sequences have no graph form); export "
                          "a model with a Transformer or MiniLM text tower")
@@ -57,14 +53,16 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
     ids = model.tokenizer(["a photo of a cat.", "a dog"])
     suffix = ".onnx" if format == "onnx" else ".pt"
     written = []
-    for name, method, example, input_name in (("image_encoder", "encode_image", pixels, "pixels"),
-                                              ("text_encoder", "encode_text", ids, "ids")):
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # not a line per optional op library it lacks
+    for name, method, example, input_name, dynamic in (
+            ("image_encoder", "encode_image", pixels, "pixels", {0: "batch"}),
+            ("text_encoder", "encode_text", ids, "ids", {0: "batch", 1: "tokens"})):
         encoder = Encoder(model, method).eval()
         path = out / f"{name}{suffix}"
         with atomic_path(path) as tmp, torch.no_grad():
             if format == "onnx":
                 torch.onnx.export(encoder, (example,), str(tmp), dynamo=True, input_names=[input_name],
-                                  output_names=["features"], dynamic_shapes={"inputs": {0: "batch"}},
+                                  output_names=["features"], dynamic_shapes={"inputs": dynamic},
                                   external_data=False, verbose=False)
             else:
                 torch.jit.save(torch.jit.trace(encoder, (example,)), str(tmp))

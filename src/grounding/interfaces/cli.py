@@ -36,6 +36,7 @@ IndexKind = choice("IndexKind", "flat", "hnsw", "ivfpq")
 GroundMethod = choice("GroundMethod", "occlusion", "similarity")
 Format = choice("Format", "hf", "open_clip", "grounding")
 TokenizerChoice = choice("TokenizerChoice", "openai", "minilm", "train")
+Engine = choice("Engine", "auto", "torch", "onnx")
 
 
 def _print_version(asked: bool) -> None:
@@ -191,7 +192,7 @@ def _load_model(spec: str, device: str = "cpu", precision: str = "fp32", compile
 
 def _loadable(spec: str) -> bool:
     from ..config import PRESETS
-    from ..saved import BUILTIN
+    from ..builtin import BUILTIN
 
     return spec in PRESETS or spec in BUILTIN or Path(spec).exists()
 
@@ -241,6 +242,10 @@ def classify(
     device: Device = "auto",
     precision: InferencePrecision = "fp32",
     compile: Compile = False,
+    engine: Engine = typer.Option("auto", help="auto: onnxruntime for an exported folder (grounding export), and "
+                                  "for the built-in model on up to --batch-size images on the CPU in fp32, starting "
+                                  "in under a second (its exported copy is made on first use, once, about 20 s); "
+                                  "torch: always PyTorch; onnx: always onnxruntime."),
 ) -> None:
     """Classify images zero-shot: each image's top labels with their probabilities. Exit code 1
     when some images could not be read (each is named on stderr)."""
@@ -252,9 +257,7 @@ def classify(
     from rich.progress import Progress
 
     from ..data.inputs import expand_inputs
-    from ..evaluation.predict import classify_files
     from ..evaluation.templates import resolve_templates
-    from ..evaluation.zeroshot import cached_classifier
 
     if json_output and csv_output:
         raise typer.BadParameter("give --json or --csv, not both")
@@ -264,8 +267,20 @@ def classify(
         paths = expand_inputs(images)
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e))
-    clip = _load_model(model, device, precision, compile)
-    classifier = cached_classifier(clip, names, prompts)
+    torch_options = [option for option, given in ((f"--device {device}", device not in ("auto", "cpu")),
+                                                  (f"--precision {precision}", precision != "fp32"),
+                                                  ("--compile", compile)) if given]
+    onnx = _onnx_model(model, engine.value, torch_options, len(paths) <= batch_size)
+    if onnx is not None:
+        classifier = onnx.classifier(names, prompts)
+        results = onnx.classify_files(paths, classifier, batch_size)
+    else:
+        from ..evaluation.predict import classify_files
+        from ..evaluation.zeroshot import cached_classifier
+
+        clip = _load_model(model, device, precision, compile)
+        classifier = cached_classifier(clip, names, prompts)
+        results = classify_files(clip, paths, classifier, batch_size, workers if len(paths) > batch_size else 0)
     k = min(top_k, len(names))
     writer = csv.writer(sys.stdout) if csv_output else None
     if writer:
@@ -274,8 +289,7 @@ def classify(
     progress = Progress(console=Console(stderr=True), transient=True)
     task = progress.add_task("classify", total=len(paths), visible=False)
     with progress:
-        for done, (path, probs, error) in enumerate(classify_files(
-                clip, paths, classifier, batch_size, workers if len(paths) > batch_size else 0), 1):
+        for done, (path, probs, error) in enumerate(results, 1):
             progress.update(task, completed=done, visible=time.perf_counter() - began > 2)  # only when it takes time
             if error:
                 progress.console.print(f"skipped: {error}", markup=False, highlight=False, soft_wrap=True)
@@ -288,8 +302,59 @@ def classify(
                 print(json.dumps({"path": str(path), "top": [{"label": n, "probability": p} for n, p in top]}))
             else:
                 print(f"{path}: " + ", ".join(f"{n} {p:.1%}" for n, p in top))
+    if onnx is None and engine.value == "auto" and not torch_options:
+        _prepare_builtin(clip, model)
     if failed:
         raise typer.Exit(1)
+
+
+def _onnx_model(spec: str, engine: str, torch_options: list[str], one_batch: bool):
+    """The exported model `classify` runs in onnxruntime, or None for PyTorch: an exported folder
+    always; the built-in model's exported copy for one batch of images on the CPU in fp32 (or
+    always with --engine onnx, made first if need be)."""
+    from ..builtin import BUILTIN
+    from ..formats import exported
+
+    folder = exported.is_exported(spec)
+    if engine == "torch" and folder:
+        raise typer.BadParameter(f"{spec} is an exported model, which runs in onnxruntime: drop --engine torch",
+                                 param_hint="--engine")
+    if engine == "torch" or (engine == "auto" and not folder and (torch_options or not one_batch or spec not in BUILTIN)):
+        return None
+    if torch_options:
+        raise typer.BadParameter(f"onnxruntime runs on the CPU in fp32 here: drop {', '.join(torch_options)}, or run "
+                                 "PyTorch with --engine torch" + ("" if folder else " (not for an exported folder)"))
+    if not folder and spec not in BUILTIN:
+        raise typer.BadParameter(f"--engine onnx runs an exported folder or the built-in model: run grounding export "
+                                 f"{spec} OUT, then classify with --model OUT", param_hint="--engine")
+    try:
+        if folder:
+            return exported.ExportedModel(spec)
+        if engine == "auto":
+            return exported.prepared_builtin(spec)
+        return exported.prepared_builtin(spec) or exported.ExportedModel(_prepare_builtin(_load_model(spec), spec))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--model")
+
+
+def _prepare_builtin(clip, spec: str) -> Path | None:
+    """Makes the built-in model's exported copy once, after its first PyTorch run, so that later
+    small runs start without PyTorch; says so on stderr. Nothing for other models."""
+    import time
+
+    from ..builtin import BUILTIN
+    from ..formats import exported
+
+    if spec not in BUILTIN or exported.prepared_builtin(spec) is not None:
+        return None
+    typer.echo("preparing the built-in model for onnxruntime, once (about 20 s): later runs of up to a batch of "
+               "images start without PyTorch", err=True)
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own notes, of no use here
+        folder = exported.prepare_builtin(clip, spec)
+    typer.echo(f"prepared in {time.perf_counter() - began:.0f} s: {folder}", err=True)
+    return folder
 
 
 @app.command(short_help="Evaluate zero-shot accuracy on a dataset.")

@@ -1,0 +1,178 @@
+"""A model exported by `grounding export` (export.py's folder), run with onnxruntime, NumPy and
+Pillow alone. Importing PyTorch takes longer than classifying a few images, so `grounding
+classify` runs an exported folder given as `--model` this way, and so the built-in model: on its
+first use it gets an exported copy in CACHE/exported (made once, with PyTorch), which then
+serves its jobs of up to a batch of images on the CPU. The answers are PyTorch's to 1e-4
+(tests/test_exported.py)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..builtin import BUILTIN
+from ..data.images import BATCH_SIZE, BadImageError, Preprocess
+from ..data.sources import CACHE
+from ..files import cached_array
+
+FILES = ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json", "preprocess.json")
+KEPT_COPIES = 2  # exported copies of one built-in model kept (two installs may share the cache)
+
+
+def is_exported(folder: str | Path) -> bool:
+    return all((Path(folder) / name).is_file() for name in FILES)
+
+
+class ExportedModel:
+    """The encoders of an exported folder in onnxruntime sessions, with its tokenizer and its
+    preprocessing. A folder that cannot be read is one ValueError naming it."""
+
+    def __init__(self, folder: str | Path):
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        try:
+            settings = json.loads((self.folder / "preprocess.json").read_text())
+            self.preprocess = Preprocess(settings["image_size"], tuple(settings["mean"]), tuple(settings["std"]))
+            self.logit_scale = float(settings["logit_scale"])
+            self.embed_dim = int(settings["embed_dim"])
+            self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            self.image, self.text = (onnxruntime.InferenceSession(str(self.folder / f"{name}.onnx"),
+                                                                  providers=["CPUExecutionProvider"])
+                                     for name in ("image_encoder", "text_encoder"))
+        except Exception as e:  # onnxruntime's own errors share no base class but Exception
+            raise ValueError(f"{self.folder}: not a readable exported model ({str(e).splitlines()[0]}); export it "
+                             f"again: grounding export MODEL {self.folder}") from None
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        """Unit image embeddings of preprocessed (batch, 3, S, S) pixels."""
+        return _unit(self.image.run(None, {"pixels": pixels.astype(np.float32)})[0])
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Unit text embeddings; each batch is cut after its longest text (padding changes nothing)."""
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            encoded = self.tokenizer.encode_batch(list(texts[start:start + batch_size]))
+            length = max(sum(e.attention_mask) for e in encoded)
+            ids = np.array([e.ids[:length] for e in encoded], dtype=np.int64)
+            rows.append(self.text.run(None, {"ids": ids})[0])
+        return _unit(np.concatenate(rows))
+
+    def classifier(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+        """(embed_dim, labels) unit columns, the mean of each label's template embeddings, as
+        `evaluation.zeroshot.build_classifier` makes them; kept in CACHE/classifiers."""
+        if not labels:
+            raise ValueError("no labels given")
+        key = hashlib.sha256(json.dumps([_identity([self.folder / "text_encoder.onnx", self.folder / "tokenizer.json"]),
+                                         list(labels), list(templates)]).encode()).hexdigest()
+
+        def build() -> np.ndarray:
+            embeddings = self.encode_texts([t.format(label) for label in labels for t in templates])
+            return _unit(embeddings.reshape(len(labels), len(templates), -1).mean(axis=1)).T
+
+        return cached_array(CACHE / "classifiers" / f"exported-{key[:32]}.safetensors",
+                            (self.embed_dim, len(labels)), build, "classifier")
+
+    def classify_files(self, paths: Sequence, classifier: np.ndarray, batch_size: int = BATCH_SIZE
+                       ) -> Iterator[tuple[object, np.ndarray | None, str]]:
+        """(path, probabilities over the classifier's labels, "") per image, in order, or (path,
+        None, why) for an image that cannot be read."""
+        for start in range(0, len(paths), batch_size):
+            batch, pixels, errors = paths[start:start + batch_size], [], []
+            for path in batch:
+                try:
+                    pixels.append(self.preprocess.array(path))
+                    errors.append("")
+                except BadImageError as e:
+                    errors.append(str(e))
+            probs = iter(_softmax(self.logit_scale * self.encode_images(np.stack(pixels)) @ classifier)
+                         if pixels else ())
+            for path, error in zip(batch, errors):
+                yield path, None if error else next(probs), error
+
+
+def builtin_copy(name: str) -> Path:
+    """Where the exported copy of a built-in model lives, made or not: named by what its graphs
+    depend on (the model's files, this package's model code, the installed dependencies), so
+    that a changed install never runs a stale copy."""
+    package = Path(__file__).parents[1]
+    sources = [*sorted(BUILTIN[name].iterdir()), *sorted((package / "models").glob("*.py")), package / "formats" / "export.py"]
+    return CACHE / "exported" / f"{name}-{_identity(sources, _dependencies())[:16]}"
+
+
+def prepared_builtin(name: str) -> ExportedModel | None:
+    """The built-in model's exported copy, if it has been made; a damaged one is removed (with a
+    warning), to be made again."""
+    folder = builtin_copy(name)
+    if not folder.exists():
+        return None
+    try:
+        return ExportedModel(folder)
+    except ValueError as e:
+        warnings.warn(f"{e}; removed it, to be made again")
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def prepare_builtin(model, name: str) -> Path:
+    """Exports the loaded built-in model `model` into its copy's folder: written beside it and
+    renamed into place whole, so that another process sees all of it or none; older copies past
+    the newest KEPT_COPIES go."""
+    from .export import export
+
+    target = builtin_copy(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        export(model, scratch)
+        try:
+            scratch.rename(target)
+        except OSError:  # another process made it first
+            pass
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    copies = sorted(target.parent.glob(f"{name}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in copies[KEPT_COPIES:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _identity(files: Sequence[Path], extra: object = None) -> str:
+    """A hash of files' names, sizes and modification times (and of `extra`)."""
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps([stats, extra], default=str).encode()).hexdigest()
+
+
+def _dependencies() -> list[tuple[str, str | None]]:
+    """This package's version and those of what it requires (the towers' weights come from some)."""
+    try:
+        requirements = metadata.requires("grounding") or []
+        own = metadata.version("grounding")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return [("grounding", None)]
+    names = [re.split(r"[\s;<>=!~\[]", r, maxsplit=1)[0] for r in requirements if "extra ==" not in r]
+    versions = [("grounding", own)]
+    for name in names:
+        try:
+            versions.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            versions.append((name, None))
+    return versions
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
