@@ -127,6 +127,15 @@ def test_a_built_in_copy_is_not_made_for_a_run_pytorch_must_do(world, monkeypatc
     assert not exported.builtin_copy("tiny-builtin").exists()
 
 
+def test_engine_onnx_makes_the_built_in_copy_first_and_takes_any_number_of_images(world, monkeypatch):
+    monkeypatch.setitem(BUILTIN, "tiny-builtin", world / "model")
+    images = [str(world / f"{i}.png") for i in range(4)]
+    onnx = runner.invoke(app, ["classify", *images, "--model", "tiny-builtin", "--labels", LABELS, "--json",
+                               "--engine", "onnx", "--batch-size", "2"])
+    assert onnx.exit_code == 0 and "preparing the built-in model" in onnx.output, onnx.output
+    assert len(onnx.stdout.splitlines()) == 4 and exported.prepared_builtin("tiny-builtin") is not None
+
+
 def test_engine_onnx_wants_an_exported_folder_or_the_built_in_model(world):
     result = runner.invoke(app, ["classify", str(world / "0.png"), "--model", str(world / "model"), "--labels", "a,b",
                                  "--engine", "onnx"])

@@ -316,23 +316,25 @@ def _onnx_model(spec: str, engine: str, torch_options: list[str], one_batch: boo
     from ..formats import exported
 
     folder = exported.is_exported(spec)
-    if engine == "torch" and folder:
-        raise typer.BadParameter(f"{spec} is an exported model, which runs in onnxruntime: drop --engine torch",
-                                 param_hint="--engine")
-    if engine == "torch" or (engine == "auto" and not folder and (torch_options or not one_batch or spec not in BUILTIN)):
+    if engine == "torch":
+        if folder:
+            raise typer.BadParameter(f"{spec} is an exported model, which runs in onnxruntime: drop --engine torch",
+                                     param_hint="--engine")
         return None
+    if engine == "auto" and not folder and (torch_options or not one_batch or spec not in BUILTIN):
+        return None  # PyTorch's: another model, more than a batch, or what only PyTorch does
     if torch_options:
-        raise typer.BadParameter(f"onnxruntime runs on the CPU in fp32 here: drop {', '.join(torch_options)}, or run "
-                                 "PyTorch with --engine torch" + ("" if folder else " (not for an exported folder)"))
+        raise typer.BadParameter(f"onnxruntime runs on the CPU in fp32 here: drop {', '.join(torch_options)}" +
+                                 ("" if folder else ", or run PyTorch with --engine torch"))
     if not folder and spec not in BUILTIN:
         raise typer.BadParameter(f"--engine onnx runs an exported folder or the built-in model: run grounding export "
                                  f"{spec} OUT, then classify with --model OUT", param_hint="--engine")
     try:
         if folder:
             return exported.ExportedModel(spec)
-        if engine == "auto":
-            return exported.prepared_builtin(spec)
-        return exported.prepared_builtin(spec) or exported.ExportedModel(_prepare_builtin(_load_model(spec), spec))
+        if engine == "onnx" and exported.prepared_builtin(spec) is None:
+            _prepare_builtin(_load_model(spec), spec)
+        return exported.prepared_builtin(spec)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--model")
 
