@@ -105,7 +105,8 @@ def builtin_copy(name: str) -> Path:
     depend on (the model's files, this package's model code, the installed dependencies), so
     that a changed install never runs a stale copy."""
     package = Path(__file__).parents[1]
-    sources = [*sorted(BUILTIN[name].iterdir()), *sorted((package / "models").glob("*.py")), package / "formats" / "export.py"]
+    sources = [*sorted(BUILTIN[name].iterdir()), *sorted((package / "models").glob("*.py")),
+               package / "formats" / "export.py"]
     return CACHE / "exported" / f"{name}-{_identity(sources, _dependencies())[:16]}"
 
 
