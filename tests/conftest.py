@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
 def _own_caches(tmp_path, monkeypatch):
     """Cached backbone features and exported copies of built-in models go under the test's
     tmp_path/cache, not the user's cache."""
-    from grounding.formats import exported
+    from grounding.evaluation import exported
     from grounding.training import feed
 
     monkeypatch.setattr(feed, "CACHE", tmp_path / "cache")

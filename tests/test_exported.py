@@ -1,4 +1,4 @@
-"""`grounding classify` in onnxruntime (formats/exported.py): an exported folder, and the built-in
+"""`grounding classify` in onnxruntime (evaluation/exported.py): an exported folder, and the built-in
 model's exported copy, give PyTorch's probabilities to 1e-4 without importing PyTorch; the copy is
 made once, on first use, and a damaged one is made again."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from grounding.build import create_model
 from grounding.builtin import BUILTIN
 from grounding.config import preset
 from grounding.data.synthetic import World
-from grounding.formats import exported
+from grounding.evaluation import exported
 from grounding.formats.export import export
 from grounding.interfaces.cli import app
 from grounding.saved import save_model
@@ -175,3 +175,11 @@ def test_the_built_in_model_classifies_the_same_in_onnxruntime(tmp_path):
     assert max(abs(onnx[k] - torch_path[k]) for k in torch_path) < 1e-4
     assert max(abs(first[k] - torch_path[k]) for k in torch_path) < 1e-4
     assert max(onnx, key=onnx.get) == "coffee"
+
+
+def test_an_exported_model_refuses_what_a_classifier_cannot_be_made_of(world):
+    model = exported.ExportedModel(world / "onnx")
+    for labels, templates, message in (([], ["a {}."], "no labels given"),
+                                       (["a", "b"], ["a {} next to a {}."], "one '{}' where the label goes")):
+        with pytest.raises(ValueError, match=message):
+            model.classifier(labels, templates)

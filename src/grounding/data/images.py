@@ -5,7 +5,7 @@ and std. Training adds a random resized crop. Every unreadable file raises `BadI
 naming the file and what is wrong with it; nothing is decoded wrongly without a word: PNG
 checksums are verified, EXIF orientation is applied, 16-bit images are scaled to 8 bits and
 transparency is laid over white. PyTorch is imported only where a tensor is made: decoding and
-`Preprocess.array` serve formats/exported.py, which runs without it.
+`Preprocess.array` serve evaluation/exported.py, which runs without it.
 """
 from __future__ import annotations
 

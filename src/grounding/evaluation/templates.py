@@ -3,6 +3,7 @@ averages a label's embeddings over its set's templates."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "default": ("a photo of a {}.", "a picture of a {}.", "an image showing a {}.", "a drawing of a {}.", "a {}."),
@@ -33,6 +34,16 @@ def fits(template: str) -> bool:
         return template.count("{}") == 1 and template.format("x") != template
     except (IndexError, KeyError, ValueError):
         return False
+
+
+def prompts(labels: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Every label in every template, label by label: the texts a zero-shot classifier encodes.
+    ValueError for no labels, or for a template without exactly one `{}`."""
+    if not labels:
+        raise ValueError("no labels given")
+    if not templates or not all(fits(t) for t in templates):
+        raise ValueError("every template needs one '{}' where the label goes, and no other braces")
+    return [t.format(label) for label in labels for t in templates]
 
 
 def resolve_templates(name_or_path: str | None, default: str = "default") -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from ..files import cached_array
 from ..models import CLIP
 from ..runtime import dtype_of
 from .metrics import ranks
-from .templates import TEMPLATE_SETS, fits
+from .templates import TEMPLATE_SETS, prompts
 
 DEFAULT_TEMPLATES = TEMPLATE_SETS["default"]
 SYNTHETIC_TEMPLATES = TEMPLATE_SETS["synthetic"]
@@ -27,11 +27,7 @@ def build_classifier(model: CLIP, labels: Sequence[str], templates: Sequence[str
                      batch_size: int = 256) -> torch.Tensor:
     """(embed_dim, labels) unit columns: per label, the normalised mean of its normalised
     template embeddings."""
-    if not labels:
-        raise ValueError("no labels given")
-    if not templates or not all(fits(t) for t in templates):
-        raise ValueError("every template needs one '{}' where the label goes, and no other braces")
-    texts = [t.format(label) for label in labels for t in templates]
+    texts = prompts(labels, templates)
     device = next(model.parameters()).device
     embeddings = torch.cat([
         model.encode_text(model.tokenizer(texts[i:i + batch_size], truncate=True).to(device), normalize=True)

@@ -313,7 +313,7 @@ def _onnx_model(spec: str, engine: str, torch_options: list[str], one_batch: boo
     always; the built-in model's exported copy for one batch of images on the CPU in fp32 (or
     always with --engine onnx, made first if need be)."""
     from ..builtin import BUILTIN
-    from ..formats import exported
+    from ..evaluation import exported
 
     folder = exported.is_exported(spec)
     if engine == "torch":
@@ -345,7 +345,7 @@ def _prepare_builtin(clip, spec: str) -> Path | None:
     import time
 
     from ..builtin import BUILTIN
-    from ..formats import exported
+    from ..evaluation import exported
 
     if spec not in BUILTIN or exported.prepared_builtin(spec) is not None:
         return None

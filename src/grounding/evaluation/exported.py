@@ -1,9 +1,9 @@
-"""A model exported by `grounding export` (export.py's folder), run with onnxruntime, NumPy and
-Pillow alone. Importing PyTorch takes longer than classifying a few images, so `grounding
-classify` runs an exported folder given as `--model` this way, and so the built-in model: on its
-first use it gets an exported copy in CACHE/exported (made once, with PyTorch), which then
-serves its jobs of up to a batch of images on the CPU. The answers are PyTorch's to 1e-4
-(tests/test_exported.py)."""
+"""Zero-shot classification with a model exported by `grounding export` (formats/export.py's
+folder), run with onnxruntime, NumPy and Pillow alone. Importing PyTorch takes longer than
+classifying a few images, so `grounding classify` runs an exported folder given as `--model` this
+way, and so the built-in model: on its first use it gets an exported copy in CACHE/exported (made
+once, with PyTorch), which then serves its jobs of up to a batch of images on the CPU. The
+answers are PyTorch's to 1e-4 (tests/test_exported.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +22,7 @@ from ..builtin import BUILTIN
 from ..data.images import BATCH_SIZE, BadImageError, Preprocess
 from ..data.sources import CACHE
 from ..files import cached_array
+from .templates import prompts
 
 FILES = ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json", "preprocess.json")
 KEPT_COPIES = 2  # exported copies of one built-in model kept (two installs may share the cache)
@@ -70,13 +71,12 @@ class ExportedModel:
     def classifier(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
         """(embed_dim, labels) unit columns, the mean of each label's template embeddings, as
         `evaluation.zeroshot.build_classifier` makes them; kept in CACHE/classifiers."""
-        if not labels:
-            raise ValueError("no labels given")
+        texts = prompts(labels, templates)
         key = hashlib.sha256(json.dumps([_identity([self.folder / "text_encoder.onnx", self.folder / "tokenizer.json"]),
                                          list(labels), list(templates)]).encode()).hexdigest()
 
         def build() -> np.ndarray:
-            embeddings = self.encode_texts([t.format(label) for label in labels for t in templates])
+            embeddings = self.encode_texts(texts)
             return _unit(embeddings.reshape(len(labels), len(templates), -1).mean(axis=1)).T
 
         return cached_array(CACHE / "classifiers" / f"exported-{key[:32]}.safetensors",
@@ -128,7 +128,7 @@ def prepare_builtin(model, name: str) -> Path:
     """Exports the loaded built-in model `model` into its copy's folder: written beside it and
     renamed into place whole, so that another process sees all of it or none; older copies past
     the newest KEPT_COPIES go."""
-    from .export import export
+    from ..formats.export import export
 
     target = builtin_copy(name)
     target.parent.mkdir(parents=True, exist_ok=True)
