@@ -332,9 +332,11 @@ def _onnx_model(spec: str, engine: str, torch_options: list[str], one_batch: boo
     try:
         if folder:
             return exported.ExportedModel(spec)
-        if engine == "onnx" and exported.prepared_builtin(spec) is None:
+        prepared = exported.prepared_builtin(spec)
+        if prepared is None and engine == "onnx":
             _prepare_builtin(_load_model(spec), spec)
-        return exported.prepared_builtin(spec)
+            prepared = exported.prepared_builtin(spec)
+        return prepared
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--model")
 
@@ -347,8 +349,8 @@ def _prepare_builtin(clip, spec: str) -> Path | None:
     from ..builtin import BUILTIN
     from ..evaluation import exported
 
-    if spec not in BUILTIN or exported.prepared_builtin(spec) is not None:
-        return None
+    if spec not in BUILTIN or exported.is_exported(exported.builtin_copy(spec)):
+        return None  # (a damaged copy is removed, to be made again, where a small run opens it)
     typer.echo("preparing the built-in model for onnxruntime, once (about 20 s): later runs of up to a batch of "
                "images start without PyTorch", err=True)
     began = time.perf_counter()
