@@ -183,3 +183,13 @@ def test_an_exported_model_refuses_what_a_classifier_cannot_be_made_of(world):
                                        (["a", "b"], ["a {} next to a {}."], "one '{}' where the label goes")):
         with pytest.raises(ValueError, match=message):
             model.classifier(labels, templates)
+
+
+def test_an_exported_folder_repairs_text_as_its_model_does(world):
+    """Labels with broken unicode and HTML entities: the runner cleans them as the tokenizer does."""
+    labels = "red circle,Ã©tÃ© &amp; caf&eacute;,ﬁne ＡＢＣ,blue square"
+    runs = [runner.invoke(app, ["classify", str(world / "0.png"), "--model", str(world / folder), "--labels",
+                                labels, "--json", "--top-k", "4"]) for folder in ("model", "onnx")]
+    assert all(r.exit_code == 0 for r in runs), [r.output for r in runs]
+    ours, onnx = ({t["label"]: t["probability"] for t in json.loads(r.stdout)["top"]} for r in runs)
+    assert ours.keys() == onnx.keys() and all(abs(ours[k] - onnx[k]) < 1e-4 for k in ours)

@@ -93,3 +93,17 @@ def test_the_world_vocabulary_is_learned_once_and_a_damaged_copy_learned_again(t
     _world_vocabulary.cache_clear()
     assert _world_vocabulary(1024, 32) == learned and kept.read_text(encoding="utf-8") == learned
     _world_vocabulary.cache_clear()
+
+
+def test_clean_skips_ftfy_only_where_it_would_change_nothing():
+    import html
+    import random
+
+    def full(text):
+        return " ".join(html.unescape(html.unescape(ftfy.fix_text(text))).split()).lower()
+
+    rng = random.Random(0)
+    printable = [chr(c) for c in range(32, 127) if chr(c) != "&"]
+    samples = ["".join(rng.choice(printable) for _ in range(rng.randrange(1, 40))) for _ in range(2000)]
+    for text in TRICKY + BROKEN + samples + ["a &amp; b", "x\x07y", "tab\there"]:
+        assert clean(text) == full(text), repr(text)

@@ -15,12 +15,13 @@ import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-import ftfy
 import regex
-import torch
 from tokenizers import Regex, Tokenizer as _Tokenizer, models, pre_tokenizers
+
+if TYPE_CHECKING:
+    import torch
 
 START, END, PAD = "<|startoftext|>", "<|endoftext|>", "<|pad|>"
 # Contractions, letter runs, single digits, and runs of other non-space characters.
@@ -29,7 +30,13 @@ _WHITESPACE = regex.compile(r"\s+")
 
 
 def clean(text: str) -> str:
-    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    """The text as the model reads it. ftfy (a tenth of a second to import, which the PyTorch-free
+    classify path keeps out) is loaded only for text it could change: printable ASCII without `&`
+    has no broken unicode, control characters or HTML entities to repair."""
+    if not (text.isascii() and text.isprintable() and "&" not in text):
+        import ftfy
+
+        text = html.unescape(html.unescape(ftfy.fix_text(text)))
     return _WHITESPACE.sub(" ", text).strip().lower()
 
 
@@ -287,6 +294,8 @@ class Tokenizer:
     def tokenize(self, texts: str | Sequence[str], context_length: int | None = None,
                  truncate: bool = False) -> tuple[torch.Tensor, list[int]]:
         """The ids, as `__call__` gives them, and the rows that were cut to fit (with `truncate`)."""
+        import torch
+
         if isinstance(texts, str):
             texts = [texts]
         length = context_length or self.context_length

@@ -22,6 +22,7 @@ from ..builtin import BUILTIN
 from ..data.images import BATCH_SIZE, BadImageError, Preprocess
 from ..data.sources import CACHE
 from ..files import cached_array
+from ..tokenizer import clean
 from .templates import prompts
 
 FILES = ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json", "preprocess.json")
@@ -62,7 +63,7 @@ class ExportedModel:
         """Unit text embeddings; each batch is cut after its longest text (padding changes nothing)."""
         rows = []
         for start in range(0, len(texts), batch_size):
-            encoded = self.tokenizer.encode_batch(list(texts[start:start + batch_size]))
+            encoded = self.tokenizer.encode_batch([clean(t) for t in texts[start:start + batch_size]])
             length = max(sum(e.attention_mask) for e in encoded)
             ids = np.array([e.ids[:length] for e in encoded], dtype=np.int64)
             rows.append(self.text.run(None, {"ids": ids})[0])
@@ -73,7 +74,7 @@ class ExportedModel:
         `evaluation.zeroshot.build_classifier` makes them; kept in CACHE/classifiers."""
         texts = prompts(labels, templates)
         key = hashlib.sha256(json.dumps([_identity([self.folder / "text_encoder.onnx", self.folder / "tokenizer.json"]),
-                                         list(labels), list(templates)]).encode()).hexdigest()
+                                         [clean(t) for t in texts], len(templates)]).encode()).hexdigest()
 
         def build() -> np.ndarray:
             embeddings = self.encode_texts(texts)
