@@ -1,3 +1,6 @@
+import html
+import random
+
 import ftfy
 import pytest
 
@@ -96,9 +99,6 @@ def test_the_world_vocabulary_is_learned_once_and_a_damaged_copy_learned_again(t
 
 
 def test_clean_skips_ftfy_only_where_it_would_change_nothing():
-    import html
-    import random
-
     def full(text):
         return " ".join(html.unescape(html.unescape(ftfy.fix_text(text))).split()).lower()
 
