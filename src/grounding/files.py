@@ -1,5 +1,6 @@
 """Atomic file writes: a reader, or a run killed at any instant, sees the old file or the new
-one, never half of one; and arrays kept on disk between runs (`cached_array`)."""
+one, never half of one; arrays kept on disk between runs (`cached_array`); and the stamp by
+which a cache tells a changed file (`stamp`)."""
 from __future__ import annotations
 
 import json
@@ -65,6 +66,15 @@ def cached_array(path: Path, shape: tuple[int, ...], make: Callable[[], np.ndarr
     with atomic_path(path) as tmp:
         save_file({what: array}, str(tmp))
     return array
+
+
+def stamp(path: str | Path) -> str:
+    """A file's size and modification time, "missing" for no file: a changed file, a new stamp."""
+    try:
+        stat = Path(path).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        return "missing"
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from ..builtin import BUILTIN
 from ..data.images import BATCH_SIZE, BadImageError, Preprocess
 from ..data.sources import CACHE
-from ..files import cached_array
+from ..files import cached_array, stamp
 from ..tokenizer import clean
 from .templates import prompts
 
@@ -149,9 +149,8 @@ def prepare_builtin(model, name: str) -> Path:
 
 
 def _identity(files: Sequence[Path], extra: object = None) -> str:
-    """A hash of files' names, sizes and modification times (and of `extra`)."""
-    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return hashlib.sha256(json.dumps([stats, extra], default=str).encode()).hexdigest()
+    """A hash of files' names and stamps (sizes and modification times), and of `extra`."""
+    return hashlib.sha256(json.dumps([[(str(f), stamp(f)) for f in files], extra], default=str).encode()).hexdigest()
 
 
 def _dependencies() -> list[tuple[str, str | None]]:

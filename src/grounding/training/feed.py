@@ -22,7 +22,7 @@ from ..data.batches import Batch, PairBatches, batch_loader
 from ..data.images import DecodedImages, ImageList, TrainTransform, one_thread
 from ..data.pairs import ListSource, Mixture, clean_captions
 from ..data.sources import CACHE
-from ..files import atomic_path
+from ..files import atomic_path, stamp
 from ..models import CLIP
 from ..models.pretrained import PackagedBackbone, digest
 from ..runtime import Runtime
@@ -175,7 +175,7 @@ class CachedFeed(PairFeed):
 
         parts, offset = [], 0
         for group in images.values():
-            stamped = [f"{k} {_stamp(k)}" for k in group]  # a changed file is a new key
+            stamped = [f"{k} {stamp(k)}" for k in group]  # a changed file is a new key
             parts.append(cached_features(self._cache("image", self.model.visual), stamped, compute(offset)))
             offset += len(group)
         features = torch.cat(parts)
@@ -219,14 +219,6 @@ def _by_source(items: list[tuple[str, str]]) -> dict[str, list[str]]:
             seen.add(key)
             groups.setdefault(source, {})[key] = None
     return {source: list(keys) for source, keys in groups.items()}
-
-
-def _stamp(path: str) -> str:
-    try:
-        stat = Path(path).stat()
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
-    except OSError:
-        return "missing"
 
 
 def cached_features(folder: Path, keys: Sequence[str], compute: Callable[[int, int], torch.Tensor],
