@@ -34,8 +34,8 @@ from grounding.data.emoji import HELD_OUT, VALIDATION
 from grounding.data.images import image_loader
 from grounding.data.sources import CACHE, MissingPackageError
 from grounding.evaluation.run import evaluate_zero_shot
-from grounding.evaluation.templates import TEMPLATE_SETS
-from grounding.evaluation.zeroshot import build_classifier
+from grounding.inference.encode import text_classifier
+from grounding.inference.templates import TEMPLATE_SETS
 from grounding.models.pretrained import digest
 from grounding.training.feed import cached_features
 
@@ -94,7 +94,7 @@ def validate(models: list[str], routes: list[float | None], npm: Path | None, co
         for name, data in sets.items():
             if (key, name) not in features:  # one backbone's features serve every model over it
                 features[(key, name)] = backbone_features(model, data)
-        classifiers = {n: build_classifier(model, d.classes, TEMPLATE_SETS[d.templates]) for n, d in sets.items()}
+        classifiers = {n: text_classifier(model, d.classes, TEMPLATE_SETS[d.templates]) for n, d in sets.items()}
         for route in routes:
             if route is not None:
                 if not hasattr(model.visual, "label_embeddings"):

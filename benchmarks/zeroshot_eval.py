@@ -21,7 +21,7 @@ from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.datasets import open_dataset
 from grounding.evaluation.predict import predict
-from grounding.evaluation.zeroshot import build_classifier
+from grounding.inference.encode import text_classifier
 from grounding.runtime import Runtime
 from grounding.tokenizer import find_openai_vocab
 from grounding.vocabulary import build_tokenizer
@@ -49,7 +49,7 @@ def main() -> None:
     model = Runtime.resolve("cpu", args.precision).prepare(model)
     dataset = open_dataset("fashion-mnist")
     dataset = dataset.subset(list(range(args.images)))
-    classifier = build_classifier(model, dataset.classes, ("a photo of a {}.",))
+    classifier = text_classifier(model, dataset.classes, ("a photo of a {}.",))
 
     pixels = torch.stack([model.preprocess(dataset.image(i)) for i in range(args.images)])
     with torch.no_grad():

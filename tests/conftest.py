@@ -33,13 +33,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _own_caches(tmp_path, monkeypatch):
-    """Cached backbone features and exported copies of built-in models go under the test's
-    tmp_path/cache, not the user's cache."""
-    from grounding.evaluation import exported
+    """Cached backbone features, classifiers and exported copies of built-in models go under the
+    test's tmp_path/cache, not the user's cache."""
+    from grounding.inference import onnx, scores
     from grounding.training import feed
 
-    monkeypatch.setattr(feed, "CACHE", tmp_path / "cache")
-    monkeypatch.setattr(exported, "CACHE", tmp_path / "cache")
+    for module in (feed, onnx, scores):
+        monkeypatch.setattr(module, "CACHE", tmp_path / "cache")
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ import grounding.data.sources as sources
 from grounding.data.datasets import open_dataset
 from grounding.data.sources import MissingPackageError
 from grounding.evaluation import probe as probes
-from grounding.evaluation import zeroshot
 from grounding.evaluation.run import evaluate_zero_shot, run_probe
-from grounding.evaluation.templates import TEMPLATE_SETS, read_templates
+from grounding.inference import encode
+from grounding.inference.templates import TEMPLATE_SETS, read_templates
 from grounding.interfaces.cli import app
 
 runner = CliRunner()
@@ -133,17 +133,17 @@ def test_multi_label_synthetic_reports_mean_average_precision(trained_tiny, tiny
     assert trained > 2 * positive_rate and trained > untrained  # measured 0.26, against 0.08 and 0.14
 
 
-def test_classifier_cache_skips_encoding_the_second_time(tiny_model, tmp_path, monkeypatch):
-    first = zeroshot.cached_classifier(tiny_model, ["red circle", "blue square"], ("a {}.",), tmp_path)
+def test_classifier_cache_skips_encoding_the_second_time(tiny_model, monkeypatch):
+    first = encode.cached_text_classifier(tiny_model, ["red circle", "blue square"], ("a {}.",))
 
     def fail(*args, **kwargs):
         raise AssertionError("encoded again")
 
-    monkeypatch.setattr(zeroshot, "build_classifier", fail)
-    again = zeroshot.cached_classifier(tiny_model, ["red circle", "blue square"], ("a {}.",), tmp_path)
+    monkeypatch.setattr(encode, "text_classifier", fail)
+    again = encode.cached_text_classifier(tiny_model, ["red circle", "blue square"], ("a {}.",))
     assert torch.equal(first, again)
     with pytest.raises(AssertionError, match="encoded again"):  # other labels: a new key
-        zeroshot.cached_classifier(tiny_model, ["red circle", "green star"], ("a {}.",), tmp_path)
+        encode.cached_text_classifier(tiny_model, ["red circle", "green star"], ("a {}.",))
 
 
 def test_templates_file(tmp_path):

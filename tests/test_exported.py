@@ -1,4 +1,4 @@
-"""`grounding classify` in onnxruntime (evaluation/exported.py): an exported folder, and the built-in
+"""`grounding classify` in onnxruntime (inference/onnx.py): an exported folder, and the built-in
 model's exported copy, give PyTorch's probabilities to 1e-4 without importing PyTorch; the copy is
 made once, on first use, and a damaged one is made again."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from grounding.build import create_model
 from grounding.builtin import BUILTIN
 from grounding.config import preset
 from grounding.data.synthetic import World
-from grounding.evaluation import exported
+from grounding.inference import onnx as exported
 from grounding.formats.export import export
 from grounding.interfaces.cli import app
 from grounding.saved import save_model

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import grounding
-from grounding.evaluation.zeroshot import build_classifier, classify
+from grounding.inference.encode import classify, text_classifier
 from grounding.models import bert, efficientnet
 from grounding.saved import save_model
 
@@ -101,7 +101,7 @@ def test_shipped_model_names_the_demo_photos(lit):
 
     photos = open_dataset("photos:demo")  # scikit-image's coffee, cat, rocket and astronaut, among 12 labels
     pixels = torch.stack([lit.preprocess(photos.image(i)) for i in range(len(photos))])
-    probs = classify(lit, build_classifier(lit, photos.classes), pixels)
+    probs = classify(lit, text_classifier(lit, photos.classes), pixels)
     assert probs.argmax(dim=1).tolist() == [t[0] for t in photos.targets]
 
 
@@ -167,7 +167,7 @@ def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path, 
     assert torch.equal(model.visual.head.members[2][0].weight, heads[2][0].weight)
     shipped = grounding.load("lit-minilm-effnet").visual.head.members[0][0].weight
     assert not torch.equal(model.visual.head.members[0][0].weight, shipped)
-    probs = classify(model, build_classifier(model, ["apple", "car"]), torch.randn(1, 3, 224, 224))
+    probs = classify(model, text_classifier(model, ["apple", "car"]), torch.randn(1, 3, 224, 224))
     assert probs.shape == (1, 2) and torch.allclose(probs.sum(), torch.tensor(1.0))
 
 

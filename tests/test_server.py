@@ -57,8 +57,8 @@ def test_health_info_page_and_docs(client):
 
 
 def test_classify_gives_the_models_own_probabilities(client, server_world, scene):
-    from grounding.evaluation.templates import TEMPLATE_SETS
-    from grounding.evaluation.zeroshot import build_classifier, classify
+    from grounding.inference.templates import TEMPLATE_SETS
+    from grounding.inference.encode import classify, text_classifier
 
     answer = client.post("/classify", files=[("images", ("a.png", scene, "image/png")),
                                              ("images", ("b.png", scene, "image/png"))],
@@ -69,7 +69,7 @@ def test_classify_gives_the_models_own_probabilities(client, server_world, scene
     model = load(server_world / "model")
     labels = ["red circle", "blue square", "green triangle"]
     with torch.no_grad():
-        probs = classify(model, build_classifier(model, labels, TEMPLATE_SETS["default"]),
+        probs = classify(model, text_classifier(model, labels, TEMPLATE_SETS["default"]),
                          model.preprocess(Image.open(io.BytesIO(scene)))[None])[0]
     best = int(probs.argmax())
     assert results[0]["top"][0]["label"] == labels[best]

@@ -14,7 +14,8 @@ from grounding.build import create_model
 from grounding.config import preset
 from grounding.data.synthetic import World
 from grounding.evaluation.metrics import topk_accuracy
-from grounding.evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, classify
+from grounding.inference.encode import classify, text_classifier
+from grounding.inference.templates import TEMPLATE_SETS
 from grounding.losses import contrastive_loss
 from grounding.training.optim import cosine_lr, param_groups
 from grounding.training.trainer import ContrastiveStep, TrainConfig, train
@@ -29,7 +30,7 @@ def test_training_lowers_the_loss_and_zero_shot_beats_chance(trained_tiny):
     world = World()
     scenes, targets = world.labelled(seed=11, per_label=8)  # new images, held-out pairs among them
     pixels = torch.stack([model.preprocess(s.render(model.config.vision.image_size)) for s in scenes])
-    probs = classify(model, build_classifier(model, world.labels, SYNTHETIC_TEMPLATES), pixels)
+    probs = classify(model, text_classifier(model, world.labels, TEMPLATE_SETS["synthetic"]), pixels)
     chance = 1 / len(world.labels)
     assert topk_accuracy(probs, torch.tensor(targets)) > 4 * chance
 

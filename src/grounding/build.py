@@ -8,6 +8,7 @@ import torch
 
 from .config import ModelConfig, VisionConfig
 from .data.images import Preprocess
+from .errors import BadInput
 from .models import CLIP
 from .models.pretrained import EfficientNetTower, digest
 from .tokenizer import Tokenizer
@@ -25,8 +26,8 @@ def attach(model: torch.nn.Module, tokenizer: Tokenizer) -> torch.nn.Module:
     tower: a CLIP model, or a task model, whose config keeps its towers' under `towers`."""
     towers = getattr(model.config, "towers", model.config)
     if len(tokenizer) > towers.text.vocab_size:
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the text tower only "
-                         f"{towers.text.vocab_size}; raise text.vocab_size")
+        raise BadInput(f"the tokenizer has {len(tokenizer)} tokens but the text tower only "
+                       f"{towers.text.vocab_size}; raise text.vocab_size")
     model.tokenizer = tokenizer
     model.preprocess = preprocess_for(towers.vision)
     return model
@@ -44,12 +45,12 @@ def join_heads(members: list[CLIP]) -> CLIP:
     first = members[0]
     if not isinstance(first.visual, EfficientNetTower) or first.config.vision.imagenet_route or \
             first.config.vision.head_ensemble != 1:
-        raise ValueError("join_heads joins the single heads of EfficientNet towers, before the ImageNet route is added")
+        raise BadInput("join_heads joins the single heads of EfficientNet towers, before the ImageNet route is added")
     for model in members[1:]:
         if model.config != first.config or digest(model.text) != digest(first.text) or \
                 digest(model.visual.backbone) != digest(first.visual.backbone):
-            raise ValueError("join_heads needs models of one config over the same image backbone and text tower "
-                             "(both locked while the heads trained); these differ")
+            raise BadInput("join_heads needs models of one config over the same image backbone and text tower "
+                           "(both locked while the heads trained); these differ")
     vision = dataclasses.replace(first.config.vision, head_ensemble=len(members))
     joined = create_model(dataclasses.replace(first.config, vision=vision), first.tokenizer)
     joined.text.load_state_dict(first.text.state_dict())

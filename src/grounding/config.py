@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .errors import BadInput
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -90,7 +92,7 @@ class ModelConfig:
         for part, values, kind in (("", d, cls), ("vision.", vision, VisionConfig), ("text.", text, TextConfig)):
             unknown = set(values) - {f.name for f in dataclasses.fields(kind)} - {"vision", "text"}
             if unknown:
-                raise ValueError(f"unknown model config keys: {', '.join(part + k for k in sorted(unknown))}")
+                raise BadInput(f"unknown model config keys: {', '.join(part + k for k in sorted(unknown))}")
         config = cls(vision=VisionConfig(**vision), text=TextConfig(**text), **d)
         config.check()
         return config
@@ -105,15 +107,15 @@ class ModelConfig:
                 numbers = value if f.name == "layers" and isinstance(value, tuple) else (value,)
                 if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) or (
                         isinstance(default, int) and not all(isinstance(v, int) for v in numbers)):
-                    raise ValueError(f"{part}{f.name} is {value!r}; it must be a{'n integer' if isinstance(default, int) else ' number'}")
+                    raise BadInput(f"{part}{f.name} is {value!r}; it must be a{'n integer' if isinstance(default, int) else ' number'}")
                 if f.name in POSITIVE and not all(v >= 1 for v in numbers):
-                    raise ValueError(f"{part}{f.name} is {value!r}; it must be at least 1")
+                    raise BadInput(f"{part}{f.name} is {value!r}; it must be at least 1")
         if not self.text.projection_head and self.text.kind != "minilm":
-            raise ValueError(f"text.projection_head false keeps a pretrained tower's own space: the {self.text.kind} "
-                             "tower is trained here and needs its projection")
+            raise BadInput(f"text.projection_head false keeps a pretrained tower's own space: the {self.text.kind} "
+                           "tower is trained here and needs its projection")
         for part, tower in (("vision", self.vision), ("text", self.text)):
             if tower.kind in ("vit", "transformer") and tower.width % tower.heads:
-                raise ValueError(f"{part}.width {tower.width} is not a multiple of {part}.heads {tower.heads}")
+                raise BadInput(f"{part}.width {tower.width} is not a multiple of {part}.heads {tower.heads}")
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -124,13 +126,13 @@ class ModelConfig:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not valid JSON ({e}); restore the file or save the model again") from None
+            raise BadInput(f"{path}: not valid JSON ({e}); restore the file or save the model again") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: a model config is a JSON object, not {type(raw).__name__}")
+            raise BadInput(f"{path}: a model config is a JSON object, not {type(raw).__name__}")
         try:
             return cls.from_dict(raw)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise BadInput(f"{path}: {e}") from None
 
 
 class TaskConfig:
@@ -191,7 +193,7 @@ def resolve_config(spec: str | dict, image_tower: str | None = None, text_tower:
     elif Path(spec).is_file():
         config = ModelConfig.from_json(spec)
     else:
-        raise ValueError(f"--model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
+        raise BadInput(f"--model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
     if image_tower:
         config.vision.kind = image_tower
         if image_tower == "resnet" and isinstance(config.vision.layers, int):

@@ -17,8 +17,9 @@ from .evaluation.cards import save_card
 from .evaluation.compositionality import compositionality_score
 from .evaluation.metrics import topk_accuracy
 from .evaluation.predict import predict
-from .evaluation.templates import resolve_templates
-from .evaluation.zeroshot import SYNTHETIC_TEMPLATES, build_classifier, examples
+from .evaluation.zeroshot import examples
+from .inference.encode import text_classifier
+from .inference.templates import TEMPLATE_SETS, resolve_templates
 from .models import CLIP
 from .training.recipes import run_recipe
 
@@ -36,7 +37,7 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
     console.print(f"   trained in {time.perf_counter() - started:.0f} s; weights in {out}")
 
     console.print(f"[bold]2. Zero-shot[/]: a classifier from the text of {len(world.labels)} labels "
-                  f"({', '.join(SYNTHETIC_TEMPLATES)}), on 10 new images per label.")
+                  f"({', '.join(TEMPLATE_SETS['synthetic'])}), on 10 new images per label.")
     probs, targets, scenes = zero_shot(model, f"synthetic:seed={seed + 1},size={model.config.vision.image_size}")
     held = set(world.held_out)
     unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in held for s in scenes])
@@ -95,7 +96,7 @@ def show_builtin_model(console: Console) -> dict[str, str] | None:
 def zero_shot(model: CLIP, dataset: str | Dataset):
     """Probabilities over a dataset's labels (its own templates), its targets and its scenes."""
     dataset = open_dataset(dataset) if isinstance(dataset, str) else dataset
-    classifier = build_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
+    classifier = text_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
     predictions = predict(model, dataset, classifier, workers=0, show_progress=False)
     targets = torch.tensor([dataset.targets[i][0] for i in predictions.indices])
     return torch.from_numpy(predictions.probs), targets, dataset.scenes

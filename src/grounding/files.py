@@ -13,6 +13,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .errors import AlreadyExists, BadInput, NotFound
+
 
 def _umask() -> int:
     """The process's umask, read without changing it (Linux reports it in /proc; elsewhere it can
@@ -110,17 +112,17 @@ def read_csv_rows(path: str | Path, required: set[str], usage: str) -> list[dict
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file ({usage})")
+        raise NotFound(f"{path}: no such file ({usage})")
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if rows and "image" not in rows[0] and "path" in rows[0]:
         rows = [{("image" if k == "path" else k): v for k, v in row.items()} for row in rows]
     if not rows or not required <= set(rows[0]):
-        raise ValueError(f"{path}: needs a header with the column(s) {', '.join(sorted(required))} ({usage})")
+        raise BadInput(f"{path}: needs a header with the column(s) {', '.join(sorted(required))} ({usage})")
     return rows
 
 
-class FolderError(ValueError):
+class FolderError(BadInput):
     """An output folder that cannot be used (a file, not writable, someone else's files)."""
 
 
@@ -151,7 +153,7 @@ def refuse_foreign(folder: str | Path, ours: bool, allowed: set[str], fix: str) 
         raise FolderError(f"{folder} holds {len(others)} file(s) ({', '.join(others[:3])}) of something else; {fix}")
 
 
-class FolderInUseError(FileExistsError):
+class FolderInUseError(AlreadyExists):
     """Another process holds the folder's lock; the message names it."""
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import BadInput
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
 # CPU flags (Linux /proc/cpuinfo) of bf16 matrix instructions, best first
@@ -34,14 +36,14 @@ class Runtime:
         without one is an error that says so. `auto` precision takes bf16 where the device
         multiplies bf16 matrices fast (a GPU, a CPU with bf16 matrix instructions), else fp32."""
         if device not in DEVICES and not device.startswith("cuda:"):
-            raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+            raise BadInput(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N", "--device")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: PyTorch sees no CUDA GPU here (torch {torch.__version__}); "
-                             "use --device cpu")
+            raise BadInput(f"--device {device}: PyTorch sees no CUDA GPU here (torch {torch.__version__}); "
+                           "use --device cpu", "--device")
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}: use fp32, bf16 or auto")
+            raise BadInput(f"unknown precision {precision!r}: use fp32, bf16 or auto", "--precision")
         why = ""
         if precision == "auto":
             fast, why = fast_bf16(torch.device(device))

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from .build import attach, create_model
 from .builtin import BUILTIN
 from .config import PRESETS, ModelConfig, preset
+from .errors import BadInput, NotFound
 from .files import atomic_path, write_json_atomic
 from .models import CLIP
 from .models.pretrained import hash_state, packaged_prefixes
@@ -91,7 +92,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); the file may be truncated") from None
+        raise BadInput(f"{path}: not a readable safetensors file ({e}); the file may be truncated") from None
     for k in [k for k in state if k.endswith(SCALE) and k.removesuffix(SCALE) in state]:
         scale = state.pop(k)
         state[k.removesuffix(SCALE)] = state[k.removesuffix(SCALE)].float() * scale.float()
@@ -104,7 +105,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     if missing or unexpected or wrong:
         problems = ([f"missing {', '.join(missing[:8])}"] if missing else []) + \
                    ([f"unexpected {', '.join(unexpected[:8])}"] if unexpected else []) + wrong[:8]
-        raise ValueError(f"{path} does not fit the model config: " + "; ".join(problems))
+        raise BadInput(f"{path} does not fit the model config: " + "; ".join(problems))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
 
 
@@ -127,8 +128,8 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     config: give its `activation` ('quick_gelu' for OpenAI's weights, 'gelu' for most others)."""
     name = str(name_or_path)
     if (name in PRESETS or name in BUILTIN) and Path(name).exists() and isinstance(name_or_path, str):
-        raise ValueError(f"{name!r} names both a {'preset' if name in PRESETS else 'built-in model'} and the "
-                         f"folder ./{name} here: pass ./{name} for the folder, or run from another folder")
+        raise BadInput(f"{name!r} names both a {'preset' if name in PRESETS else 'built-in model'} and the "
+                       f"folder ./{name} here: pass ./{name} for the folder, or run from another folder")
     if name in PRESETS:
         warnings.warn(f"{name!r} is a preset: its weights are random, so its answers mean nothing; pass a trained "
                       f"model (a run folder, a checkpoint, or the built-in {', '.join(BUILTIN)})", stacklevel=2)
@@ -145,19 +146,19 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     if openai.is_open_clip_folder(folder):
         return openai.load_open_clip_folder(folder).to(device).eval()
     if not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}), a built-in "
-                                f"model ({', '.join(BUILTIN)}) or a folder saved by grounding (a run's --out folder)")
+        raise NotFound(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}), a built-in "
+                       f"model ({', '.join(BUILTIN)}) or a folder saved by grounding (a run's --out folder)")
     config, tokenizer = read_config(folder)
     model = attach(CLIP(config), tokenizer)
     if not (folder / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
+        raise NotFound(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
     try:
         load_weights(model, folder / WEIGHTS_FILE)
     except ValueError as e:
         if not (folder / "checkpoints").is_dir():
             raise
-        raise ValueError(f"{e}; resuming the run (grounding train --resume {folder}) falls back to its newest intact "
-                         "checkpoint") from None
+        raise BadInput(f"{e}; resuming the run (grounding train --resume {folder}) falls back to its newest intact "
+                       "checkpoint") from None
     return model.to(device).eval()
 
 

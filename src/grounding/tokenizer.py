@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import regex
 from tokenizers import Regex, Tokenizer as _Tokenizer, models, pre_tokenizers
 
+from .errors import BadInput, NotFound
+
 if TYPE_CHECKING:
     import torch
 
@@ -77,7 +79,7 @@ def find_openai_vocab() -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(
+    raise NotFound(
         "OpenAI's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) was not found: run "
         "`pip download --no-deps open_clip_torch -d /tmp/oc && unzip -j /tmp/oc/*.whl "
         "'open_clip/bpe_simple_vocab_16e6.txt.gz' -d ~/.cache/grounding` and set "
@@ -145,10 +147,10 @@ class MissingVocabulary:
         return self.size
 
     def __getattr__(self, name: str):
-        raise FileNotFoundError(self.message)
+        raise NotFound(self.message)
 
     def __call__(self, *args, **kwargs):
-        raise FileNotFoundError(self.message)
+        raise NotFound(self.message)
 
 
 class Tokenizer:
@@ -164,7 +166,7 @@ class Tokenizer:
         self.sot_token_id = bpe.token_to_id(start)
         self.eot_token_id = bpe.token_to_id(end)
         if self.sot_token_id is None or self.eot_token_id is None:
-            raise ValueError(f"the tokenizer has neither {START}/{END} nor [CLS]/[SEP] tokens")
+            raise BadInput(f"the tokenizer has neither {START}/{END} nor [CLS]/[SEP] tokens")
         pad = bpe.token_to_id(pad)
         # OpenAI's vocabulary has no pad token and pads with id 0; padding is never read.
         self.pad_token_id = 0 if pad is None else pad
@@ -209,7 +211,7 @@ class Tokenizer:
         alphabet = _byte_alphabet()
         base = [PAD, START, END] + alphabet + [ch + "</w>" for ch in alphabet]
         if vocab_size < len(base):
-            raise ValueError(f"a byte-level BPE needs a vocabulary of at least {len(base)}, got {vocab_size}")
+            raise BadInput(f"a byte-level BPE needs a vocabulary of at least {len(base)}, got {vocab_size}")
         merges = learn_merges(words, vocab_size - len(base))
         tokens = base + ["".join(m) for m in merges]
         return cls.from_vocab_and_merges({t: i for i, t in enumerate(tokens)}, merges, context_length)
@@ -306,7 +308,7 @@ class Tokenizer:
             ids = [self.sot_token_id, *enc.ids, self.eot_token_id]
             if len(ids) > length:
                 if not truncate:
-                    raise ValueError(
+                    raise BadInput(
                         f"text is {len(ids)} tokens, over the context length of {length}: "
                         f"{text[:60]!r}... shorten it or pass truncate=True")
                 ids = ids[:length - 1] + [self.eot_token_id]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import ModelConfig
+from .errors import BadInput
 from .tokenizer import MissingVocabulary, Tokenizer
 
 
@@ -29,7 +30,7 @@ def build_tokenizer(config: ModelConfig, texts: Iterable[str] | None = None) -> 
         else:
             tokenizer = Tokenizer.train(texts, config.text.vocab_size, config.text.context_length)
         return tie_tokenizer(config, tokenizer)
-    raise ValueError(f"unknown tokenizer {config.tokenizer!r}: use 'openai', 'train', 'minilm' or a saved model folder")
+    raise BadInput(f"unknown tokenizer {config.tokenizer!r}: use 'openai', 'train', 'minilm' or a saved model folder")
 
 
 @lru_cache(maxsize=4)

@@ -162,18 +162,18 @@ def test_repeated_and_colliding_labels_warn_by_name(world):
     assert "warning: labels 'T-shirt' and 't shirt' read the same" in result.output
 
 
-def test_a_damaged_classifier_cache_entry_is_rebuilt(world, tmp_path, monkeypatch):
-    from grounding.evaluation import zeroshot
+def test_a_damaged_classifier_cache_entry_is_rebuilt(world, tmp_path):
+    from grounding.inference.encode import cached_text_classifier
     from grounding.saved import load
 
     model = load(world / "model")
-    first = zeroshot.cached_classifier(model, ["red", "blue"], ["a {}."], cache_dir=tmp_path)
-    (entry,) = tmp_path.glob("*.safetensors")
+    first = cached_text_classifier(model, ["red", "blue"], ["a {}."])
+    (entry,) = (tmp_path / "cache" / "classifiers").glob("*.safetensors")  # conftest's cache
     entry.write_bytes(entry.read_bytes()[:40])
     with pytest.warns(UserWarning, match="damaged classifier cache entry; made it again"):
-        again = zeroshot.cached_classifier(model, ["red", "blue"], ["a {}."], cache_dir=tmp_path)
+        again = cached_text_classifier(model, ["red", "blue"], ["a {}."])
     assert torch.allclose(first, again)
-    assert zeroshot.cached_classifier(model, ["red", "blue"], ["a {}."], cache_dir=tmp_path).shape == first.shape
+    assert cached_text_classifier(model, ["red", "blue"], ["a {}."]).shape == first.shape
 
 
 def test_a_csv_with_a_byte_order_mark_reads(world, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..errors import BadInput
 from ..tokenizer import Tokenizer
 from .images import BadImageError, TrainTransform, one_thread
 from .pairs import Mixture, StreamPosition, caption_of, describe_skip
@@ -56,7 +57,7 @@ class PairBatches(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         if workers != self.streams:
-            raise ValueError(f"built for {self.streams} data streams, run by {workers} workers")
+            raise BadInput(f"built for {self.streams} data streams, run by {workers} workers")
         first = self.start + worker
         # the tar stream this worker continues (docs/training.md: resuming is exact): one per rank and step % W
         stream = self.rank * workers + first % workers

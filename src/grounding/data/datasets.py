@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
 from .images import IMAGE_SUFFIXES, listed, load_image
 from .sources import SOURCES, MissingPackageError
@@ -119,18 +120,18 @@ def open_dataset(spec: str) -> Dataset:
     openers = {"folder": _folder, "csv": _csv, "synthetic": _synthetic, "fashion-mnist": _fashion_mnist,
                "flags": _flags, "emoji": _emoji, "iconify": _iconify, "photos": _photos}
     if kind not in openers:
-        raise ValueError(f"unknown dataset {spec!r}: use folder:PATH, csv:PATH, synthetic, fashion-mnist, "
-                         "flags, emoji:STYLE[:PATH], iconify:SET[:PATH] or photos[:demo]")
+        raise BadInput(f"unknown dataset {spec!r}: use folder:PATH, csv:PATH, synthetic, fashion-mnist, "
+                       "flags, emoji:STYLE[:PATH], iconify:SET[:PATH] or photos[:demo]")
     data = openers[kind](rest)
     if not len(data):
-        raise ValueError(f"{spec}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files)")
+        raise BadInput(f"{spec}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files)")
     return data
 
 
 def _folder(rest: str) -> Dataset:
     root = Path(rest)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder (folder:PATH wants one sub-folder per class)")
+        raise NotFound(f"{root}: no such folder (folder:PATH wants one sub-folder per class)")
     names = {}
     if (root / "classes.txt").is_file():
         for line in (root / "classes.txt").read_text(encoding="utf-8").splitlines():
@@ -139,7 +140,7 @@ def _folder(rest: str) -> Dataset:
                 names[folder.strip()] = label.strip()
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
-        raise ValueError(f"{root}: no class sub-folders")
+        raise BadInput(f"{root}: no class sub-folders")
     classes = [names.get(f.name, f.name.replace("_", " ")) for f in folders]
     paths, targets = [], []
     for index, folder in enumerate(folders):
@@ -156,8 +157,8 @@ def _csv(rest: str) -> Dataset:
     label_lists = [[x.strip() for x in (row["label"] or "").split("|") if x.strip()] for row in rows]
     empty = [n for n, labels in enumerate(label_lists, 2) if not labels]
     if empty:
-        raise ValueError(f"{path}: line {empty[0]} has an empty label ({len(empty)} such rows); fill the label in "
-                         "or remove the row")
+        raise BadInput(f"{path}: line {empty[0]} has an empty label ({len(empty)} such rows); fill the label in "
+                       "or remove the row")
     classes = sorted({label for labels in label_lists for label in labels})
     index = {c: i for i, c in enumerate(classes)}
     paths = [(path.parent / row["image"]) for row in rows]
@@ -196,7 +197,7 @@ def _fashion_mnist(rest: str) -> Dataset:
     split = rest or "test"
     prefix = {"test": "t10k", "train": "train"}.get(split)
     if prefix is None:
-        raise ValueError("fashion-mnist takes :test (the default) or :train")
+        raise BadInput("fashion-mnist takes :test (the default) or :train")
     root = SOURCES["fashion-mnist"].require(f"{prefix}-images-idx3-ubyte.gz")
     images, labels = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
     pixels, targets = _read_idx(images), _read_idx(labels)
@@ -238,7 +239,7 @@ def _photos(rest: str) -> Dataset:
     from importlib.util import find_spec
 
     if rest not in ("", "demo"):
-        raise ValueError(f"photos:{rest}: use photos (the held-out photos) or photos:demo")
+        raise BadInput(f"photos:{rest}: use photos (the held-out photos) or photos:demo")
     photos, labels = (DEMO_PHOTOS, DEMO_LABELS) if rest == "demo" else (PHOTOS, list(PHOTOS.values()))
     roots = {}
     for package, folder in (("skimage", "data"), ("matplotlib", "mpl-data/sample_data")):

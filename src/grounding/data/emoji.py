@@ -22,6 +22,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import BadInput
 from ..files import atomic_path
 from .datasets import Dataset
 from .sources import CACHE, npm_package
@@ -50,8 +51,8 @@ def open_emoji(rest: str) -> Dataset:
     if vendor == "fluent-3d":
         return _fluent_3d(where)
     if vendor not in VENDORS:
-        raise ValueError(f"emoji:{vendor}: the styles are {', '.join(VENDORS)} (npm emoji-datasource-VENDOR) "
-                         "and fluent-3d (npm @lobehub/fluent-emoji-3d)")
+        raise BadInput(f"emoji:{vendor}: the styles are {', '.join(VENDORS)} (npm emoji-datasource-VENDOR) "
+                       "and fluent-3d (npm @lobehub/fluent-emoji-3d)")
     root = npm_package(f"emoji-datasource-{vendor}", where, "emoji.json")
     images = root / "img" / vendor / "64"
     # Skin-tone variants live under each entry's skin_variations: only the base image is used.

@@ -5,7 +5,7 @@ and std. Training adds a random resized crop. Every unreadable file raises `BadI
 naming the file and what is wrong with it; nothing is decoded wrongly without a word: PNG
 checksums are verified, EXIF orientation is applied, 16-bit images are scaled to 8 bits and
 transparency is laid over white. PyTorch is imported only where a tensor is made: decoding and
-`Preprocess.array` serve evaluation/exported.py, which runs without it.
+`Preprocess.array` serve inference/onnx.py, which runs without it.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import BadInput
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +42,7 @@ def listed(name: str | Path) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES | VECTOR_SUFFIXES
 
 
-class BadImageError(ValueError):
+class BadImageError(BadInput):
     """An image file that cannot be used; the message names the file and the reason."""
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
 from .images import decode_image, listed, load_image
 
@@ -51,12 +52,12 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         if Path(given).is_dir():
             found = sorted(p for p in Path(given).rglob("*") if listed(p))
             if not found:
-                raise FileNotFoundError(f"{given}: a folder with no images in it")
+                raise NotFound(f"{given}: a folder with no images in it")
             paths += found
         elif any(ch in given for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
             if not matches:
-                raise FileNotFoundError(f"{given}: no file matches this pattern")
+                raise NotFound(f"{given}: no file matches this pattern")
             paths += [m for m in matches if not m.is_dir() and listed(m)]
         else:
             paths.append(Path(given))
@@ -68,7 +69,7 @@ def list_items(spec: str) -> list[Item]:
     if kind == "folder" or (not rest and Path(spec).is_dir()):
         root = Path(rest or spec)
         if not root.is_dir():
-            raise FileNotFoundError(f"{root}: no such folder")
+            raise NotFound(f"{root}: no such folder")
         return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if listed(p)]
     if kind == "csv":
         path = Path(rest)
@@ -77,12 +78,12 @@ def list_items(spec: str) -> list[Item]:
                 for r in rows]
     if kind == "tar" or spec.endswith(".tar"):
         return [item for shard in expand_braces(rest if kind == "tar" else spec) for item in _tar_items(Path(shard))]
-    raise ValueError(f"unknown collection {spec!r}: use a folder, folder:PATH, csv:PATH or tar:SHARDS-{{000..009}}.tar")
+    raise BadInput(f"unknown collection {spec!r}: use a folder, folder:PATH, csv:PATH or tar:SHARDS-{{000..009}}.tar")
 
 
 def _tar_items(shard: Path) -> list[Item]:
     if not shard.is_file():
-        raise FileNotFoundError(f"{shard}: no such tar shard")
+        raise NotFound(f"{shard}: no such tar shard")
     with tarfile.open(shard) as tar:
         members = [m for m in tar.getmembers() if m.isfile()]
         captions = {m.name.rsplit(".", 1)[0]: tar.extractfile(m).read().decode("utf-8").strip()

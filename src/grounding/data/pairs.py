@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
 from .inputs import expand_braces
 from .images import IMAGE_SUFFIXES, VECTOR_SUFFIXES, BadImageError, decode_image, listed, load_image
@@ -79,7 +80,7 @@ class ListSource:
 
     def __init__(self, name: str, pairs: list[Pair], left_out: list[dict] | None = None):
         if not pairs:
-            raise ValueError(f"{name}: no captioned images found")
+            raise BadInput(f"{name}: no captioned images found")
         self.name, self.pairs, self.left_out = name, pairs, left_out or []
         self._stream: ListStream | None = None
 
@@ -145,7 +146,7 @@ class ShardSource:
     def __init__(self, name: str, urls: list[str], shuffle_buffer: int = 1000, resampled: bool = False):
         missing = [u for u in urls if not Path(u).is_file()]
         if missing:
-            raise FileNotFoundError(f"{missing[0]}: no such tar shard ({len(missing)} of {len(urls)} missing)")
+            raise NotFound(f"{missing[0]}: no such tar shard ({len(missing)} of {len(urls)} missing)")
         self.name, self.urls, self.shuffle_buffer, self.resampled = name, urls, shuffle_buffer, resampled
 
     def __len__(self) -> int:
@@ -185,7 +186,7 @@ class ShardSource:
                     continue
                 yield _tar_sample(raw), StreamPosition(epoch, read, raw.get("__url__", ""))
             if read == 0:
-                raise ValueError(f"{self.name}: stream {stream} of {streams} read no samples; check the shards")
+                raise BadInput(f"{self.name}: stream {stream} of {streams} read no samples; check the shards")
             epoch, skip = epoch + 1, 0
 
 
@@ -221,7 +222,7 @@ class Mixture:
         given = sum(w for w in self.weights if w is not None)
         free = [i for i, w in enumerate(self.weights) if w is None]
         if free and given >= 1:
-            raise ValueError(f"the weights given add up to {given:g}, leaving nothing for the sources without one")
+            raise BadInput(f"the weights given add up to {given:g}, leaving nothing for the sources without one")
         sizes = {i: len(self.sources[i]) for i in free}
         if any(self.sources[i].streaming for i in free):
             sizes = {i: 1 for i in free}  # a stream's size is unknown: share equally
@@ -250,7 +251,7 @@ def open_pairs(spec: str, shuffle_buffer: int = 1000, resampled: bool = False) -
         if at and _is_number(tail):
             part, weight = head, float(tail)
             if not 0 < weight <= 1:
-                raise ValueError(f"--data {spec!r}: the weight @{tail} must lie in (0, 1]")
+                raise BadInput(f"--data {spec!r}: the weight @{tail} must lie in (0, 1]")
         sources.append(_open_one(part, shuffle_buffer, resampled))
         weights.append(weight)
     if len(sources) > 1:
@@ -267,8 +268,8 @@ def listed_pairs(spec: str) -> list[Pair]:
     """Every pair of a SPEC whose sources list their images (all but synthetic and tar)."""
     sources = open_pairs(spec).sources
     if not all(isinstance(s, ListSource) for s in sources):
-        raise ValueError(f"{spec!r}: want data that lists its images (csv:PATH, folder:PATH, openclipart, "
-                         "emoji:STYLE, iconify:SET, tuxpaint, gcompris), not synthetic or tar")
+        raise BadInput(f"{spec!r}: want data that lists its images (csv:PATH, folder:PATH, openclipart, "
+                       "emoji:STYLE, iconify:SET, tuxpaint, gcompris), not synthetic or tar")
     return [p for s in sources for p in s.pairs]
 
 
@@ -298,9 +299,9 @@ def _open_one(spec: str, shuffle_buffer: int, resampled: bool):
         reader = {"openclipart": clipart.clipart_pairs, "tuxpaint": clipart.tuxpaint_pairs,
                   "gcompris": clipart.gcompris_pairs}[kind]
         return ListSource(spec, reader(Path(rest)) if rest else reader())
-    raise ValueError(f"unknown --data {spec!r}: use synthetic, csv:PATH, folder:PATH, tar:PATTERN, "
-                     "openclipart, emoji:STYLE[:PATH], iconify:SET[:PATH], tuxpaint or gcompris, joined with + (README: Train on your "
-                     "own data)")
+    raise BadInput(f"unknown --data {spec!r}: use synthetic, csv:PATH, folder:PATH, tar:PATTERN, "
+                   "openclipart, emoji:STYLE[:PATH], iconify:SET[:PATH], tuxpaint or gcompris, joined with + (README: Train on your "
+                   "own data)")
 
 
 def csv_pairs(path: str | Path) -> list[Pair]:
@@ -318,7 +319,7 @@ def folder_pairs(root: str | Path) -> tuple[list[Pair], list[dict]]:
     record ({"key", "reason"}) of each file left out."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder (folder:PATH wants images with captions beside them)")
+        raise NotFound(f"{root}: no such folder (folder:PATH wants images with captions beside them)")
     listing = root / "captions.jsonl"
     if listing.is_file():
         by_image: dict[str, list[str]] = {}
@@ -330,8 +331,8 @@ def folder_pairs(root: str | Path) -> tuple[list[Pair], list[dict]]:
                 captions = row["captions"] if "captions" in row else [row["caption"]]
                 by_image.setdefault(row["image"], []).extend(str(c) for c in captions)
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{listing}:{n}: want a JSON object with 'image' and 'caption' (or 'captions')"
-                                 ) from None
+                raise BadInput(f"{listing}:{n}: want a JSON object with 'image' and 'caption' (or 'captions')"
+                               ) from None
         return [Pair(root / image, captions, f"folder:{root}") for image, captions in by_image.items()], []
     pairs, left_out = [], []
     for path in sorted(p for p in root.rglob("*") if listed(p)):  # broken links and folders fail when decoded

@@ -17,10 +17,12 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import BadInput
+
 COMPRESSED, DIRECTORY, COMPRESSED_ZSTD = 1, 2, 4
 
 
-class RccError(ValueError):
+class RccError(BadInput):
     """The file is not a Qt resource file this reader understands; the message says why."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
+from ..errors import BadInput
 from ..files import folder_lock, refuse_foreign, write_json_atomic
 from .images import BadImageError, load_image
 from .pairs import listed_pairs
@@ -27,7 +28,7 @@ def write_shards(spec: str, out: str | Path, shard_size: int = 1000, show_progre
     import webdataset as wds
 
     if shard_size < 1:
-        raise ValueError(f"--shard-size {shard_size}: a shard holds at least 1 sample")
+        raise BadInput(f"--shard-size {shard_size}: a shard holds at least 1 sample")
     out = Path(out)
     refuse_foreign(out, False, set(), "shards go into a new or empty folder of their own")
     pairs = listed_pairs(spec)
@@ -55,7 +56,7 @@ def write_shards(spec: str, out: str | Path, shard_size: int = 1000, show_progre
         if sink is not None:
             shards.append(_finish(sink, tmp, path, count))
     if not shards:
-        raise ValueError(f"{spec}: no image could be read, so no shard was written")
+        raise BadInput(f"{spec}: no image could be read, so no shard was written")
     last = len(shards) - 1
     manifest = {"spec": spec, "samples": written, "shard_size": shard_size, "shards": shards, "skipped": skipped,
                 "bytes": sum(s["bytes"] for s in shards),

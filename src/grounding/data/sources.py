@@ -10,10 +10,12 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import NotFound
+
 CACHE = Path(os.environ.get("GROUNDING_CACHE", Path.home() / ".cache" / "grounding"))
 
 
-class MissingPackageError(FileNotFoundError):
+class MissingPackageError(NotFound):
     """Data whose package is not installed; the message says how to install it."""
 
 

@@ -7,13 +7,15 @@ from typing import Generic, Sequence, TypeVar
 
 import numpy as np
 
+from ..errors import BadInput
+
 T = TypeVar("T")
 
 
 class ListStream(Generic[T]):
     def __init__(self, examples: Sequence[T], seed: int = 0):
         if not examples:
-            raise ValueError("no examples to train on")
+            raise BadInput("no examples to train on")
         self.examples, self.seed = list(examples), seed
         self._orders: dict[int, np.ndarray] = {}
 

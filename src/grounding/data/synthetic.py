@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import BadInput
+
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
@@ -163,7 +165,7 @@ class World:
     def __post_init__(self) -> None:
         for colour, shape in self.held_out:
             if colour not in self.colours or shape not in self.shapes:
-                raise ValueError(f"held-out pair {colour} {shape} is not in this world")
+                raise BadInput(f"held-out pair {colour} {shape} is not in this world")
         every = [(c, s) for c in self.colours for s in self.shapes]
         held = set(self.held_out)
         self._pairs = {"train": [p for p in every if p not in held], "held_out": sorted(held), "any": every}

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..data.synthetic import World
+from ..inference.encode import encode_texts
 from ..models import CLIP
 
 
@@ -25,7 +26,7 @@ def compositionality_score(model: CLIP, world: World, n_scenes: int = 200, seed:
         if not negatives:
             continue
         image = model.encode_image(model.preprocess(scene.render(size))[None], normalize=True)
-        texts = model.encode_text(model.tokenizer([scene.caption(), *negatives]), normalize=True)
+        texts = encode_texts(model, [scene.caption(), *negatives])
         scores = (image @ texts.t())[0]
         wins.append(bool(scores[0] > scores[1:].max()))
         chance.append(1 / (1 + len(negatives)))

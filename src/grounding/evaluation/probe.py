@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from ..data.datasets import Dataset
 from ..data.images import BATCH_SIZE, WORKERS
+from ..inference.encode import encode_images
 from ..models import CLIP
-from .predict import encode_images
 
 L2_GRID = tuple(10.0 ** e for e in range(-6, 2))
 

@@ -9,13 +9,14 @@ import numpy as np
 from ..data.datasets import Dataset, open_dataset
 from ..data.images import BATCH_SIZE, WORKERS
 from ..data.specs import spec_options, with_options
+from ..errors import BadInput
 from ..files import write_json_atomic
+from ..inference.encode import cached_text_classifier, text_classifier
+from ..inference.templates import resolve_templates
 from ..models import CLIP
 from . import probe as probes
 from .predict import predict
 from .report import example_records, export_cards, summarize, write_html, write_predictions
-from .templates import resolve_templates
-from .zeroshot import build_classifier, cached_classifier
 
 
 def evaluate_zero_shot(model: CLIP, dataset: Dataset, templates: tuple[str, ...], out: Path,
@@ -23,7 +24,7 @@ def evaluate_zero_shot(model: CLIP, dataset: Dataset, templates: tuple[str, ...]
                        show_progress: bool = True, title: str | None = None) -> dict:
     """Writes OUT/summary.json, OUT/predictions.jsonl, OUT/report.html (and OUT/cards/*.png)."""
     out.mkdir(parents=True, exist_ok=True)
-    make = cached_classifier if cache else build_classifier
+    make = cached_text_classifier if cache else text_classifier
     classifier = make(model, dataset.classes, templates)
     predictions = predict(model, dataset, classifier, batch_size, workers, show_progress)
     summary = summarize(dataset, predictions)
@@ -59,13 +60,13 @@ def run_probe(model: CLIP, spec: str, shots: list[int | None], train_limit: int 
     zero-shot top-1 on the same test examples (from the same features, the dataset's templates)."""
     dataset = open_dataset(spec)
     if dataset.multi_label:
-        raise ValueError(f"{spec}: a linear probe needs single-label data")
+        raise BadInput(f"{spec}: a linear probe needs single-label data")
     train, test = _train_split(spec, dataset, seed)
     if len(train) > train_limit:
         train = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:train_limit]))
     train_x, train_y = probes.features(model, train, workers=workers)
     test_x, test_y = probes.features(model, test, workers=workers)
-    classifier = cached_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
+    classifier = cached_text_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
     zero_shot = float(((test_x @ classifier.float().cpu().numpy()).argmax(axis=1) == test_y).mean())
     results = [probes.probe(train_x, train_y, test_x, test_y, len(dataset.classes), k, seed) for k in shots]
     return [dict(r, zero_shot_top1=zero_shot) for r in results]

@@ -8,6 +8,7 @@ TorchScript, beside what they need around them.
     OUT/tokenizer.json       a `tokenizers` file that cleans, splits, adds the start and end
                              tokens and pads to the context: ids straight from text
     OUT/preprocess.json      image size, mean, std, how to resize, the context, the logit scale
+                             (and bias), the activation that turns logits into probabilities
 
 The features are the model's own, before normalisation, as `encode_image` and `encode_text`
 give them (TorchScript: image_encoder.pt and text_encoder.pt instead)."""
@@ -20,6 +21,7 @@ import torch
 from tokenizers import Regex, normalizers, processors
 from torch import nn
 
+from ..errors import BadInput
 from ..files import atomic_path, write_json_atomic
 from ..models import CLIP
 
@@ -41,10 +43,10 @@ class Encoder(nn.Module):
 def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
     """Writes the encoders, the tokenizer and the preprocessing into `out`; returns the files."""
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}: use {' or '.join(FORMATS)}")
+        raise BadInput(f"unknown export format {format!r}: use {' or '.join(FORMATS)}")
     if model.config.text.kind == "lstm":
-        raise ValueError("an LSTM text tower does not export (its packed sequences have no graph form); export "
-                         "a model with a Transformer or MiniLM text tower")
+        raise BadInput("an LSTM text tower does not export (its packed sequences have no graph form); export "
+                       "a model with a Transformer or MiniLM text tower")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval().cpu()
@@ -75,7 +77,8 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
         "image_size": size, "mean": list(vision.mean), "std": list(vision.std),
         "resize": "bicubic resize of the shortest side to image_size, then a centre crop of image_size",
         "context_length": context, "pad_token_id": model.tokenizer.pad_token_id,
-        "logit_scale": model.logit_scale.detach().exp().item(), "embed_dim": model.config.embed_dim,
+        "logit_scale": model.logit_scale.detach().exp().item(), "activation": model.activation,
+        "logit_bias": None if model.logit_bias is None else model.logit_bias.item(), "embed_dim": model.config.embed_dim,
         "inputs": {"image_encoder": "pixels", "text_encoder": "ids"}, "outputs": "features"})
     return [*written, tokenizer_path, out / "preprocess.json"]
 

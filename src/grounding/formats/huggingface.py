@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from ..build import attach
 from ..config import ModelConfig, TextConfig, VisionConfig
+from ..errors import BadInput, NotFound
 from ..files import atomic_path, write_json_atomic
 from ..models import CLIP
 from ..vocabulary import folder_tokenizer
@@ -34,7 +35,7 @@ def hf_to_config(hf: dict) -> ModelConfig:
     t, v = hf.get("text_config", {}), hf.get("vision_config", {})
     for part, name in ((t, "text"), (v, "vision")):
         if part.get("hidden_act", "quick_gelu") not in _ACTIVATIONS:
-            raise ValueError(f"unsupported {name} activation {part['hidden_act']!r}")
+            raise BadInput(f"unsupported {name} activation {part['hidden_act']!r}")
     text = TextConfig(context_length=t.get("max_position_embeddings", 77), vocab_size=t.get("vocab_size", 49408),
                       width=t.get("hidden_size", 512), layers=t.get("num_hidden_layers", 12),
                       heads=t.get("num_attention_heads", 8),
@@ -50,9 +51,9 @@ def hf_to_config(hf: dict) -> ModelConfig:
 
 def config_to_hf(config: ModelConfig) -> dict:
     if config.vision.kind != "vit" or config.text.kind != "transformer":
-        raise ValueError(f"Hugging Face's CLIPModel holds a ViT image tower and a Transformer text tower only, and "
-                         f"this model has a {config.vision.kind} image tower and a {config.text.kind} text tower: "
-                         "convert it --to open_clip (which holds ResNets too) or --to grounding")
+        raise BadInput(f"Hugging Face's CLIPModel holds a ViT image tower and a Transformer text tower only, and "
+                       f"this model has a {config.vision.kind} image tower and a {config.text.kind} text tower: "
+                       "convert it --to open_clip (which holds ResNets too) or --to grounding")
     t, v = config.text, config.vision
     return {
         "model_type": "clip", "architectures": ["CLIPModel"], "projection_dim": config.embed_dim,
@@ -118,8 +119,8 @@ def hf_to_state(hf_state: dict[str, torch.Tensor], config: ModelConfig, source: 
             state[f"{ours}.{p}"] = None if None in parts else torch.cat(parts)
     text_proj, visual_proj = take("text_projection.weight"), take("visual_projection.weight")
     if missing:
-        raise ValueError(f"{source} is not a complete CLIP checkpoint; missing {', '.join(missing[:6])}"
-                         + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
+        raise BadInput(f"{source} is not a complete CLIP checkpoint; missing {', '.join(missing[:6])}"
+                       + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
     state["text.text_projection"] = text_proj.t().contiguous()
     state["visual.proj"] = visual_proj.t().contiguous()
     if state["visual.class_embedding"].dim() == 1 and state["logit_scale"].dim() == 1:
@@ -144,7 +145,7 @@ def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (folder / name).is_file():
             return read_state(folder / name)
-    raise FileNotFoundError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    raise NotFound(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
 def read_preprocessing(folder: Path, config: ModelConfig) -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from ..build import attach
 from ..config import ModelConfig, TextConfig, VisionConfig
+from ..errors import BadInput, NotFound
 from ..files import atomic_path, write_json_atomic
 from ..models import CLIP
 from ..vocabulary import folder_tokenizer, openai_vocabulary
@@ -33,7 +34,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     """Tensors only: safetensors, or torch.load with weights_only (no pickled code runs)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+        raise NotFound(f"{path}: no such checkpoint file")
     from .torchscript import is_torchscript, read_torchscript
 
     if is_torchscript(path):
@@ -44,12 +45,12 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated zip, a TorchScript archive, pickled classes...
-        raise ValueError(f"{path}: cannot be read as a plain state dict ({type(e).__name__}: {str(e)[:200]}); "
-                         "it may be truncated or not a checkpoint") from None
+        raise BadInput(f"{path}: cannot be read as a plain state dict ({type(e).__name__}: {str(e)[:200]}); "
+                       "it may be truncated or not a checkpoint") from None
     while isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
+        raise BadInput(f"{path}: holds a {type(state).__name__}, not a state dict")
     return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -118,8 +119,8 @@ def write_open_clip(model, path: Path) -> None:
     path = Path(path)
     if path.suffix in (".pt", ".pth", ".bin", ".safetensors"):
         if not model.tokenizer.is_openai():
-            raise ValueError(f"{path}: this model has a vocabulary of its own, which a bare state dict cannot carry; "
-                             "give a folder instead (open_clip's model folder holds it)")
+            raise BadInput(f"{path}: this model has a vocabulary of its own, which a bare state dict cannot carry; "
+                           "give a folder instead (open_clip's model folder holds it)")
         with atomic_path(path) as tmp:
             if path.suffix == ".safetensors":
                 save_file(open_clip_state(model), str(tmp))
@@ -139,10 +140,10 @@ def open_clip_config(model) -> dict:
     c = model.config
     v, t = c.vision, c.text
     if v.kind not in ("vit", "resnet") or t.kind != "transformer":
-        raise ValueError(f"open_clip holds ViT and ResNet image towers and Transformer text towers, and this model "
-                         f"has a {v.kind} and a {t.kind}: convert it --to grounding")
+        raise BadInput(f"open_clip holds ViT and ResNet image towers and Transformer text towers, and this model "
+                       f"has a {v.kind} and a {t.kind}: convert it --to grounding")
     if v.activation != t.activation:
-        raise ValueError("open_clip has one activation for both towers, and this model's differ; convert it --to grounding")
+        raise BadInput("open_clip has one activation for both towers, and this model's differ; convert it --to grounding")
     resnet = v.kind == "resnet"
     vision = {"image_size": v.image_size, "layers": list(v.layers) if resnet else v.layers, "width": v.width,
               "head_width": v.width * 32 // v.heads if resnet else v.width // v.heads, "mlp_ratio": v.mlp_ratio,
@@ -170,13 +171,13 @@ def read_open_clip_folder(folder: Path) -> tuple[ModelConfig, dict[str, torch.Te
         cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text(encoding="utf-8"))
         model_cfg = cfg["model_cfg"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{folder / OPEN_CLIP_CONFIG}: not an open_clip config ({e})") from None
+        raise BadInput(f"{folder / OPEN_CLIP_CONFIG}: not an open_clip config ({e})") from None
     weights = next((folder / name for name in OPEN_CLIP_WEIGHTS if (folder / name).is_file()), None)
     if weights is None:
-        raise FileNotFoundError(f"{folder}: no {' or '.join(OPEN_CLIP_WEIGHTS)} beside {OPEN_CLIP_CONFIG}")
+        raise NotFound(f"{folder}: no {' or '.join(OPEN_CLIP_WEIGHTS)} beside {OPEN_CLIP_CONFIG}")
     state = read_state(weights)
     if not is_openai_state(state):
-        raise ValueError(f"{weights}: not a CLIP state dict in open_clip's naming (a timm or Hugging Face tower?)")
+        raise BadInput(f"{weights}: not a CLIP state dict in open_clip's naming (a timm or Hugging Face tower?)")
     config = infer_config(state, "quick_gelu" if model_cfg.get("quick_gelu") else "gelu")
     vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
     head_width = vision.get("head_width", 64)
@@ -193,11 +194,11 @@ def read_open_clip_folder(folder: Path) -> tuple[ModelConfig, dict[str, torch.Te
 def load_state_dict_file(path: Path, activation: str | None) -> CLIP:
     state = read_state(path)
     if not is_openai_state(state):
-        raise ValueError(f"{path}: not an OpenAI or open_clip CLIP state dict (no visual.conv1.weight and "
-                         "token_embedding.weight)")
+        raise BadInput(f"{path}: not an OpenAI or open_clip CLIP state dict (no visual.conv1.weight and "
+                       "token_embedding.weight)")
     if activation not in ("gelu", "quick_gelu"):
-        raise ValueError(f"{path} holds no config, and the activation cannot be read from weights: pass "
-                         "activation='quick_gelu' (OpenAI's weights) or 'gelu' (most open_clip-trained ones)")
+        raise BadInput(f"{path} holds no config, and the activation cannot be read from weights: pass "
+                       "activation='quick_gelu' (OpenAI's weights) or 'gelu' (most open_clip-trained ones)")
     config = infer_config(state, activation)
     tokenizer = openai_vocabulary(config, config.text.vocab_size - 1, f"{path} is a state dict, so")
     return _from_open_clip_state(config, tokenizer, state, path)
@@ -215,7 +216,7 @@ def _from_open_clip_state(config: ModelConfig, tokenizer, state: dict, source: P
     missing, unexpected = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
     wrong = [k for k in set(ours) & set(expected) if ours[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(f"{source} does not fit the architecture read from it: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
+        raise BadInput(f"{source} does not fit the architecture read from it: missing {missing[:5]}, "
+                       f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
     model.load_state_dict(ours)
     return model

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import BadInput
+
 _DTYPES = {"HalfStorage": torch.float16, "FloatStorage": torch.float32, "DoubleStorage": torch.float64,
            "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
            "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
@@ -79,10 +81,10 @@ def read_torchscript(path: str | Path) -> dict[str, torch.Tensor]:
             root = pickled.rsplit("/", 1)[0]
             tree = _Unpickler(archive.read(pickled), archive, root, path).load()
     except (zipfile.BadZipFile, KeyError, EOFError, StopIteration, ValueError, TypeError) as e:
-        raise ValueError(f"{path}: a damaged TorchScript archive ({type(e).__name__}: {e}); "
-                         "download or copy it again") from None
+        raise BadInput(f"{path}: a damaged TorchScript archive ({type(e).__name__}: {e}); "
+                       "download or copy it again") from None
     if not isinstance(tree, _Record):
-        raise ValueError(f"{path}: the archive does not hold a module")
+        raise BadInput(f"{path}: the archive does not hold a module")
     state: dict[str, torch.Tensor] = {}
     _flatten(tree, "", state)
     return state

@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 
 from ..data.images import BATCH_SIZE, WORKERS
+from ..errors import BadInput, about
+from ..inference.engine import ENGINES
 from ..training.options import TrainConfig
 from .common import (
     App,
@@ -22,7 +24,6 @@ from .common import (
     choice,
     default_of,
     given,
-    runtime_for,
 )
 from .common import Precision as InferencePrecision
 
@@ -36,7 +37,7 @@ IndexKind = choice("IndexKind", "flat", "hnsw", "ivfpq")
 GroundMethod = choice("GroundMethod", "occlusion", "similarity")
 Format = choice("Format", "hf", "open_clip", "grounding")
 TokenizerChoice = choice("TokenizerChoice", "openai", "minilm", "train")
-Engine = choice("Engine", "auto", "torch", "onnx")
+Engine = choice("Engine", *ENGINES)
 
 
 def _print_version(asked: bool) -> None:
@@ -113,7 +114,6 @@ def train(
     """Train or fine-tune a CLIP model on your own image-text data (or the built-in world); kill
     it any time and --resume."""
     from ..training.distributed import World
-    from ..training.feed import BadDataError
     from ..training.trainer import train as run_training
 
     changes = given(locals(), TrainConfig)
@@ -122,36 +122,24 @@ def train(
         return
     if (out is None) == (resume is None):
         raise typer.BadParameter("give exactly one of --out (a new run) or --resume (an existing run)")
-    try:
-        if resume:
-            if config:
-                raise ValueError("--config starts a new run; a resumed run keeps the options in its train.json")
-            run_training(None, None, resume, resume=True, changes=changes)
-        else:
-            options = TrainConfig.from_json(config) if config else TrainConfig()
-            run_training(None, dataclasses.replace(options, **changes), out, overwrite=overwrite)
-    except BadDataError as e:
-        typer.echo(f"stopped: {e}", err=True)
-        raise typer.Exit(1)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
-        raise typer.BadParameter(str(e).strip("'\""))
+    if resume:
+        if config:
+            raise BadInput("--config starts a new run; a resumed run keeps the options in its train.json", "--config")
+        run_training(None, None, resume, resume=True, changes=changes)
+    else:
+        options = TrainConfig.from_json(config) if config else TrainConfig()
+        run_training(None, dataclasses.replace(options, **changes), out, overwrite=overwrite)
     if World.here().main:
         typer.echo(f"done: {out or resume} holds the latest weights (grounding.load('{out or resume}'))")
 
 
 def _train_recipe(recipe: str, out: Optional[Path], changes: dict) -> None:
-    from ..training.feed import BadDataError
     from ..training.recipes import run_recipe
 
     if out is None:
         raise typer.BadParameter("give --out: the run folder (run the same command again to resume it)")
-    try:
+    with about("--recipe"):
         run_recipe(recipe, out, changes)
-    except BadDataError as e:
-        typer.echo(f"stopped: {e}", err=True)
-        raise typer.Exit(1)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        raise typer.BadParameter(str(e), param_hint="--recipe")
     typer.echo(f"done: grounding classify IMAGE --model {out} --labels 'a cat,a dog,...'")
 
 
@@ -169,25 +157,17 @@ def demo(
 
 
 def _load_model(spec: str, device: str = "cpu", precision: str = "fp32", compile: bool = False):
-    """The model on the device `--device` names, in the precision `--precision` names (decided
-    once, here: the rest follows the model's weights)."""
-    import grounding
+    """inference.engine.load_model, saying on stderr what decided an `auto` precision."""
+    from ..inference.engine import load_model
 
-    runtime = runtime_for(device, precision, compile)
-    try:
-        model = grounding.load(spec, device=runtime.device)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e), param_hint="--model")
-    runtime = runtime.for_model(model)
+    model, runtime = load_model(spec, device, precision, compile)
+    _say_precision(runtime)
+    return model
+
+
+def _say_precision(runtime) -> None:
     if runtime.why:
         typer.echo(f"precision: {runtime.precision} ({runtime.why})", err=True)
-    if runtime.precision == "bf16":  # a model is named by its trained weights, whatever precision it runs in
-        from ..saved import fingerprint
-
-        for part in (None, "text", "visual"):
-            fingerprint(model, part)
-    return runtime.prepare(model)
-
 
 
 def _loadable(spec: str) -> bool:
@@ -200,10 +180,8 @@ def _loadable(spec: str) -> bool:
 def _dataset(spec: str):
     from ..data.datasets import open_dataset
 
-    try:
+    with about("--dataset"):
         return open_dataset(spec)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e), param_hint="--dataset")
 
 
 def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
@@ -257,30 +235,19 @@ def classify(
     from rich.progress import Progress
 
     from ..data.inputs import expand_inputs
-    from ..evaluation.templates import resolve_templates
+    from ..inference.engine import Request, open_classifier
+    from ..inference.templates import resolve_templates
 
     if json_output and csv_output:
         raise typer.BadParameter("give --json or --csv, not both")
     names = _labels(labels, labels_file)
-    try:
-        prompts = resolve_templates(templates)
-        paths = expand_inputs(images)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e))
-    torch_options = [option for option, given in ((f"--device {device}", device not in ("auto", "cpu")),
-                                                  (f"--precision {precision}", precision != "fp32"),
-                                                  ("--compile", compile)) if given]
-    onnx = _onnx_model(model, engine.value, torch_options, len(paths) <= batch_size)
-    if onnx is not None:
-        classifier = onnx.classifier(names, prompts)
-        results = onnx.classify_files(paths, classifier, batch_size)
-    else:
-        from ..evaluation.predict import classify_files
-        from ..evaluation.zeroshot import cached_classifier
-
-        clip = _load_model(model, device, precision, compile)
-        classifier = cached_classifier(clip, names, prompts)
-        results = classify_files(clip, paths, classifier, batch_size, workers if len(paths) > batch_size else 0)
+    prompts = resolve_templates(templates)
+    paths = expand_inputs(images)
+    request = Request(model, engine.value, device, precision, compile, len(paths), batch_size)
+    classifier = open_classifier(request, note=lambda line: typer.echo(line, err=True))
+    if classifier.engine == "torch":
+        _say_precision(classifier.runtime)
+    results = classifier.classify_files(paths, classifier.classifier(names, prompts), batch_size, workers)
     k = min(top_k, len(names))
     writer = csv.writer(sys.stdout) if csv_output else None
     if writer:
@@ -302,63 +269,9 @@ def classify(
                 print(json.dumps({"path": str(path), "top": [{"label": n, "probability": p} for n, p in top]}))
             else:
                 print(f"{path}: " + ", ".join(f"{n} {p:.1%}" for n, p in top))
-    if onnx is None and engine.value == "auto" and not torch_options:
-        _prepare_builtin(clip, model)
+    classifier.after(note=lambda line: typer.echo(line, err=True))
     if failed:
         raise typer.Exit(1)
-
-
-def _onnx_model(spec: str, engine: str, torch_options: list[str], one_batch: bool):
-    """The exported model `classify` runs in onnxruntime, or None for PyTorch: an exported folder
-    always; the built-in model's exported copy for one batch of images on the CPU in fp32 (or
-    always with --engine onnx, made first if need be)."""
-    from ..builtin import BUILTIN
-    from ..evaluation import exported
-
-    folder = exported.is_exported(spec)
-    if engine == "torch":
-        if folder:
-            raise typer.BadParameter(f"{spec} is an exported model, which runs in onnxruntime: drop --engine torch",
-                                     param_hint="--engine")
-        return None
-    if engine == "auto" and not folder and (torch_options or not one_batch or spec not in BUILTIN):
-        return None  # PyTorch's: another model, more than a batch, or what only PyTorch does
-    if torch_options:
-        raise typer.BadParameter(f"onnxruntime runs on the CPU in fp32 here: drop {', '.join(torch_options)}" +
-                                 ("" if folder else ", or run PyTorch with --engine torch"))
-    if not folder and spec not in BUILTIN:
-        raise typer.BadParameter(f"--engine onnx runs an exported folder or the built-in model: run grounding export "
-                                 f"{spec} OUT, then classify with --model OUT", param_hint="--engine")
-    try:
-        if folder:
-            return exported.ExportedModel(spec)
-        prepared = exported.prepared_builtin(spec)
-        if prepared is None and engine == "onnx":
-            _prepare_builtin(_load_model(spec), spec)
-            prepared = exported.prepared_builtin(spec)
-        return prepared
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--model")
-
-
-def _prepare_builtin(clip, spec: str) -> Path | None:
-    """Makes the built-in model's exported copy once, after its first PyTorch run, so that later
-    small runs start without PyTorch; says so on stderr. Nothing for other models."""
-    import time
-
-    from ..builtin import BUILTIN
-    from ..evaluation import exported
-
-    if spec not in BUILTIN or exported.is_exported(exported.builtin_copy(spec)):
-        return None  # (a damaged copy is removed, to be made again, where a small run opens it)
-    typer.echo("preparing the built-in model for onnxruntime, once (about 20 s): later runs of up to a batch of "
-               "images start without PyTorch", err=True)
-    began = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own notes, of no use here
-        folder = exported.prepare_builtin(clip, spec)
-    typer.echo(f"prepared in {time.perf_counter() - began:.0f} s: {folder}", err=True)
-    return folder
 
 
 @app.command(short_help="Evaluate zero-shot accuracy on a dataset.")
@@ -383,15 +296,13 @@ def zeroshot(
     import numpy as np
 
     from ..evaluation.run import evaluate_zero_shot
-    from ..evaluation.templates import resolve_templates
+    from ..inference.templates import resolve_templates
 
     data = _dataset(dataset)
     if limit and limit < len(data):
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:limit]))
-    try:
+    with about("--templates"):
         prompts = resolve_templates(templates, data.templates)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--templates")
     clip = _load_model(model, device, precision, compile)
     summary = evaluate_zero_shot(clip, data, prompts, out, batch_size, workers, cards, not no_cache)
     if summary["multi_label"]:
@@ -454,10 +365,7 @@ def data_shard(
     images, with a manifest of counts, bytes and skipped files."""
     from ..data.shards import write_shards
 
-    try:
-        manifest = write_shards(spec, out, shard_size)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    manifest = write_shards(spec, out, shard_size)
     typer.echo(f"{manifest['samples']} samples in {len(manifest['shards'])} shards ({manifest['bytes']:,} bytes), "
                f"{len(manifest['skipped'])} skipped (listed in {out / 'manifest.json'}); "
                f"train with --data '{manifest['train_with']}'")
@@ -485,13 +393,10 @@ def embed(
     if (images is None) == (texts is None):
         raise typer.BadParameter("give exactly one of --images or --texts")
     clip = _load_model(model, device, precision, compile)
-    try:
-        if images:
-            store = embed_images(clip, images, out, model, shard_size, batch_size, workers)
-        else:
-            store = embed_texts(clip, texts, out, model, shard_size)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    if images:
+        store = embed_images(clip, images, out, model, shard_size, batch_size, workers)
+    else:
+        store = embed_texts(clip, texts, out, model, shard_size)
     _, keys, _, skipped = store.read()
     typer.echo(f"{len(keys)} embeddings in {out}" + (f"; skipped {len(skipped)} unreadable files:" if skipped else ""))
     for message in skipped:
@@ -507,10 +412,7 @@ def index_build(
     """Build a faiss index over an embedding store (written atomically beside it)."""
     from ..tasks.retrieval.index import build_index
 
-    try:
-        meta = build_index(folder, kind and kind.value)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    meta = build_index(folder, kind and kind.value)
     typer.echo(f"{meta['kind']} index of {meta['count']} {meta['store']['kind']} embeddings in {folder / 'index'}")
 
 
@@ -537,10 +439,7 @@ def search(
 
     if sum(x is not None for x in (query, image, queries)) != 1:
         raise typer.BadParameter("give exactly one of QUERY, --image or --queries")
-    try:
-        found = Index(index)
-    except FileNotFoundError as e:
-        raise typer.BadParameter(str(e))
+    found = Index(index)
     made_with = found.meta["store"]["model"]
     if model is None and not _loadable(made_with):
         raise typer.BadParameter(f"the index was made with {made_with}, which is not there any more; pass --model "
@@ -551,10 +450,7 @@ def search(
         if not queries.is_file():
             raise typer.BadParameter(f"{queries}: no such file (one query a line)", param_hint="--queries")
         texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
-    try:
-        results = run_search(clip, found, k, texts=texts, images=[image] if image else None)
-    except ValueError as e:
-        raise typer.BadParameter(str(e))
+    results = run_search(clip, found, k, texts=texts, images=[image] if image else None)
     labels = texts or [str(image)]
     for label, hits in zip(labels, results):
         if json_output:
@@ -582,10 +478,8 @@ def retrieval_eval(
     from ..tasks.retrieval.evaluate import retrieval_eval as run_eval
 
     clip = _load_model(model, device, precision)
-    try:
+    with about("--pairs"):
         summary = run_eval(clip, pairs, out, workers)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e), param_hint="--pairs")
     for direction in ("text_to_image", "image_to_text"):
         r = summary[direction]
         typer.echo(f"{direction.replace('_', ' ')}: R@1 {r['recall@1']:.1%}  R@5 {r['recall@5']:.1%}  "
@@ -611,10 +505,7 @@ def ground(
     from ..tasks.phrase_grounding.locate import save_overlay
 
     clip = _load_model(model, device, precision)
-    try:
-        heat, box, view = run_ground(clip, load_image(image), phrase, method.value, window)
-    except (BadImageError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    heat, box, view = run_ground(clip, load_image(image), phrase, method.value, window)
     save_overlay(view, heat, box, phrase, out)
     typer.echo(f"strongest region (x0, y0, x1, y1) in the model's {view.width}px view: {box}; drawn in {out}")
 
@@ -641,16 +532,13 @@ def convert(
     from ..formats.openai import write_open_clip
     from ..saved import save_model
 
-    try:
-        clip = grounding.load(source, activation=activation)
-        if to == Format.hf:
-            write_hf_folder(clip, destination)
-        elif to == Format.open_clip:
-            write_open_clip(clip, destination)
-        else:
-            save_model(clip, destination)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    clip = grounding.load(source, activation=activation)
+    if to == Format.hf:
+        write_hf_folder(clip, destination)
+    elif to == Format.open_clip:
+        write_open_clip(clip, destination)
+    else:
+        save_model(clip, destination)
     typer.echo(f"wrote {to.value} model to {destination}")
 
 
@@ -670,10 +558,7 @@ def export_command(
     from ..formats.export import export
 
     clip = _load_model(model, "cpu")
-    try:
-        files = export(clip, out, format.value)
-    except (ValueError, ImportError) as e:
-        raise typer.BadParameter(str(e))
+    files = export(clip, out, format.value)
     typer.echo(f"wrote {', '.join(p.name for p in files)} to {out}")
 
 
@@ -706,10 +591,7 @@ def serve(
                               str(caption_model) if caption_model else None, api_key,
                               int(max_upload_mb * 2 ** 20), max_pixels, max_batch=max_batch, max_wait_ms=max_wait_ms,
                               device=device, precision=precision)
-    try:
-        application = create_app(settings)
-    except (FileNotFoundError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    application = create_app(settings)
     typer.echo(f"serving {model} on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

@@ -1,22 +1,35 @@
-"""What the command modules share: one way to declare an option (its default and help come from
-the config dataclass that owns it), the choices typer lists, and the --device and --precision
-options with the one place they are decided."""
+"""What the command modules share: the one handler of errors, one way to declare an option (its
+default and help come from the config dataclass that owns it), the choices typer lists, and the
+--device and --precision options."""
 from __future__ import annotations
 
 import dataclasses
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 import typer.core
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from ..errors import GroundingError
 
 
 class Command(typer.core.TyperCommand):
-    """Usage lines as click writes them (`IMAGE...`, `[QUERY]`): typer's own put every required
-    argument in braces (`{images}...`), which reads as a set."""
+    """Every command's one handler of what the library refuses: a `GroundingError` becomes one
+    `Error:` line (naming its option, if it has one) and its exit code. The built-in errors that
+    libraries below grounding raise for bad input (a JSON file that is not JSON, say) read the
+    same. Usage lines as click writes them (`IMAGE...`, `[QUERY]`): typer's own put every
+    required argument in braces (`{images}...`), which reads as a set."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except GroundingError as e:
+            if e.exit_code != 2:
+                typer.echo(f"{e.heading}: {e}", err=True)
+                raise typer.Exit(e.exit_code) from None
+            raise typer.BadParameter(str(e), param_hint=e.option) from None
+        except (ValueError, FileNotFoundError, FileExistsError) as e:
+            raise typer.BadParameter(str(e)) from None
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -73,11 +86,3 @@ Compile = Annotated[bool, typer.Option("--compile", help="Compile the image enco
                                                          "half a minute, then faster; pays off over thousands of "
                                                          "images.")]
 
-
-def runtime_for(device: str, precision: str = "fp32", compile: bool = False) -> Runtime:
-    from ..runtime import Runtime
-
-    try:
-        return Runtime.resolve(device, precision, compile)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--precision" if "precision" in str(e) else "--device")

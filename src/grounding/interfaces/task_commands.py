@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..tasks.options import CaptionOptions, VQAOptions
 from ..training.options import TaskLoopOptions
-from .common import Device, ImageTower, TextTower, default_of, given, runtime_for
+from .common import Device, ImageTower, TextTower, default_of, given
 
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into an --out that holds other files (not a run "
@@ -19,10 +19,7 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into an --ou
 
 def _options(cls, values: dict):
     """The task's options from what the command line gave; the dataclasses fill in the rest."""
-    try:
-        loop = TaskLoopOptions(**given(values, TaskLoopOptions)).loop(bool(values.get("init")))
-    except ValueError as e:
-        raise typer.BadParameter(str(e))
+    loop = TaskLoopOptions(**given(values, TaskLoopOptions)).loop(bool(values.get("init")))
     return cls(loop, **given(values, cls))
 
 
@@ -52,10 +49,7 @@ def train_vqa_command(
     from ..tasks.vqa.run import run_train_vqa
 
     options = _options(VQAOptions, locals())
-    try:
-        results = run_train_vqa(options, out, eval_data, not no_baselines, overwrite=overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    results = run_train_vqa(options, out, eval_data, not no_baselines, overwrite=overwrite)
     console = Console()
     for name, summary in results.items():
         table = Table(f"{name} ({summary['examples']} questions)", *TYPES)
@@ -78,16 +72,13 @@ def vqa_command(
     import torch
 
     from ..data.images import BadImageError
-    from ..runtime import device_of
+    from ..runtime import Runtime, device_of
     from ..tasks.saved import load_task_model
 
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
-    try:
-        vqa = load_task_model(model, "vqa").to(runtime_for(device).device)
-        pixels = vqa.preprocess(image)[None].to(device_of(vqa))
-    except (FileNotFoundError, ValueError, BadImageError) as e:
-        raise typer.BadParameter(str(e))
+    vqa = load_task_model(model, "vqa").to(Runtime.resolve(device).device)
+    pixels = vqa.preprocess(image)[None].to(device_of(vqa))
     with torch.no_grad():
         ids = vqa.tokenizer([question], truncate=True).to(device_of(vqa))
         probs = vqa(pixels, ids).softmax(dim=-1)[0].cpu()
@@ -121,10 +112,7 @@ def train_caption_command(
 
     options = _options(CaptionOptions, locals())
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
-    try:
-        results = run_train_caption(options, out, eval_data, overwrite=overwrite, **decoding)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise typer.BadParameter(str(e))
+    results = run_train_caption(options, out, eval_data, overwrite=overwrite, **decoding)
     console = Console()
     metrics = ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr-D")
     for name, summary in results.items():
@@ -152,15 +140,12 @@ def caption_command(
     import torch
 
     from ..data.images import BadImageError
-    from ..runtime import device_of
+    from ..runtime import Runtime, device_of
     from ..tasks.captioning.decode import generate
     from ..tasks.saved import load_task_model
 
-    try:
-        captioner = load_task_model(model, "caption").to(runtime_for(device).device)
-        pixels = torch.stack([captioner.preprocess(path) for path in images]).to(device_of(captioner))
-    except (FileNotFoundError, ValueError, BadImageError) as e:
-        raise typer.BadParameter(str(e))
+    captioner = load_task_model(model, "caption").to(Runtime.resolve(device).device)
+    pixels = torch.stack([captioner.preprocess(path) for path in images]).to(device_of(captioner))
     if top_p is not None:
         captions = generate(captioner, pixels, "top-p", top_p=top_p, seed=seed)
     elif beam > 1:

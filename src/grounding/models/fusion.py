@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import BadInput
 from .transformer import MLP, merge_heads, split_heads
 
 
@@ -15,7 +16,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         if width % heads:
-            raise ValueError(f"width {width} is not divisible by {heads} heads")
+            raise BadInput(f"width {width} is not divisible by {heads} heads")
         self.heads = heads
         self.q = nn.Linear(width, width)
         self.kv = nn.Linear(width, 2 * width)
@@ -73,7 +74,7 @@ class ImageTokens(nn.Module):
         self.grid_stage = grid_stage
         if hasattr(tower, "attnpool"):
             if not 1 <= grid_stage <= 4:
-                raise ValueError(f"a ResNet has grid stages 1 to 4, not {grid_stage}")
+                raise BadInput(f"a ResNet has grid stages 1 to 4, not {grid_stage}")
             channels = config.width * 4 * 2 ** (grid_stage - 1)
             cells = (config.image_size // 2 ** (grid_stage + 1)) ** 2
             self.positions = nn.Parameter(0.02 * torch.randn(cells, width))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextConfig, VisionConfig
+from ..errors import BadInput
 from . import bert, efficientnet
 
 
@@ -92,8 +93,8 @@ class EfficientNetTower(PackagedBackbone):
         variant = config.kind.removeprefix("efficientnet_")
         size = efficientnet.IMAGE_SIZE[variant]
         if config.image_size != size:
-            raise ValueError(f"the EfficientNet-{variant.title()} tower was trained at {size}x{size}: set "
-                             f"vision.image_size to {size}")
+            raise BadInput(f"the EfficientNet-{variant.title()} tower was trained at {size}x{size}: set "
+                           f"vision.image_size to {size}")
         self.backbone = efficientnet.load_pretrained(variant)
         heads = [projection_head(efficientnet.FEATURES, config.head_width, embed_dim)
                  for _ in range(config.head_ensemble)]
@@ -125,8 +126,8 @@ class MiniLMTower(PackagedBackbone):
         if config.projection_head:
             self.head = projection_head(self.backbone.width, config.head_width, embed_dim)
         elif embed_dim != self.backbone.width:
-            raise ValueError(f"text.projection_head false keeps MiniLM's own {self.backbone.width}-d space: set "
-                             f"embed_dim to {self.backbone.width} (it is {embed_dim})")
+            raise BadInput(f"text.projection_head false keeps MiniLM's own {self.backbone.width}-d space: set "
+                           f"embed_dim to {self.backbone.width} (it is {embed_dim})")
         else:
             self.head = nn.Identity()
 
@@ -150,7 +151,7 @@ def fill_imagenet_route(model: nn.Module, tokenizer) -> None:
     and its copy of the text head (the identity where texts keep MiniLM's own space)."""
     head = model.text.head
     if not isinstance(head, (nn.Linear, nn.Identity)):
-        raise ValueError("the ImageNet route copies the text head into the image tower: use a linear text head")
+        raise BadInput("the ImageNet route copies the text head into the image tower: use a linear text head")
     names = imagenet_labels()
     model.visual.label_embeddings.copy_(model.text.features(tokenizer([f"a photo of a {n}." for n in names])))
     if isinstance(head, nn.Identity):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import VisionConfig
+from ..errors import BadInput
 from .layers import Layer
 from .transformer import merge_heads, split_heads
 
@@ -69,9 +70,9 @@ class ModifiedResNet(nn.Module):
     def __init__(self, config: VisionConfig, embed_dim: int):
         super().__init__()
         if isinstance(config.layers, int) or len(config.layers) != 4:
-            raise ValueError(f"a ResNet needs four stage depths, got layers={config.layers!r}")
+            raise BadInput(f"a ResNet needs four stage depths, got layers={config.layers!r}")
         if config.image_size % 32:
-            raise ValueError(f"a ResNet's image size must be a multiple of 32, got {config.image_size}")
+            raise BadInput(f"a ResNet's image size must be a multiple of 32, got {config.image_size}")
         width = config.width
         self.conv1, self.bn1 = _conv_bn(3, width // 2, 3)
         self.conv1.stride = (2, 2)

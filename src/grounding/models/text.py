@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import TextConfig
+from ..errors import BadInput
 from .transformer import Transformer, exporting
 
 
@@ -17,8 +18,8 @@ def end_of_text_positions(ids: torch.Tensor, eot_token_id: int) -> torch.Tensor:
     found = is_eot.any(dim=1)
     if not exporting() and not bool(found.all()):
         rows = torch.nonzero(~found).flatten().tolist()[:5]
-        raise ValueError(f"token rows {rows} have no end-of-text token ({eot_token_id}): "
-                         "encode text with the model's own tokenizer")
+        raise BadInput(f"token rows {rows} have no end-of-text token ({eot_token_id}): "
+                       "encode text with the model's own tokenizer")
     return is_eot.int().argmax(dim=1)
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import BadInput
 from .layers import Layer
 
 
@@ -35,7 +36,7 @@ def activation(name: str) -> nn.Module:
         return nn.GELU()
     if name == "quick_gelu":
         return QuickGELU()
-    raise ValueError(f"unknown activation {name!r}: use 'gelu' or 'quick_gelu'")
+    raise BadInput(f"unknown activation {name!r}: use 'gelu' or 'quick_gelu'")
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -54,7 +55,7 @@ class Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         if width % heads:
-            raise ValueError(f"width {width} is not divisible by {heads} heads")
+            raise BadInput(f"width {width} is not divisible by {heads} heads")
         self.heads = heads
         self.in_proj = nn.Linear(width, 3 * width)
         self.out_proj = nn.Linear(width, width)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import VisionConfig
+from ..errors import BadInput
 from .transformer import Transformer
 
 
@@ -13,7 +14,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, config: VisionConfig, embed_dim: int):
         super().__init__()
         if config.image_size % config.patch_size:
-            raise ValueError(f"image size {config.image_size} is not a multiple of patch {config.patch_size}")
+            raise BadInput(f"image size {config.image_size} is not a multiple of patch {config.patch_size}")
         width = config.width
         grid = config.image_size // config.patch_size
         scale = width ** -0.5

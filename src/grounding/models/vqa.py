@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, TaskConfig
+from ..errors import BadInput
 from .clip import CLIP
 from .fusion import FusionBlock, ImageTokens
 
@@ -36,7 +37,7 @@ class VQAModel(nn.Module):
     def __init__(self, config: VQAConfig):
         super().__init__()
         if not config.answers:
-            raise ValueError("a VQA model needs an answer vocabulary")
+            raise BadInput("a VQA model needs an answer vocabulary")
         self.config = config
         towers = CLIP(config.towers)
         self.visual, self.text = towers.visual, towers.text

@@ -11,6 +11,7 @@ import torch
 from ..build import attach
 from ..config import TaskConfig
 from ..data.images import Preprocess
+from ..errors import BadInput, NotFound
 from ..files import atomic_path, write_json_atomic
 from ..models.captioner import Captioner, CaptionerConfig
 from ..models.vqa import VQAConfig, VQAModel
@@ -51,11 +52,11 @@ def build_task_model(folder: str | Path, task: str) -> TaskModel:
     """The folder's model with fresh weights (what a resumed run starts from)."""
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; pass a folder written by grounding train-{task}")
+        raise NotFound(f"{folder}: no {CONFIG_FILE}; pass a folder written by grounding train-{task}")
     raw = json.loads((folder / CONFIG_FILE).read_text())
     if raw.get("task") != task:
         found = raw.get("task", "a CLIP model")
-        raise ValueError(f"{folder} holds {found}, not a {task} model: train one with grounding train-{task}")
+        raise BadInput(f"{folder} holds {found}, not a {task} model: train one with grounding train-{task}")
     model_class, config_class = TASKS[task]
     config = config_class.from_dict(raw)
     tokenizer = Tokenizer.from_file(folder / TOKENIZER_FILE, config.towers.text.context_length)
@@ -79,6 +80,6 @@ def load_task_model(folder: str | Path, task: str) -> TaskModel:
     model = build_task_model(folder, task)
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
+        raise NotFound(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")
     load_weights(model, path)
     return model.eval()

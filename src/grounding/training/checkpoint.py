@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import BadInput
 from ..files import atomic_path, refuse_foreign, write_json_atomic, write_text_atomic
 from ..saved import WEIGHTS_FILE, load_weights, save_weights
 
@@ -126,7 +127,7 @@ class RunFolder:
                 damaged.append((folder, str(e)))
         if damaged and step == 0:
             listed = "; ".join(f"{folder}: {problem}" for folder, problem in damaged)
-            raise ValueError(f"no intact checkpoint in {self.checkpoints} ({listed}); delete them to start over")
+            raise BadInput(f"no intact checkpoint in {self.checkpoints} ({listed}); delete them to start over")
         for folder, problem in damaged:
             aside = folder.with_name(f"damaged-{folder.name}")
             shutil.rmtree(aside, ignore_errors=True)
@@ -148,7 +149,7 @@ class RunFolder:
         folder = self.checkpoints / f"step-{step:07d}"
         problem = verify(folder) if folder.is_dir() else "it is missing"
         if problem:
-            raise ValueError(problem)
+            raise BadInput(problem)
         load_weights(model, folder / WEIGHTS_FILE)
         state = _read_state(folder / STATE_FILE)
         optimizer.load_state_dict(state["optimizer"])
@@ -159,7 +160,7 @@ def _read_state(path: Path) -> dict:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # a truncated zip, or pickled objects weights_only refuses
-        raise ValueError(f"{path}: the optimizer state cannot be read ({type(e).__name__}: {str(e)[:160]})") from None
+        raise BadInput(f"{path}: the optimizer state cannot be read ({type(e).__name__}: {str(e)[:160]})") from None
 
 
 def _rows_up_to(log: Path, step: int) -> list[str]:

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from .. import losses
+from ..errors import BadInput
 from ..losses import clip_loss, siglip_loss
 
 T = TypeVar("T")
@@ -78,12 +79,12 @@ class World:
         """Raises on every rank if any rank has a problem, naming the rank and its host."""
         if not self.distributed:
             if problem:
-                raise ValueError(problem)
+                raise BadInput(problem)
             return
         problems = self.gather_objects((problem, socket.gethostname()) if problem else None)
         for rank, found in enumerate(problems):
             if found:
-                raise ValueError(f"rank {rank} (host {found[1]}): {found[0]}")
+                raise BadInput(f"rank {rank} (host {found[1]}): {found[0]}")
 
     def sum(self, values: list[float]) -> list[float]:
         """Element-wise sums over the ranks (float64)."""
@@ -137,11 +138,11 @@ def restarted() -> bool:
 def check_options(loss: str, gather_with_grad: bool, local_loss: bool) -> None:
     """A one-line error for a combination that would train on a wrong gradient."""
     if loss == "siglip" and (gather_with_grad or local_loss):
-        raise ValueError("--loss siglip passes text features around the ring of ranks, with their gradient, "
-                         "each rank taking its own rows (its paper's form): drop --gather-with-grad and --local-loss")
+        raise BadInput("--loss siglip passes text features around the ring of ranks, with their gradient, "
+                       "each rank taking its own rows (its paper's form): drop --gather-with-grad and --local-loss")
     if local_loss and not gather_with_grad:
-        raise ValueError("--local-loss needs --gather-with-grad: each rank's captions are negatives in the other "
-                         "ranks' rows, and without it that part of their gradient is lost")
+        raise BadInput("--local-loss needs --gather-with-grad: each rank's captions are negatives in the other "
+                       "ranks' rows, and without it that part of their gradient is lost")
 
 
 def contrastive_loss(model, image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor | None,

@@ -22,6 +22,7 @@ from ..data.batches import Batch, PairBatches, batch_loader
 from ..data.images import DecodedImages, ImageList, TrainTransform, one_thread
 from ..data.pairs import ListSource, Mixture, clean_captions
 from ..data.sources import CACHE
+from ..errors import BadInput
 from ..files import atomic_path, stamp
 from ..models import CLIP
 from ..models.pretrained import PackagedBackbone, digest
@@ -31,8 +32,11 @@ from .distributed import World
 from .options import TrainConfig
 
 
-class BadDataError(ValueError):
+class BadDataError(BadInput):
     """Too much of the training data is unusable; the message says how much and where it is listed."""
+
+    exit_code = 1  # the run began, and stopped
+    heading = "stopped"
 
 
 class PairFeed:
@@ -65,8 +69,8 @@ class PairFeed:
         for name, now in (("workers", self.cfg.workers), ("ranks", self.world.size)):
             if self.mixture.streaming and state.get(name, now) != now:
                 flag = "--workers" if name == "workers" else "as many processes (torchrun --nproc-per-node x nodes)"
-                raise ValueError(f"{self.run.out} was trained with {state[name]} {name}; a tar stream resumes exactly "
-                                 f"only with the same number, so pass {flag}")
+                raise BadInput(f"{self.run.out} was trained with {state[name]} {name}; a tar stream resumes exactly "
+                               f"only with the same number, so pass {flag}")
 
     def batch(self, step: int) -> Batch:
         batch = self._next(step)
@@ -117,15 +121,15 @@ class CachedFeed(PairFeed):
     def __init__(self, mixture: Mixture, model: CLIP, cfg: TrainConfig, run: RunFolder, runtime: Runtime):
         super().__init__(mixture, model, cfg, run, runtime)
         if not all(isinstance(s, ListSource) for s in mixture.sources):
-            raise ValueError("--cache-features needs data that lists its images (csv, folder, openclipart, emoji, "
-                             "tuxpaint, gcompris): the synthetic world and tar streams never repeat an example")
+            raise BadInput("--cache-features needs data that lists its images (csv, folder, openclipart, emoji, "
+                           "tuxpaint, gcompris): the synthetic world and tar streams never repeat an example")
         for name, locked, layers in (("image", cfg.lock_image, cfg.lock_image_unlocked_layers),
                                      ("text", cfg.lock_text, cfg.lock_text_unlocked_layers)):
             tower = model.visual if name == "image" else model.text
             if not isinstance(tower, PackagedBackbone) or not locked or layers:
-                raise ValueError(f"--cache-features trains heads over locked backbones: the {name} tower must be a "
-                                 f"packaged one (EfficientNet-Lite0, MiniLM), locked with --lock-{name} and no "
-                                 "unlocked layers")
+                raise BadInput(f"--cache-features trains heads over locked backbones: the {name} tower must be a "
+                               f"packaged one (EfficientNet-Lite0, MiniLM), locked with --lock-{name} and no "
+                               "unlocked layers")
         self.chooser = self._batches(0)
         model.eval()  # features as the towers give them at use: BatchNorm on its running statistics
         pairs = [p for s in mixture.sources for p in s.pairs]

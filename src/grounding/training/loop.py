@@ -21,6 +21,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from ..errors import MissingDependency
 from ..files import write_json_atomic
 from .checkpoint import TRAIN_FILE, RunFolder
 from .distributed import World
@@ -195,5 +196,6 @@ def _tensorboard(out: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise SystemExit("TensorBoard logging needs the tensorboard package: pip install 'grounding[tensorboard]'")
+        raise MissingDependency("TensorBoard logging needs the tensorboard package: pip install "
+                                "'grounding[tensorboard]'", "--tensorboard") from None
     return SummaryWriter(str(out / "tensorboard"))

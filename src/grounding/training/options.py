@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import BadInput
+
 
 def option(default, help: str):
     """A config field with the help text the command line shows for it."""
@@ -34,7 +36,7 @@ class LoopConfig:
         for name, ok, want in self._rules():
             if not ok(getattr(self, name)):
                 value = getattr(self, name)
-                raise ValueError(f"--{name.replace('_', '-')} {value}: {want}")
+                raise BadInput(f"--{name.replace('_', '-')} {value}: {want}")
 
     def _rules(self) -> list:
         return [("steps", lambda v: v >= 1, "train for at least 1 step"),
@@ -150,7 +152,7 @@ class TrainConfig(LoopConfig):
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown training options {unknown}; the known ones are the fields of TrainConfig")
+            raise BadInput(f"unknown training options {unknown}; the known ones are the fields of TrainConfig")
         return cls(**d)
 
     @classmethod
@@ -159,7 +161,7 @@ class TrainConfig(LoopConfig):
         try:
             return cls.from_dict(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError, ValueError, TypeError) as e:
-            raise ValueError(f"{path}: not a training config ({e})") from None
+            raise BadInput(f"{path}: not a training config ({e})") from None
 
 
 # Options a resumed run may change: a higher --steps trains longer (the schedule stretches from the

@@ -21,6 +21,7 @@ import torch
 
 from ..build import join_heads
 from ..config import ModelConfig, TextConfig, VisionConfig, resolve_config
+from ..errors import BadInput
 from ..models import CLIP, bert, efficientnet
 from ..models.pretrained import fill_imagenet_route
 from ..saved import load, save_model
@@ -91,7 +92,7 @@ def run_recipe(name: str, out: str | Path, changes: dict | None = None, show_pro
     finishes the model and saves it in `out`; returns it as saved. A finished folder is left as
     it is."""
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}: the recipes are {', '.join(RECIPES)}")
+        raise BadInput(f"unknown recipe {name!r}: the recipes are {', '.join(RECIPES)}")
     recipe, out, changes = RECIPES[name], Path(out), changes or {}
     if (out / "recipe.done").is_file():
         return load(out)

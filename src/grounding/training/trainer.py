@@ -17,6 +17,7 @@ from ..build import create_model
 from ..config import ModelConfig, resolve_config
 from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
 from ..data.synthetic import synthetic_corpus
+from ..errors import AlreadyExists, BadInput, NotFound
 from ..files import folder_lock
 from ..losses import contrastive_loss
 from ..models import CLIP
@@ -120,11 +121,11 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         resume, changes = True, None  # the same command, run again by torchrun after a failure
     if resume:
         if not (run.out / TRAIN_FILE).is_file():
-            raise FileNotFoundError(f"{run.out}: no {TRAIN_FILE}; it is not a training run folder")
+            raise NotFound(f"{run.out}: no {TRAIN_FILE}; it is not a training run folder")
         fixed = sorted(set(changes or {}) - set(RESUMABLE))
         if fixed:
-            raise ValueError(f"a resumed run keeps its options; only {', '.join(RESUMABLE)} can change "
-                             f"(asked to change {', '.join(fixed)})")
+            raise BadInput(f"a resumed run keeps its options; only {', '.join(RESUMABLE)} can change "
+                           f"(asked to change {', '.join(fixed)})")
         cfg = dataclasses.replace(TrainConfig.from_json(run.out / TRAIN_FILE), **(changes or {}))
     else:
         cfg = train_config or TrainConfig()
@@ -137,7 +138,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     distributed.check_options(cfg.loss or "clip", cfg.gather_with_grad, cfg.local_loss)  # again once the model is known
     _check_world(cfg, world)
     if cfg.hard_negatives and cfg.data != "synthetic":
-        raise ValueError("--hard-negatives needs --data synthetic: near-miss captions come from the built-in world")
+        raise BadInput("--hard-negatives needs --data synthetic: near-miss captions come from the built-in world")
     runtime = Runtime.resolve(cfg.device, cfg.precision)
     if world.distributed and runtime.device.type == "cuda":
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
@@ -146,9 +147,9 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         streams = max(1, cfg.workers) * world.size
         for source in mixture.sources:
             if source.streaming and len(source.urls) < streams:
-                raise ValueError(f"{source.name} has {len(source.urls)} shard(s) for {streams} data streams (--workers "
-                                 f"{cfg.workers} on each of {world.size} processes): each stream reads whole shards; "
-                                 "use fewer workers, more shards, or --resampled")
+                raise BadInput(f"{source.name} has {len(source.urls)} shard(s) for {streams} data streams (--workers "
+                               f"{cfg.workers} on each of {world.size} processes): each stream reads whole shards; "
+                               "use fewer workers, more shards, or --resampled")
     held_out = [s.hold_out(cfg.seed, cfg.eval_pairs if cfg.eval_every else 0) for s in mixture.sources]
     if cfg.epochs or cfg.samples:
         cfg = dataclasses.replace(cfg, steps=steps_for(mixture, cfg))
@@ -161,21 +162,21 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
 def _check_new_out(run: RunFolder, overwrite: bool) -> None:
     run.check_out(overwrite)
     if run.latest() is not None:
-        raise FileExistsError(f"{run.out} already holds a training run: pass --resume {run.out} "
-                              "to continue it, or choose another --out")
+        raise AlreadyExists(f"{run.out} already holds a training run: pass --resume {run.out} "
+                            "to continue it, or choose another --out")
 
 
 def _check_world(cfg: TrainConfig, world: World) -> None:
     if not world.distributed:
         return
     if cfg.batch_size % world.size:
-        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch, shared by {world.size} processes: "
-                         "give a multiple of that number")
+        raise BadInput(f"--batch-size {cfg.batch_size} is the global batch, shared by {world.size} processes: "
+                       "give a multiple of that number")
     if cfg.accum > 1:
-        raise ValueError("--accum splits a batch on one process; with many processes the global batch is already "
-                         "shared out: drop --accum (or use --local-loss --gather-with-grad to save memory)")
+        raise BadInput("--accum splits a batch on one process; with many processes the global batch is already "
+                       "shared out: drop --accum (or use --local-loss --gather-with-grad to save memory)")
     if cfg.cache_features:
-        raise ValueError("--cache-features trains heads on one process: run it without torchrun")
+        raise BadInput("--cache-features trains heads on one process: run it without torchrun")
 
 
 def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mixture: Mixture, held_out: list,
@@ -235,7 +236,7 @@ def steps_for(mixture: Mixture, cfg: TrainConfig) -> int:
     samples = cfg.samples
     if not samples:
         if not all(isinstance(s, ListSource) for s in mixture.sources):
-            raise ValueError("--epochs needs data that lists its images; give --steps for synthetic or tar data")
+            raise BadInput("--epochs needs data that lists its images; give --steps for synthetic or tar data")
         samples = cfg.epochs * sum(len(s) for s in mixture.sources)
     return max(1, math.ceil(samples / cfg.batch_size))
 
@@ -244,7 +245,7 @@ def _new_model(model_config: ModelConfig | None, cfg: TrainConfig, mixture: Mixt
     if cfg.init:
         model = load(cfg.init, activation=cfg.init_activation)
         if cfg.tokenizer and cfg.tokenizer != model.config.tokenizer:
-            raise ValueError(f"--init keeps the model's own tokenizer; drop --tokenizer {cfg.tokenizer}")
+            raise BadInput(f"--init keeps the model's own tokenizer; drop --tokenizer {cfg.tokenizer}")
         return model.train()
     config = model_config or resolve_config(cfg.architecture, cfg.image_tower, cfg.text_tower)
     if cfg.loss:

@@ -13,11 +13,12 @@ import torch
 from ..data.datasets import open_dataset
 from ..data.images import ImageList, load_image
 from ..data.pairs import Pair
+from ..errors import BadInput
 from ..evaluation.metrics import rank_summary, topk_accuracy
 from ..evaluation.predict import pair_ranks, predict
-from ..evaluation.templates import resolve_templates
-from ..evaluation.zeroshot import build_classifier
 from ..files import write_json_atomic
+from ..inference.encode import text_classifier
+from ..inference.templates import resolve_templates
 from ..models import CLIP
 from ..runtime import Runtime
 from .checkpoint import RunFolder
@@ -34,7 +35,7 @@ class Validation:
                 pick = np.sort(np.random.default_rng(cfg.seed).choice(len(dataset), cfg.eval_limit, replace=False))
                 dataset = dataset.subset(pick)
             if len(dataset) == 0:
-                raise ValueError(f"--eval-data {cfg.eval_data}: no examples")
+                raise BadInput(f"--eval-data {cfg.eval_data}: no examples")
             self.dataset = dataset
         held = [example for part in held_out for example in part]
         size = model.config.vision.image_size
@@ -71,7 +72,7 @@ class Validation:
         data = self.dataset
         templates = resolve_templates(None, data.templates)
         with self.runtime.autocast():
-            classifier = build_classifier(self.model, data.classes, templates)
+            classifier = text_classifier(self.model, data.classes, templates)
             scores = predict(self.model, data, classifier, workers=self.workers, show_progress=False)
         targets = np.array([data.targets[i][0] for i in scores.indices])
         return {"eval/zeroshot_top1": round(topk_accuracy(scores.logits, targets), 4),

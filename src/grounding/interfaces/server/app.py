@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Security, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, Security, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
@@ -48,22 +48,17 @@ class Models:
     """What the server answers with, loaded once at start."""
 
     def __init__(self, settings: ServerSettings):
-        import grounding
-
-        from ...runtime import Runtime
+        from ...inference.engine import load_model
         from ...saved import fingerprint
         from ...tasks.retrieval.index import Index
         from ...tasks.saved import load_task_model
         from .batching import MicroBatcher
 
-        runtime = Runtime.resolve(settings.device, settings.precision)
-        clip = grounding.load(settings.model, device=runtime.device)
-        self.runtime = runtime.for_model(clip)
-        self.fingerprint = fingerprint(clip)
-        self.clip = self.runtime.prepare(clip)
+        self.clip, self.runtime = load_model(settings.model, settings.device, settings.precision)
+        self.fingerprint = fingerprint(self.clip)  # taken from the trained weights, before any bf16
         self.index = Index(Path(settings.index)) if settings.index else None
         if self.index is not None:
-            self.index.check_model(self.fingerprint, clip.config.embed_dim)
+            self.index.check_model(self.fingerprint, self.clip.config.embed_dim)
         self.vqa = load_task_model(settings.vqa_model, "vqa").to(self.runtime.device) if settings.vqa_model else None
         self.captioner = (load_task_model(settings.caption_model, "caption").to(self.runtime.device)
                           if settings.caption_model else None)
@@ -79,34 +74,45 @@ class Models:
     def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.clip.encode_image(pixels.to(self.runtime.device), normalize=True).cpu()
 
-    @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
-        ids = self.clip.tokenizer(texts, truncate=True).to(self.runtime.device)
-        return self.clip.encode_text(ids, normalize=True).cpu()
+        from ...inference.encode import encode_texts
 
-    @torch.no_grad()
+        return encode_texts(self.clip, texts).cpu()
+
     def classifier(self, labels: tuple[str, ...], templates: str) -> torch.Tensor:
         """The classifier of these labels, kept in memory for the most recent label sets."""
-        from ...evaluation.templates import TEMPLATE_SETS
-        from ...evaluation.zeroshot import cached_classifier
+        from ...inference.encode import cached_text_classifier
+        from ...inference.templates import TEMPLATE_SETS
 
         key = (labels, templates)
         if key not in self.classifiers:
             if len(self.classifiers) >= CLASSIFIERS_KEPT:
                 self.classifiers.pop(next(iter(self.classifiers)))
-            self.classifiers[key] = cached_classifier(self.clip, list(labels), TEMPLATE_SETS[templates]).cpu()
+            self.classifiers[key] = cached_text_classifier(self.clip, list(labels), TEMPLATE_SETS[templates]).cpu()
         return self.classifiers[key]
+
+    def probabilities(self, features: torch.Tensor, classifier: torch.Tensor) -> np.ndarray:
+        from ...inference.encode import logits
+        from ...inference.scores import probabilities
+
+        return probabilities(logits(self.clip, features, classifier).numpy(), self.clip.activation)
 
 
 def create_app(settings: ServerSettings, models: Models | None = None) -> FastAPI:
     from ... import __version__
-    from ...data.images import BadImageError, decode_image
-    from ...evaluation.templates import TEMPLATE_SETS
+    from ...data.images import decode_image
+    from ...errors import GroundingError
+    from ...inference.templates import TEMPLATE_SETS
 
     models = models or Models(settings)
     app = FastAPI(title="grounding", version=__version__,
                   description="Zero-shot classification, search, phrase grounding, VQA and captioning.")
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+    @app.exception_handler(GroundingError)
+    async def refused(request: Request, error: GroundingError) -> JSONResponse:
+        """What the library refuses, answered with its status and its one line."""
+        return JSONResponse({"detail": str(error)}, status_code=error.http_status)
 
     def authorised(key: str | None = Security(header)) -> None:
         if settings.api_key and not (key and secrets.compare_digest(key, settings.api_key)):
@@ -133,10 +139,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         if width * height > settings.max_pixels:
             raise HTTPException(413, f"{name}: {width}x{height} pixels is over the server's limit of "
                                      f"{settings.max_pixels:,}")
-        try:
-            return await asyncio.to_thread(decode_image, data, name)
-        except BadImageError as e:
-            raise HTTPException(400, str(e)) from None
+        return await asyncio.to_thread(decode_image, data, name)
 
     def parse_labels(labels: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(x.strip() for x in labels.replace("\n", ",").split(",") if x.strip()))
@@ -176,13 +179,13 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         decoded = [await read_image(upload) for upload in images]
         classifier = await models.run(models.classifier, names, templates)
         features = await unit_features(decoded)
-        probs = (models.clip.logit_scale.detach().float().exp().cpu() * features @ classifier).softmax(dim=-1)
+        probs = models.probabilities(features, classifier)
         k = min(top_k, len(names))
         results = []
         for upload, row in zip(images, probs):
-            top = row.topk(k)
+            top = row.argsort()[::-1][:k]
             results.append({"filename": upload.filename, "top": [
-                {"label": names[int(i)], "probability": float(p)} for p, i in zip(top.values, top.indices)]})
+                {"label": names[int(i)], "probability": float(row[i])} for i in top]})
         return {"results": results}
 
     def need_index():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import BadInput
 from ...models.captioner import Captioner
 
 
@@ -28,7 +29,7 @@ def generate(model: Captioner, pixels: torch.Tensor, method: str = "greedy", bea
     if method == "beam":
         return beam_search(model, pixels, beam, length_penalty, max_length)
     if method not in ("greedy", "top-p"):
-        raise ValueError(f"unknown decoding {method!r}: use greedy, beam or top-p")
+        raise BadInput(f"unknown decoding {method!r}: use greedy, beam or top-p")
     config = model.config
     eot, length = config.towers.text.eot_token_id, max_length or config.towers.text.context_length
     image = model.encode(pixels)

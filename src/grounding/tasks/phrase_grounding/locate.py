@@ -24,7 +24,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ...errors import BadInput  # noqa: E402
 from ...files import save_figure  # noqa: E402
+from ...inference.encode import encode_texts  # noqa: E402
 from ...models import CLIP, ModifiedResNet  # noqa: E402
 from ...runtime import device_of, dtype_of  # noqa: E402
 
@@ -74,7 +76,7 @@ def heat_maps(model: CLIP, pixels: torch.Tensor, phrases: list[str], method: str
     """(phrases, size, size) heat maps of one image (3, size, size) or of one image per phrase
     (phrases, 3, size, size), bilinearly upsampled from the method's grid to the image size."""
     device = device_of(model)
-    text = model.encode_text(model.tokenizer(phrases, truncate=True).to(device), normalize=True)
+    text = encode_texts(model, phrases)
     pixels = pixels.to(device)
     images = pixels if pixels.dim() == 4 else pixels[None].expand(len(phrases), -1, -1, -1)
     if method == "similarity":
@@ -86,7 +88,7 @@ def heat_maps(model: CLIP, pixels: torch.Tensor, phrases: list[str], method: str
         else:
             grid = torch.cat([occlusion_grid(model, image, t[None], window) for image, t in zip(images, text)])
     else:
-        raise ValueError(f"unknown grounding method {method!r}: use occlusion or similarity")
+        raise BadInput(f"unknown grounding method {method!r}: use occlusion or similarity")
     size = images.shape[-1]
     return F.interpolate(grid[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu()
 
@@ -114,7 +116,7 @@ def ground(model: CLIP, image: Image.Image, phrase: str, method: str = "occlusio
            window: int | None = None) -> tuple[np.ndarray, tuple[int, int, int, int], Image.Image]:
     """The heat map over the model's view of the image, the box, and that view (resized, cropped)."""
     if not phrase.strip():
-        raise ValueError("an empty phrase: say what to look for, e.g. 'the red circle'")
+        raise BadInput("an empty phrase: say what to look for, e.g. 'the red circle'")
     pixels = model.preprocess(image)
     heat = heat_maps(model, pixels, [phrase], method, window)[0].numpy()
     mean, std = np.array(model.preprocess.mean), np.array(model.preprocess.std)

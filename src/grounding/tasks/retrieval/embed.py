@@ -10,9 +10,11 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ...data.images import BATCH_SIZE, WORKERS, ImageList, image_loader
+from ...data.images import BATCH_SIZE, WORKERS, ImageList
 from ...data.inputs import list_items, read_image
+from ...errors import BadInput, NotFound
 from ...files import folder_lock
+from ...inference.encode import encode_images, encode_texts
 from ...models import CLIP
 from ...saved import fingerprint, reference
 from .store import Store, items_manifest
@@ -29,7 +31,7 @@ def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size:
     """Encodes the collection SPEC into the store OUT (locked while it runs)."""
     items = list_items(spec)
     if not items:
-        raise ValueError(f"{spec}: no images found")
+        raise BadInput(f"{spec}: no images found")
     Store(Path(out)).check_out()
     with folder_lock(out, "grounding embed"):
         return _embed_images(model, items, spec, Path(out), model_name, shard_size, batch_size, workers, show_progress)
@@ -43,23 +45,21 @@ def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: st
                  "embed_dim": model.config.embed_dim, "shard_size": shard_size, **items_manifest([i.key for i in items])})
     starts = range(0, len(items), shard_size)
     todo = [s for s in starts if not store.done(s // shard_size)]
-    device = next(model.parameters()).device
     with _progress() as progress:
         task = progress.add_task("embed", total=len(items), completed=len(items) - sum(
             min(shard_size, len(items) - s) for s in todo), rate="-", visible=show_progress)
         began, count = time.perf_counter(), 0
         for start in todo:
             shard = items[start:start + shard_size]
-            loader = image_loader(ImageList(shard, read_image), model.preprocess, batch_size, workers)
             vectors, keep, skipped = [], [], []
-            for pixels, index, errors in loader:
-                ok = torch.tensor([not e for e in errors], dtype=torch.bool)
-                if ok.any():
-                    vectors.append(model.encode_image(pixels[ok].to(device), normalize=True).float().cpu().numpy())
-                    keep += index[ok].tolist()
-                skipped += [e for e in errors if e]
-                count += len(index)
-                progress.update(task, advance=len(index), rate=f"{count / (time.perf_counter() - began):.1f}")
+            for features, index, errors in encode_images(model, ImageList(shard, read_image), batch_size, workers):
+                if features is not None:
+                    vectors.append(features.cpu().numpy())
+                    keep += index.tolist()
+                skipped += errors
+                count += len(index) + len(errors)
+                progress.update(task, advance=len(index) + len(errors),
+                                rate=f"{count / (time.perf_counter() - began):.1f}")
             dim = model.config.embed_dim
             store.write_shard(start // shard_size, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
                               [shard[i].key for i in keep], [shard[i].caption for i in keep], skipped)
@@ -70,10 +70,10 @@ def embed_texts(model: CLIP, texts_file: Path, out: Path, model_name: str, shard
                 batch_size: int = 256, show_progress: bool = True) -> Store:
     """One text per line of `texts_file`; each row's key is the text itself. OUT is locked while it runs."""
     if not Path(texts_file).is_file():
-        raise FileNotFoundError(f"{texts_file}: no such file (--texts wants one text a line)")
+        raise NotFound(f"{texts_file}: no such file (--texts wants one text a line)")
     texts = [line.strip() for line in Path(texts_file).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
-        raise ValueError(f"{texts_file}: no texts in it (one text a line)")
+        raise BadInput(f"{texts_file}: no texts in it (one text a line)")
     Store(Path(out)).check_out()
     with folder_lock(out, "grounding embed"):
         return _embed_texts(model, texts, texts_file, Path(out), model_name, shard_size, batch_size, show_progress)
@@ -86,15 +86,12 @@ def _embed_texts(model: CLIP, texts: list[str], texts_file: Path, out: Path, mod
     store.begin({"kind": "text", "source": str(texts_file), "model": reference(model_name),
                  "model_fingerprint": fingerprint(model), "embed_dim": model.config.embed_dim,
                  "shard_size": shard_size, **items_manifest(texts)})
-    device = next(model.parameters()).device
     with _progress() as progress:
         task = progress.add_task("embed", total=len(texts), rate="-", visible=show_progress)
         for start in range(0, len(texts), shard_size):
             shard = texts[start:start + shard_size]
             if not store.done(start // shard_size):
-                vectors = [model.encode_text(model.tokenizer(shard[i:i + batch_size], truncate=True).to(device),
-                                             normalize=True).float().cpu().numpy()
-                           for i in range(0, len(shard), batch_size)]
-                store.write_shard(start // shard_size, np.concatenate(vectors), shard, list(shard), [])
+                vectors = encode_texts(model, shard, batch_size).cpu().numpy()
+                store.write_shard(start // shard_size, vectors, shard, list(shard), [])
             progress.update(task, advance=len(shard))
     return store

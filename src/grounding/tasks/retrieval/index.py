@@ -19,6 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ...errors import BadInput, NotFound
 from ...files import folder_lock, write_json_atomic
 from .store import Store
 
@@ -41,8 +42,8 @@ def make_index(vectors: np.ndarray, kind: str) -> faiss.Index:
         index.hnsw.efSearch = HNSW_EF_SEARCH
     elif kind == "ivfpq":
         if len(vectors) < IVFPQ_MIN:
-            raise ValueError(f"an ivfpq index learns 256 codes per sub-vector, so it needs at least {IVFPQ_MIN} vectors; "
-                             f"the store has {len(vectors):,}: use --kind flat (exact) or hnsw")
+            raise BadInput(f"an ivfpq index learns 256 codes per sub-vector, so it needs at least {IVFPQ_MIN} vectors; "
+                           f"the store has {len(vectors):,}: use --kind flat (exact) or hnsw")
         nlist = max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
         m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0)
         coarse = faiss.IndexFlatIP(dim)
@@ -53,7 +54,7 @@ def make_index(vectors: np.ndarray, kind: str) -> faiss.Index:
         index = faiss.IndexRefineFlat(ivf)
         index.k_factor = 8
     else:
-        raise ValueError(f"unknown index kind {kind!r}: use flat, hnsw or ivfpq")
+        raise BadInput(f"unknown index kind {kind!r}: use flat, hnsw or ivfpq")
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
 
@@ -70,7 +71,7 @@ def _build_index(folder: Path, kind: str | None) -> dict:
     manifest = store.manifest
     vectors, keys, captions, _ = store.read()
     if len(vectors) == 0:
-        raise ValueError(f"{folder}: the store holds no embeddings")
+        raise BadInput(f"{folder}: the store holds no embeddings")
     kind = kind or choose_kind(len(vectors))
     index = make_index(vectors, kind)
     final, staging, old = store.folder / "index", store.folder / ".index-new", store.folder / ".index-old"
@@ -95,7 +96,7 @@ class Index:
         path = Path(path)
         folder = path / "index" if (path / "index" / "meta.json").is_file() else path
         if not (folder / "meta.json").is_file():
-            raise FileNotFoundError(f"{path}: no index here; build one with `grounding index build {path}`")
+            raise NotFound(f"{path}: no index here; build one with `grounding index build {path}`")
         self.meta = json.loads((folder / "meta.json").read_text())
         items = json.loads((folder / "items.json").read_text())
         self.keys, self.captions = items["keys"], items["captions"]
@@ -111,8 +112,8 @@ class Index:
     def check_model(self, model_fingerprint: str, embed_dim: int) -> None:
         store = self.meta["store"]
         if store["model_fingerprint"] != model_fingerprint or store["embed_dim"] != embed_dim:
-            raise ValueError(f"this index was built with another model ({store['model']}, {store['embed_dim']}-d); "
-                             f"query it with that model (--model {store['model']})")
+            raise BadInput(f"this index was built with another model ({store['model']}, {store['embed_dim']}-d); "
+                           f"query it with that model (--model {store['model']})")
 
     def search_rows(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Top-k (row, cosine) per query."""

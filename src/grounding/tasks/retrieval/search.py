@@ -12,7 +12,9 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from ...data.images import decode_image, load_image
+from ...errors import BadInput
 from ...files import atomic_path
+from ...inference.encode import encode_texts
 from ...models import CLIP
 from ...runtime import device_of
 from ...saved import fingerprint
@@ -21,13 +23,11 @@ from .index import Index
 
 @torch.no_grad()
 def encode_queries(model: CLIP, texts: list[str] | None = None, images: list[Path] | None = None) -> np.ndarray:
-    device = device_of(model)
     if texts:
         if any(not t.strip() for t in texts):
-            raise ValueError("an empty query: give some words to search for")
-        ids = model.tokenizer(texts, truncate=True).to(device)
-        return model.encode_text(ids, normalize=True).float().cpu().numpy()
-    pixels = torch.stack([model.preprocess(load_image(p)) for p in images]).to(device)
+            raise BadInput("an empty query: give some words to search for")
+        return encode_texts(model, texts).cpu().numpy()
+    pixels = torch.stack([model.preprocess(load_image(p)) for p in images]).to(device_of(model))
     return model.encode_image(pixels, normalize=True).float().cpu().numpy()
 
 

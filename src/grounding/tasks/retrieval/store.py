@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import BadInput, NotFound
 from ...files import atomic_path, refuse_foreign, write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -35,7 +36,7 @@ class Store:
     def manifest(self) -> dict:
         path = self.folder / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"{self.folder}: no {MANIFEST}; make one with `grounding embed`")
+            raise NotFound(f"{self.folder}: no {MANIFEST}; make one with `grounding embed`")
         return json.loads(path.read_text())
 
     def begin(self, manifest: dict) -> None:
@@ -45,13 +46,13 @@ class Store:
             old = json.loads(path.read_text())
             differ = [k for k in ("kind", "source", "model_fingerprint", "shard_size") if old.get(k) != manifest.get(k)]
             if differ:
-                raise ValueError(f"{self.folder} holds embeddings made differently ({', '.join(differ)} differ); "
-                                 "choose another --out or delete it")
+                raise BadInput(f"{self.folder} holds embeddings made differently ({', '.join(differ)} differ); "
+                               "choose another --out or delete it")
             if old.get("items_sha256", manifest["items_sha256"]) != manifest["items_sha256"] or \
                     old["items"] != manifest["items"]:
-                raise ValueError(f"{self.folder}: the input changed since this store was begun ({old['items']} items "
-                                 f"then, {manifest['items']} now, or other files); resuming would mix the two, so "
-                                 "embed into a new --out, or delete this one to start over")
+                raise BadInput(f"{self.folder}: the input changed since this store was begun ({old['items']} items "
+                               f"then, {manifest['items']} now, or other files); resuming would mix the two, so "
+                               "embed into a new --out, or delete this one to start over")
             return
         self.check_out()
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import torch
 from ...data.images import SceneOrFile
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
+from ...errors import BadInput
 from ...evaluation.metrics import vqa_soft_scores
 from ...files import read_csv_rows
 from ...runtime import device_of
@@ -84,7 +85,7 @@ def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQ
     if kind == "synthetic":
         return SyntheticQA(seed=seed), None
     if kind != "csv":
-        raise ValueError(f"unknown --data {spec!r}: use synthetic or csv:PATH (columns image,question,answer[,type])")
+        raise BadInput(f"unknown --data {spec!r}: use synthetic or csv:PATH (columns image,question,answer[,type])")
     kept, held = split_off(csv_questions(rest), seed, held_out)
     return ListQA(kept, seed), held
 

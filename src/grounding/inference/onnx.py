@@ -21,8 +21,10 @@ import numpy as np
 from ..builtin import BUILTIN
 from ..data.images import BATCH_SIZE, BadImageError, Preprocess
 from ..data.sources import CACHE
+from ..errors import BadInput
 from ..files import cached_array, stamp
 from ..tokenizer import clean
+from .scores import classifier_path, probabilities
 from .templates import prompts
 
 FILES = ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json", "preprocess.json")
@@ -46,14 +48,16 @@ class ExportedModel:
             settings = json.loads((self.folder / "preprocess.json").read_text())
             self.preprocess = Preprocess(settings["image_size"], tuple(settings["mean"]), tuple(settings["std"]))
             self.logit_scale = float(settings["logit_scale"])
+            self.logit_bias = float(settings.get("logit_bias") or 0.0)  # folders exported before SigLIP had none
+            self.activation = settings.get("activation", "softmax")
             self.embed_dim = int(settings["embed_dim"])
             self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
             self.image, self.text = (onnxruntime.InferenceSession(str(self.folder / f"{name}.onnx"),
                                                                   providers=["CPUExecutionProvider"])
                                      for name in ("image_encoder", "text_encoder"))
         except Exception as e:  # onnxruntime's own errors share no base class but Exception
-            raise ValueError(f"{self.folder}: not a readable exported model ({str(e).splitlines()[0]}); export it "
-                             f"again: grounding export MODEL {self.folder}") from None
+            raise BadInput(f"{self.folder}: not a readable exported model ({str(e).splitlines()[0]}); export it "
+                           f"again: grounding export MODEL {self.folder}") from None
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """Unit image embeddings of preprocessed (batch, 3, S, S) pixels."""
@@ -71,16 +75,15 @@ class ExportedModel:
 
     def classifier(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
         """(embed_dim, labels) unit columns, the mean of each label's template embeddings, as
-        `evaluation.zeroshot.build_classifier` makes them; kept in CACHE/classifiers."""
+        `encode.text_classifier` makes them; kept in CACHE/classifiers."""
         texts = prompts(labels, templates)
-        key = hashlib.sha256(json.dumps([_identity([self.folder / "text_encoder.onnx", self.folder / "tokenizer.json"]),
-                                         [clean(t) for t in texts], len(templates)]).encode()).hexdigest()
+        identity = "exported:" + _identity([self.folder / "text_encoder.onnx", self.folder / "tokenizer.json"])
 
         def build() -> np.ndarray:
             embeddings = self.encode_texts(texts)
             return _unit(embeddings.reshape(len(labels), len(templates), -1).mean(axis=1)).T
 
-        return cached_array(CACHE / "classifiers" / f"exported-{key[:32]}.safetensors",
+        return cached_array(classifier_path(identity, [clean(t) for t in texts], len(templates), "float32"),
                             (self.embed_dim, len(labels)), build, "classifier")
 
     def classify_files(self, paths: Sequence, classifier: np.ndarray, batch_size: int = BATCH_SIZE
@@ -95,8 +98,9 @@ class ExportedModel:
                     errors.append("")
                 except BadImageError as e:
                     errors.append(str(e))
-            probs = iter(_softmax(self.logit_scale * self.encode_images(np.stack(pixels)) @ classifier)
-                         if pixels else ())
+            logits = self.logit_scale * self.encode_images(np.stack(pixels)) @ classifier + self.logit_bias \
+                if pixels else np.zeros((0, classifier.shape[1]), np.float32)
+            probs = iter(probabilities(logits, self.activation))
             for path, error in zip(batch, errors):
                 yield path, None if error else next(probs), error
 
@@ -172,8 +176,3 @@ def _dependencies() -> list[tuple[str, str | None]]:
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import BadInput
+
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "default": ("a photo of a {}.", "a picture of a {}.", "an image showing a {}.", "a drawing of a {}.", "a {}."),
     "synthetic": ("a {}.", "a small {}.", "a large {}.", "a photo of a {}."),
@@ -18,13 +20,13 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 def read_templates(path: str | Path) -> tuple[str, ...]:
     """One template per line, each with `{}`; blank lines and lines starting with # are skipped."""
     if not Path(path).is_file():
-        raise ValueError(f"{path}: no such template file, nor a built-in set ({', '.join(TEMPLATE_SETS)})")
+        raise BadInput(f"{path}: no such template file, nor a built-in set ({', '.join(TEMPLATE_SETS)})")
     lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     templates = tuple(line for line in lines if line and not line.startswith("#"))
     bad = [t for t in templates if not fits(t)]
     if not templates or bad:
-        raise ValueError(f"{path}: every template needs one '{{}}' where the label goes, and no other braces"
-                         + (f"; these do not: {bad[:3]}" if bad else "; the file has none"))
+        raise BadInput(f"{path}: every template needs one '{{}}' where the label goes, and no other braces"
+                       + (f"; these do not: {bad[:3]}" if bad else "; the file has none"))
     return templates
 
 
@@ -40,9 +42,9 @@ def prompts(labels: Sequence[str], templates: Sequence[str]) -> list[str]:
     """Every label in every template, label by label: the texts a zero-shot classifier encodes.
     ValueError for no labels, or for a template without exactly one `{}`."""
     if not labels:
-        raise ValueError("no labels given")
+        raise BadInput("no labels given")
     if not templates or not all(fits(t) for t in templates):
-        raise ValueError("every template needs one '{}' where the label goes, and no other braces")
+        raise BadInput("every template needs one '{}' where the label goes, and no other braces")
     return [t.format(label) for label in labels for t in templates]
 
 
