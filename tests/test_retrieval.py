@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from grounding.data.inputs import expand_braces, list_items
+from grounding.data.inputs import list_items
+from grounding.data.specs import expand_braces
 from grounding.data.synthetic import World
 from grounding.evaluation.metrics import rank_summary, retrieval_ranks
 from grounding.interfaces.cli import app

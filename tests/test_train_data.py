@@ -94,7 +94,7 @@ def test_mixture_weights_set_each_batchs_share():
     assert sum(Mixture([_Sized(5), _Sized(7)], [0.5, 0.5]).slots(33)) == 33
     with pytest.raises(ValueError, match="nothing for the sources"):
         Mixture([_Sized(5), _Sized(7)], [1.0, None]).shares()
-    with pytest.raises(ValueError, match="unknown --data"):
+    with pytest.raises(ValueError, match="unknown kind; use synthetic, csv:PATH"):
         open_pairs("photos/")
 
 

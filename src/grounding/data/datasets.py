@@ -30,7 +30,7 @@ from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
 from .images import IMAGE_SUFFIXES, listed, load_image
 from .sources import SOURCES, MissingPackageError
-from .specs import spec_options
+from .specs import Spec, parse_spec
 from .synthetic import World
 
 # Real photos in the wheels, labelled before any model saw them. The demo's four were looked at
@@ -115,21 +115,19 @@ def warn_label_collisions(classes: list[str]) -> None:
         seen.setdefault(key, label)
 
 
-def open_dataset(spec: str) -> Dataset:
-    kind, _, rest = spec.partition(":")
+def open_dataset(text: str) -> Dataset:
+    """The labelled images a SPEC names (data/specs.py, role `dataset`)."""
+    spec = parse_spec(text, "dataset")
     openers = {"folder": _folder, "csv": _csv, "synthetic": _synthetic, "fashion-mnist": _fashion_mnist,
                "flags": _flags, "emoji": _emoji, "iconify": _iconify, "photos": _photos}
-    if kind not in openers:
-        raise BadInput(f"unknown dataset {spec!r}: use folder:PATH, csv:PATH, synthetic, fashion-mnist, "
-                       "flags, emoji:STYLE[:PATH], iconify:SET[:PATH] or photos[:demo]")
-    data = openers[kind](rest)
+    data = openers[spec.kind](spec)
     if not len(data):
         raise BadInput(f"{spec}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files)")
     return data
 
 
-def _folder(rest: str) -> Dataset:
-    root = Path(rest)
+def _folder(spec: Spec) -> Dataset:
+    root = Path(spec.argument)
     if not root.is_dir():
         raise NotFound(f"{root}: no such folder (folder:PATH wants one sub-folder per class)")
     names = {}
@@ -151,8 +149,8 @@ def _folder(rest: str) -> Dataset:
     return Dataset(f"folder:{root}", classes, [str(p) for p in paths], targets, paths=paths)
 
 
-def _csv(rest: str) -> Dataset:
-    path = Path(rest)
+def _csv(spec: Spec) -> Dataset:
+    path = Path(spec.argument)
     rows = read_csv_rows(path, {"image", "label"}, "csv:PATH wants columns image,label")
     label_lists = [[x.strip() for x in (row["label"] or "").split("|") if x.strip()] for row in rows]
     empty = [n for n, labels in enumerate(label_lists, 2) if not labels]
@@ -166,13 +164,11 @@ def _csv(rest: str) -> Dataset:
     return Dataset(f"csv:{path}", classes, [str(p) for p in paths], targets, paths=paths)
 
 
-def _synthetic(rest: str) -> Dataset:
+def _synthetic(spec: Spec) -> Dataset:
     """Single-object scenes of every colour-shape label; with `multi`, scenes of 1 to 4 objects
     labelled with every pair present (the seed's 'detect all objects')."""
-    opts = spec_options(rest)
-    world, seed = World(), int(opts.get("seed", 1))
-    per_label = int(opts.get("per_label", 10))
-    if "multi" in opts:
+    world, seed, per_label = World(), spec.option("seed", 1), spec.option("per_label", 10)
+    if spec.options.get("multi"):
         rng = np.random.default_rng([seed, 4])
         scenes = [world.sample(rng, "any") for _ in range(per_label * len(world.labels))]
         index = {label: i for i, label in enumerate(world.labels)}
@@ -182,7 +178,7 @@ def _synthetic(rest: str) -> Dataset:
         targets = [(t,) for t in single]
     keys = [f"synthetic/{seed}/{i:05d}" for i in range(len(scenes))]
     return Dataset("synthetic", world.labels, keys, targets, templates="synthetic", scenes=scenes,
-                   render_size=int(opts.get("size", 64)))
+                   render_size=spec.option("size", 64))
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -193,8 +189,8 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def _fashion_mnist(rest: str) -> Dataset:
-    split = rest or "test"
+def _fashion_mnist(spec: Spec) -> Dataset:
+    split = spec.argument or "test"
     prefix = {"test": "t10k", "train": "train"}.get(split)
     if prefix is None:
         raise BadInput("fashion-mnist takes :test (the default) or :train")
@@ -213,7 +209,7 @@ def country_names() -> dict[str, str]:
     return {c["alpha_2"].lower(): c.get("common_name", c["name"]) for c in countries}
 
 
-def _flags(rest: str) -> Dataset:
+def _flags(spec: Spec) -> Dataset:
     flags = SOURCES["flags"].require()
     names = country_names()
     paths = sorted(p for p in flags.glob("*.png") if p.stem in names)
@@ -223,30 +219,32 @@ def _flags(rest: str) -> Dataset:
                    paths=paths, notes=[f"{skipped} flags without an ISO 3166-1 code (regions, organisations) left out"])
 
 
-def _emoji(rest: str) -> Dataset:
+def _emoji(spec: Spec) -> Dataset:
     from .emoji import open_emoji  # (it builds on this module)
 
-    return open_emoji(rest)
+    return open_emoji(spec.argument)
 
 
-def _iconify(rest: str) -> Dataset:
+def _iconify(spec: Spec) -> Dataset:
     from .emoji import open_iconify
 
-    return open_iconify(rest)
+    return open_iconify(spec.argument)
 
 
-def _photos(rest: str) -> Dataset:
+def _photos(spec: Spec) -> Dataset:
     from importlib.util import find_spec
+
+    rest = spec.argument
 
     if rest not in ("", "demo"):
         raise BadInput(f"photos:{rest}: use photos (the held-out photos) or photos:demo")
     photos, labels = (DEMO_PHOTOS, DEMO_LABELS) if rest == "demo" else (PHOTOS, list(PHOTOS.values()))
     roots = {}
     for package, folder in (("skimage", "data"), ("matplotlib", "mpl-data/sample_data")):
-        spec = find_spec(package)
-        if spec is None or spec.origin is None:
+        found = find_spec(package)
+        if found is None or found.origin is None:
             raise MissingPackageError(f"photos: {package} is not installed; pip install scikit-image matplotlib")
-        roots[package] = Path(spec.origin).parent / folder
+        roots[package] = Path(found.origin).parent / folder
     paths = [roots[name.split("/")[0]] / name.split("/", 1)[1] for name in photos]
     return Dataset(f"photos:{rest}".rstrip(":"), labels, list(photos), [(labels.index(v),) for v in photos.values()],
                    paths=paths)

@@ -3,16 +3,17 @@ optionally `caption`), or webdataset tar shards (`shards-{000..099}.tar`: member
 basename form a sample, `KEY.jpg` with `KEY.txt` as its caption)."""
 from __future__ import annotations
 
-import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from ..errors import BadInput, NotFound
+from ..errors import NotFound
 from ..files import read_csv_rows
 from .images import decode_image, listed, load_image
+from .pairs import listed_pairs
+from .specs import expand_braces, parse_spec
 
 
 @dataclass(frozen=True)
@@ -23,22 +24,6 @@ class Item:
     offset: int = 0  # where its bytes start in the tar,
     size: int = 0  # and how many there are
     caption: str | None = None
-
-
-def expand_braces(pattern: str) -> list[str]:
-    """`a-{000..002}.tar` -> a-000.tar a-001.tar a-002.tar; `{x,y}` -> x y; nested and repeated."""
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if not match:
-        return [pattern]
-    body, head, tail = match.group(1), pattern[:match.start()], pattern[match.end():]
-    numeric = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if numeric:
-        lo, hi = numeric.groups()
-        width = len(lo) if lo.startswith("0") else 0
-        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
-    else:
-        options = body.split(",")
-    return [expanded for option in options for expanded in expand_braces(head + option + tail)]
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -64,21 +49,24 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def list_items(spec: str) -> list[Item]:
-    kind, _, rest = spec.partition(":")
-    if kind == "folder" or (not rest and Path(spec).is_dir()):
-        root = Path(rest or spec)
+def list_items(text: str) -> list[Item]:
+    """The images of a collection (data/specs.py, role `images`): a folder's images, searched
+    recursively; a CSV's `image` column (with `caption` if it has one); webdataset shards'
+    images; or the images of any listed training data, each with its first caption."""
+    spec = parse_spec(text, "images")
+    if spec.kind == "folder":
+        root = Path(spec.argument)
         if not root.is_dir():
             raise NotFound(f"{root}: no such folder")
         return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if listed(p)]
-    if kind == "csv":
-        path = Path(rest)
+    if spec.kind == "csv":
+        path = Path(spec.argument)
         rows = read_csv_rows(path, {"image"}, "csv:PATH wants an 'image' column, and optionally 'caption'")
         return [Item(str(path.parent / r["image"]), str(path.parent / r["image"]), caption=r.get("caption"))
                 for r in rows]
-    if kind == "tar" or spec.endswith(".tar"):
-        return [item for shard in expand_braces(rest if kind == "tar" else spec) for item in _tar_items(Path(shard))]
-    raise BadInput(f"unknown collection {spec!r}: use a folder, folder:PATH, csv:PATH or tar:SHARDS-{{000..009}}.tar")
+    if spec.kind == "tar":
+        return [item for shard in expand_braces(spec.argument) for item in _tar_items(Path(shard))]
+    return [Item(str(p.image), str(p.image), caption=(p.captions or [None])[0]) for p in listed_pairs(text)]
 
 
 def _tar_items(shard: Path) -> list[Item]:

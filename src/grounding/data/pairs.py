@@ -34,8 +34,8 @@ from PIL import Image
 
 from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
-from .inputs import expand_braces
 from .images import IMAGE_SUFFIXES, VECTOR_SUFFIXES, BadImageError, decode_image, listed, load_image
+from .specs import Spec, expand_braces, parse_mixture
 from .streams import ListStream, split_off
 from .synthetic import Scene, World
 
@@ -243,17 +243,9 @@ class Mixture:
 
 def open_pairs(spec: str, shuffle_buffer: int = 1000, resampled: bool = False) -> Mixture:
     """The sources a --data SPEC names (module docstring)."""
-    sources, weights = [], []
-    for part in spec.split("+"):
-        part = part.strip()
-        weight = None
-        head, at, tail = part.rpartition("@")
-        if at and _is_number(tail):
-            part, weight = head, float(tail)
-            if not 0 < weight <= 1:
-                raise BadInput(f"--data {spec!r}: the weight @{tail} must lie in (0, 1]")
-        sources.append(_open_one(part, shuffle_buffer, resampled))
-        weights.append(weight)
+    parts = parse_mixture(spec)
+    sources = [_open_one(part, shuffle_buffer, resampled) for part, _ in parts]
+    weights = [weight for _, weight in parts]
     if len(sources) > 1:
         plain = [i for i, w in enumerate(weights) if w is None and not sources[i].streaming]
         if len(plain) == len(sources):  # no weights: one list of everything, sampled evenly
@@ -273,35 +265,23 @@ def listed_pairs(spec: str) -> list[Pair]:
     return [p for s in sources for p in s.pairs]
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _open_one(spec: str, shuffle_buffer: int, resampled: bool):
-    kind, _, rest = spec.partition(":")
-    if kind == "synthetic" and not rest:
+def _open_one(spec: Spec, shuffle_buffer: int, resampled: bool):
+    kind, rest, name = spec.kind, spec.argument, str(spec)
+    if kind == "synthetic":
         return SyntheticSource()
     if kind == "csv":
-        return ListSource(spec, csv_pairs(rest))
+        return ListSource(name, csv_pairs(rest))
     if kind == "folder":
-        return ListSource(spec, *folder_pairs(rest))
+        return ListSource(name, *folder_pairs(rest))
     if kind == "tar":
-        return ShardSource(spec, expand_braces(rest), shuffle_buffer, resampled)
-    if kind in ("openclipart", "emoji", "iconify", "tuxpaint", "gcompris"):
-        from . import clipart
+        return ShardSource(name, expand_braces(rest), shuffle_buffer, resampled)
+    from . import clipart  # the listed packages' pairs (kinds of role train in data/specs.py)
 
-        if kind in ("emoji", "iconify"):
-            return ListSource(spec, clipart.emoji_pairs(spec))
-        reader = {"openclipart": clipart.clipart_pairs, "tuxpaint": clipart.tuxpaint_pairs,
-                  "gcompris": clipart.gcompris_pairs}[kind]
-        return ListSource(spec, reader(Path(rest)) if rest else reader())
-    raise BadInput(f"unknown --data {spec!r}: use synthetic, csv:PATH, folder:PATH, tar:PATTERN, "
-                   "openclipart, emoji:STYLE[:PATH], iconify:SET[:PATH], tuxpaint or gcompris, joined with + (README: Train on your "
-                   "own data)")
+    if kind in ("emoji", "iconify"):
+        return ListSource(name, clipart.emoji_pairs(name))
+    reader = {"openclipart": clipart.clipart_pairs, "tuxpaint": clipart.tuxpaint_pairs,
+              "gcompris": clipart.gcompris_pairs}[kind]
+    return ListSource(name, reader(Path(rest)) if rest else reader())
 
 
 def csv_pairs(path: str | Path) -> list[Pair]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.datasets import Dataset, open_dataset
 from ..data.images import BATCH_SIZE, WORKERS
-from ..data.specs import spec_options, with_options
+from ..data.specs import parse_spec
 from ..errors import BadInput
 from ..files import write_json_atomic
 from ..inference.encode import cached_text_classifier, text_classifier
@@ -43,12 +43,11 @@ def evaluate_zero_shot(model: CLIP, dataset: Dataset, templates: tuple[str, ...]
 def _train_split(spec: str, dataset: Dataset, seed: int) -> tuple[Dataset, Dataset]:
     """(training pool, test set): a dataset's own training split where it has one, else a seeded
     half of the examples each."""
-    if spec.startswith("fashion-mnist"):
+    parsed = parse_spec(spec, "dataset")
+    if parsed.kind == "fashion-mnist":
         return open_dataset("fashion-mnist:train"), dataset
-    if spec.startswith("synthetic"):
-        options = spec_options(spec.partition(":")[2])
-        options["seed"] = str(int(options.get("seed", 1)) + 1000)
-        return open_dataset(with_options("synthetic", options)), dataset
+    if parsed.kind == "synthetic":
+        return open_dataset(str(parsed.with_options(seed=parsed.option("seed", 1) + 1000))), dataset
     order = np.random.default_rng(seed).permutation(len(dataset))
     half = len(order) // 2
     return dataset.subset(order[:half], dataset.name + " (train half)"), dataset.subset(order[half:])

@@ -378,7 +378,8 @@ def embed(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     out: Path = typer.Option(..., help="The embedding store's folder (sharded; a killed run resumes here)."),
     images: Optional[str] = typer.Option(None, help="A folder, folder:PATH, csv:PATH (an 'image' column, optional "
-                                         "'caption'), or tar:SHARDS-{000..009}.tar (webdataset)."),
+                                         "'caption'), tar:SHARDS-{000..009}.tar (webdataset), or any captioned "
+                                         "images train --data lists (openclipart, emoji:STYLE, ...)."),
     texts: Optional[Path] = typer.Option(None, help="A file with one text per line, instead of --images."),
     shard_size: int = typer.Option(4096, help="Items per shard; each finished shard is kept on a restart."),
     batch_size: BatchSize = BATCH_SIZE,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...data.images import SceneOrFile
+from ...data.specs import parse_spec
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import Scene, World
 
@@ -44,7 +45,7 @@ def open_captions(spec: str, seed: int = 0, held_out: float = 0.2
                   ) -> tuple[SyntheticCaptions | ListStream, list[CaptionExample] | None]:
     """The training source, and for a fixed list the seeded share of its images kept out of
     training for evaluation (None for the synthetic world, whose test scenes are new draws)."""
-    if spec == "synthetic":
+    if parse_spec(spec, "train").kind == "synthetic":
         return SyntheticCaptions(seed=seed), None
     kept, held = split_off(caption_examples(spec), seed, held_out)
     return ListStream(kept, seed), held

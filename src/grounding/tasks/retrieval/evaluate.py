@@ -9,7 +9,7 @@ import torch
 
 from ...data.images import WORKERS, load_image
 from ...data.pairs import clean_captions, listed_pairs
-from ...data.specs import spec_options
+from ...data.specs import parse_spec
 from ...data.synthetic import World
 from ...evaluation.metrics import rank_summary
 from ...evaluation.predict import pair_ranks
@@ -35,10 +35,9 @@ def retrieval_pairs(spec: str) -> Pairs:
     """`synthetic[:n=500,seed=2,size=64]` (scenes with distinct captions), or any training-pairs
     SPEC that lists its images (csv:PATH with image,caption, folder:PATH, ...): each image with
     its first caption."""
-    kind, _, rest = spec.partition(":")
-    if kind == "synthetic":
-        opts = spec_options(rest)
-        n, seed = int(opts.get("n", 500)), int(opts.get("seed", 2))
+    parsed = parse_spec(spec, "pairs")
+    if parsed.kind == "synthetic":
+        n, seed = parsed.option("n", 500), parsed.option("seed", 2)
         rng, world, scenes, seen = np.random.default_rng([seed, 6]), World(), [], set()
         while len(scenes) < n:
             scene = world.sample(rng, "any")
@@ -46,7 +45,7 @@ def retrieval_pairs(spec: str) -> Pairs:
                 seen.add(scene.caption())
                 scenes.append(scene)
         return Pairs([f"synthetic/{seed}/{i:05d}" for i in range(n)], [s.caption() for s in scenes], scenes=scenes,
-                     size=int(opts.get("size", 64)))
+                     size=parsed.option("size", 64))
     pairs = [p for p in listed_pairs(spec) if clean_captions(p.captions)]
     return Pairs([str(p.image) for p in pairs], [clean_captions(p.captions)[0] for p in pairs],
                  paths=[p.image for p in pairs])

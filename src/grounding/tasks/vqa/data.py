@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from ...data.images import SceneOrFile
+from ...data.specs import parse_spec
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
-from ...errors import BadInput
 from ...evaluation.metrics import vqa_soft_scores
 from ...files import read_csv_rows
 from ...runtime import device_of
@@ -81,12 +81,10 @@ class ListQA(ListStream[QAExample]):
 def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQA | ListQA, list[QAExample] | None]:
     """The training source, and for a CSV the seeded share of its rows kept out of training for
     evaluation (None for the synthetic world, whose test scenes are new draws)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "synthetic":
+    parsed = parse_spec(spec, "qa")
+    if parsed.kind == "synthetic":
         return SyntheticQA(seed=seed), None
-    if kind != "csv":
-        raise BadInput(f"unknown --data {spec!r}: use synthetic or csv:PATH (columns image,question,answer[,type])")
-    kept, held = split_off(csv_questions(rest), seed, held_out)
+    kept, held = split_off(csv_questions(parsed.argument), seed, held_out)  # columns image,question,answer[,type]
     return ListQA(kept, seed), held
 
 
