@@ -97,7 +97,7 @@ def _bomb_png() -> bytes:
 def test_classify_refuses_bad_requests_with_a_plain_reason(server_world, scene, files, data, code, words):
     payloads = {"TRUNCATED": scene[:len(scene) // 2], "BOMB": _bomb_png(), "SCENE": scene, "BIG": b"\0" * 3000}
     files = [(field, (name, payloads.get(body, body), kind)) for field, (name, body, kind) in files]
-    with _client(server_world, max_upload_bytes=2000 if any(f[1][0] == "big.png" for f in files) else 10 ** 7) as c:
+    with _client(server_world, max_upload_mb=2000 / 2 ** 20 if any(f[1][0] == "big.png" for f in files) else 10) as c:
         answer = c.post("/classify", files=files or None, data=data)
     assert answer.status_code == code, answer.text
     detail = answer.json()["detail"]

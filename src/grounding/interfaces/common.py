@@ -59,14 +59,14 @@ ImageTower = choice("ImageTower", "vit", "resnet")
 TextTower = choice("TextTower", "transformer", "lstm")
 
 
-def default_of(cls, name: str) -> typer.models.OptionInfo:
+def default_of(cls, name: str, **extra) -> typer.models.OptionInfo:
     """A typer option whose help and shown default come from the config dataclass that owns the
     option (one home for each default). Its value is None unless given, so the dataclass's
     default, or a --config file's value, stands wherever the command line says nothing."""
     spec = {f.name: f for f in dataclasses.fields(cls)}[name]
     shown = "" if spec.default is None or spec.default is False or spec.default == "" else \
         f"  [default: {spec.default}]"
-    return typer.Option(None, help=spec.metadata["help"] + shown, show_default=False)
+    return typer.Option(None, help=spec.metadata["help"] + shown, show_default=False, **extra)
 
 
 def given(values: dict, cls) -> dict:
@@ -86,3 +86,16 @@ Compile = Annotated[bool, typer.Option("--compile", help="Compile the image enco
                                                          "half a minute, then faster; pays off over thousands of "
                                                          "images.")]
 
+
+def open_model(spec: str, device: str = "cpu", precision: str = "fp32", compile: bool = False):
+    """inference.engine.load_model, saying on stderr what decided an `auto` precision."""
+    from ..inference.engine import load_model
+
+    model, runtime = load_model(spec, device, precision, compile)
+    say_precision(runtime)
+    return model
+
+
+def say_precision(runtime) -> None:
+    if runtime.why:
+        typer.echo(f"precision: {runtime.precision} ({runtime.why})", err=True)

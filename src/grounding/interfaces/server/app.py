@@ -12,7 +12,7 @@ import io
 import secrets
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -24,24 +24,10 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
+from .settings import ServerSettings
+
 STATIC = Path(__file__).parent / "static"
 CLASSIFIERS_KEPT = 64  # label sets whose classifiers stay in memory
-
-
-@dataclass
-class ServerSettings:
-    model: str = "lit-minilm-effnet"
-    index: str | None = None
-    vqa_model: str | None = None
-    caption_model: str | None = None
-    api_key: str | None = None
-    max_upload_bytes: int = 10 * 2 ** 20
-    max_pixels: int = 40_000_000
-    max_labels: int = 1000
-    max_batch: int = 32
-    max_wait_ms: float = 10.0
-    device: str = "auto"
-    precision: str = "fp32"
 
 
 class Models:

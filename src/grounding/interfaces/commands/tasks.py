@@ -1,4 +1,4 @@
-"""The task commands of the `grounding` command line: train-vqa, vqa, train-caption, caption."""
+"""The task commands: train-vqa, vqa, train-caption, caption."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..tasks.options import CaptionOptions, VQAOptions
-from ..training.options import TaskLoopOptions
-from .common import Device, ImageTower, TextTower, default_of, given
+from ...tasks.options import CaptionOptions, VQAOptions
+from ...training.options import TaskLoopOptions
+from ..common import App, Device, ImageTower, TextTower, default_of, given
 
+app = App()
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into an --out that holds other files (not a run "
                                                       "of this command).")]
@@ -23,6 +24,7 @@ def _options(cls, values: dict):
     return cls(loop, **given(values, cls))
 
 
+@app.command("train-vqa", short_help="Train and evaluate a VQA model.")
 def train_vqa_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints, OUT/blind (the baseline), OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH to evaluate on; by default held-out synthetic "
@@ -46,7 +48,7 @@ def train_vqa_command(
 ) -> None:
     """Train a VQA model (cross-attention from question tokens to image tokens), then evaluate it
     per question type beside its baselines. Run it again to resume."""
-    from ..tasks.vqa.run import run_train_vqa
+    from ...tasks.vqa.run import run_train_vqa
 
     options = _options(VQAOptions, locals())
     results = run_train_vqa(options, out, eval_data, not no_baselines, overwrite=overwrite)
@@ -61,6 +63,7 @@ def train_vqa_command(
     console.print(f"model in {out}; per-question records in {out}/eval/*/predictions.jsonl")
 
 
+@app.command("vqa", short_help="Answer a question about an image.")
 def vqa_command(
     image: Path = typer.Argument(..., metavar="IMAGE", help="An image file."),
     question: str = typer.Argument(..., metavar="QUESTION", help="The question, e.g. 'how many circles are there?'"),
@@ -71,9 +74,8 @@ def vqa_command(
     """Answer a question about an image, with the top answers and their probabilities."""
     import torch
 
-    from ..data.images import BadImageError
-    from ..runtime import Runtime, device_of
-    from ..tasks.saved import load_task_model
+    from ...runtime import Runtime, device_of
+    from ...tasks.saved import load_task_model
 
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
@@ -86,6 +88,7 @@ def vqa_command(
     typer.echo(", ".join(f"{vqa.config.answers[int(i)]} {float(p):.1%}" for p, i in zip(values, indices)))
 
 
+@app.command("train-caption", short_help="Train and evaluate a captioner.")
 def train_caption_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints and OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH or tuxpaint to evaluate on; by default held-out "
@@ -108,7 +111,7 @@ def train_caption_command(
 ) -> None:
     """Train a captioner, then evaluate BLEU, ROUGE-L and CIDEr-D beside the nearest-neighbour
     caption. Run it again to resume."""
-    from ..tasks.captioning.run import run_train_caption
+    from ...tasks.captioning.run import run_train_caption
 
     options = _options(CaptionOptions, locals())
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
@@ -127,6 +130,7 @@ def train_caption_command(
     console.print(f"model in {out}; per-image records in {out}/eval/*/predictions.jsonl")
 
 
+@app.command("caption")
 def caption_command(
     images: list[Path] = typer.Argument(..., metavar="IMAGE", help="The image files to caption."),
     model: Path = typer.Option(..., help="A folder written by grounding train-caption."),
@@ -139,10 +143,9 @@ def caption_command(
     """Caption images: greedy, beam search or nucleus sampling."""
     import torch
 
-    from ..data.images import BadImageError
-    from ..runtime import Runtime, device_of
-    from ..tasks.captioning.decode import generate
-    from ..tasks.saved import load_task_model
+    from ...runtime import Runtime, device_of
+    from ...tasks.captioning.decode import generate
+    from ...tasks.saved import load_task_model
 
     captioner = load_task_model(model, "caption").to(Runtime.resolve(device).device)
     pixels = torch.stack([captioner.preprocess(path) for path in images]).to(device_of(captioner))
@@ -154,10 +157,3 @@ def caption_command(
         captions = generate(captioner, pixels)
     for path, caption in zip(images, captions):
         typer.echo(f"{path}: {caption}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("train-vqa", short_help="Train and evaluate a VQA model.")(train_vqa_command)
-    app.command("vqa", short_help="Answer a question about an image.")(vqa_command)
-    app.command("train-caption", short_help="Train and evaluate a captioner.")(train_caption_command)
-    app.command("caption")(caption_command)

@@ -1,0 +1,63 @@
+"""Models in and out: `convert` between formats and `export` the encoders."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..common import App, choice, open_model
+
+Format = choice("Format", "hf", "open_clip", "grounding")
+ExportFormat = choice("ExportFormat", "onnx", "torchscript")
+
+app = App()
+
+
+@app.command(short_help="Convert a checkpoint between formats.")
+def convert(
+    source: str = typer.Argument(..., metavar="SOURCE", help="A model folder (grounding, Hugging Face or open_clip), "
+                                                             "a state dict file or a built-in model."),
+    destination: Path = typer.Argument(..., metavar="DESTINATION", help="The folder to write (open_clip: also a .pt "
+                                                                        "or .safetensors file, the bare state dict, "
+                                                                        "for a model with OpenAI's vocabulary)."),
+    to: Format = typer.Option(..., help="hf: a Hugging Face CLIPModel folder (ViT and Transformer towers only); "
+                              "open_clip: open_clip's model folder (ViT or ResNet, Transformer text), read by "
+                              "create_model('local-dir:OUT'); grounding: any model."),
+    activation: Optional[str] = typer.Option(None, help="For a SOURCE state dict, which carries no config: "
+                                             "quick_gelu (OpenAI's weights) or gelu."),
+) -> None:
+    """Convert a checkpoint between formats, preprocessing settings and tokenizer included. Hugging
+    Face's CLIPModel holds ViT models only (the demo's ResNet goes --to open_clip)."""
+    import grounding
+
+    from ...formats.huggingface import write_hf_folder
+    from ...formats.openai import write_open_clip
+    from ...saved import save_model
+
+    clip = grounding.load(source, activation=activation)
+    if to == Format.hf:
+        write_hf_folder(clip, destination)
+    elif to == Format.open_clip:
+        write_open_clip(clip, destination)
+    else:
+        save_model(clip, destination)
+    typer.echo(f"wrote {to.value} model to {destination}")
+
+
+
+@app.command("export", short_help="Export the encoders (ONNX, TorchScript).")
+def export_command(
+    model: str = typer.Argument(..., metavar="MODEL", help="The model to export: a run or saved folder, a "
+                                                           "checkpoint, or a built-in model."),
+    out: Path = typer.Argument(..., metavar="OUT", help="The folder for the two encoders, tokenizer.json and "
+                                                        "preprocess.json."),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx (onnxruntime and the like) or "
+                                        "torchscript (torch.jit.load)."),
+) -> None:
+    """Export the image and text encoders for inference without grounding (docs/interop.md)."""
+    from ...formats.export import export
+
+    clip = open_model(model, "cpu")
+    files = export(clip, out, format.value)
+    typer.echo(f"wrote {', '.join(p.name for p in files)} to {out}")

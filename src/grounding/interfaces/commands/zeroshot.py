@@ -1,0 +1,189 @@
+"""Zero-shot classification: `classify` (either engine), `zeroshot` (a dataset, with its report) and `probe`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ...data.images import BATCH_SIZE, WORKERS
+from ...errors import about
+from ...inference.engine import ENGINES
+from ..common import App, BatchSize, Compile, Device, Precision, Workers, choice, open_model, say_precision
+
+Engine = choice("Engine", *ENGINES)
+
+app = App()
+
+
+def _dataset(spec: str):
+    from ...data.datasets import open_dataset
+
+    with about("--dataset"):
+        return open_dataset(spec)
+
+
+def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
+    from ...data.datasets import warn_label_collisions
+
+    if (labels is None) == (labels_file is None):
+        raise typer.BadParameter("give exactly one of --labels or --labels-file")
+    if labels_file is not None:
+        if not labels_file.is_file():
+            raise typer.BadParameter(f"{labels_file}: no such file", param_hint="--labels-file")
+        names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
+    else:
+        names = [part.strip() for part in labels.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise typer.BadParameter("the label list is empty")
+    warn_label_collisions(names)
+    return names
+
+
+
+@app.command(short_help="Classify images zero-shot from label text.")
+def classify(
+    images: list[str] = typer.Argument(..., metavar="IMAGE", help="Image files, folders (searched recursively) or "
+                                                                  "patterns such as 'photos/**/*.jpg'."),
+    model: str = typer.Option("lit-minilm-effnet", help="A saved model or run folder, a checkpoint, or the built-in "
+                              "model."),
+    labels: Optional[str] = typer.Option(None, help='Comma-separated labels, e.g. "cat,dog,spoon".'),
+    labels_file: Optional[Path] = typer.Option(None, help="A file with one label per line."),
+    templates: Optional[str] = typer.Option(None, help="A template file (one per line, with {}) or a built-in "
+                                            "set: default, synthetic, fashion, flags, emoji."),
+    top_k: int = typer.Option(5, min=1, help="How many labels to show per image."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
+    csv_output: bool = typer.Option(False, "--csv", help="Print a CSV: path, then label and probability per rank."),
+    batch_size: BatchSize = BATCH_SIZE,
+    workers: Workers = WORKERS,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    compile: Compile = False,
+    engine: Engine = typer.Option("auto", help="auto: onnxruntime for an exported folder (grounding export), and "
+                                  "for the built-in model on up to --batch-size images on the CPU in fp32, starting "
+                                  "in under a second (its exported copy is made on first use, once, about 20 s); "
+                                  "torch: always PyTorch; onnx: always onnxruntime."),
+) -> None:
+    """Classify images zero-shot: each image's top labels with their probabilities. Exit code 1
+    when some images could not be read (each is named on stderr)."""
+    import csv
+    import json
+    import time
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ...data.inputs import expand_inputs
+    from ...inference.engine import Request, open_classifier
+    from ...inference.templates import resolve_templates
+
+    if json_output and csv_output:
+        raise typer.BadParameter("give --json or --csv, not both")
+    names = _labels(labels, labels_file)
+    prompts = resolve_templates(templates)
+    paths = expand_inputs(images)
+    request = Request(model, engine.value, device, precision, compile, len(paths), batch_size)
+    classifier = open_classifier(request, note=lambda line: typer.echo(line, err=True))
+    if classifier.engine == "torch":
+        say_precision(classifier.runtime)
+    results = classifier.classify_files(paths, classifier.classifier(names, prompts), batch_size, workers)
+    k = min(top_k, len(names))
+    writer = csv.writer(sys.stdout) if csv_output else None
+    if writer:
+        writer.writerow(["path", *(f"{what}_{r}" for r in range(1, k + 1) for what in ("label", "probability"))])
+    began, failed = time.perf_counter(), 0
+    progress = Progress(console=Console(stderr=True), transient=True)
+    task = progress.add_task("classify", total=len(paths), visible=False)
+    with progress:
+        for done, (path, probs, error) in enumerate(results, 1):
+            progress.update(task, completed=done, visible=time.perf_counter() - began > 2)  # only when it takes time
+            if error:
+                progress.console.print(f"skipped: {error}", markup=False, highlight=False, soft_wrap=True)
+                failed += 1
+                continue
+            top = [(names[i], float(probs[i])) for i in probs.argsort()[::-1][:k]]
+            if writer:
+                writer.writerow([str(path), *(f"{x:.6f}" if isinstance(x, float) else x for pair in top for x in pair)])
+            elif json_output:
+                print(json.dumps({"path": str(path), "top": [{"label": n, "probability": p} for n, p in top]}))
+            else:
+                print(f"{path}: " + ", ".join(f"{n} {p:.1%}" for n, p in top))
+    classifier.after(note=lambda line: typer.echo(line, err=True))
+    if failed:
+        raise typer.Exit(1)
+
+
+
+@app.command(short_help="Evaluate zero-shot accuracy on a dataset.")
+def zeroshot(
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    dataset: str = typer.Option(..., help="folder:PATH, csv:PATH, synthetic[:OPTS], fashion-mnist, flags, "
+                                "emoji:STYLE[:PATH], iconify:SET[:PATH] or photos (README: Datasets)."),
+    out: Path = typer.Option(Path("runs/zeroshot"), help="Where summary.json, predictions.jsonl and report.html go."),
+    templates: Optional[str] = typer.Option(None, help="A template file or a built-in set; by default the "
+                                            "dataset's own set."),
+    batch_size: BatchSize = BATCH_SIZE,
+    workers: Workers = WORKERS,
+    limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random sample of this many examples."),
+    cards: bool = typer.Option(False, "--cards", help="Also export one PNG card per example into OUT/cards."),
+    no_cache: bool = typer.Option(False, "--no-cache",
+                                  help="Re-encode the label texts even if a cached classifier exists."),
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    compile: Compile = False,
+) -> None:
+    """Evaluate zero-shot classification on a labelled dataset, with a report to look at."""
+    import numpy as np
+
+    from ...evaluation.run import evaluate_zero_shot
+    from ...inference.templates import resolve_templates
+
+    data = _dataset(dataset)
+    if limit and limit < len(data):
+        data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:limit]))
+    with about("--templates"):
+        prompts = resolve_templates(templates, data.templates)
+    clip = open_model(model, device, precision, compile)
+    summary = evaluate_zero_shot(clip, data, prompts, out, batch_size, workers, cards, not no_cache)
+    if summary["multi_label"]:
+        typer.echo(f"mean average precision: {summary['mean_average_precision']:.3f} "
+                   f"over {summary['labels']} labels, {summary['examples']} images")
+    else:
+        lo, hi = summary["top1_ci"]
+        typer.echo(f"top-1 {summary['top1']:.2%} (95% CI {lo:.2%}-{hi:.2%}), top-5 {summary['top5']:.2%}, "
+                   f"mean per-class recall {summary['mean_per_class_recall']:.2%}, "
+                   f"ECE {summary['calibration']['ece']:.3f}, chance {summary['chance_top1']:.2%}")
+    if summary["skipped"]:
+        typer.echo(f"skipped {summary['skipped']} unreadable images (listed in {out / 'summary.json'})")
+    typer.echo(f"report: {out / 'report.html'}  predictions: {out / 'predictions.jsonl'}")
+
+
+
+@app.command(short_help="Linear probes beside zero-shot accuracy.")
+def probe(
+    model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
+    dataset: str = typer.Option(..., help="A single-label dataset spec (as for zeroshot)."),
+    shots: list[int] = typer.Option([1, 4, 16], help="Examples per class to train on; repeat the option. "
+                                    "Full data is always added."),
+    train_limit: int = typer.Option(5000, help="At most this many training-pool examples are encoded."),
+    seed: int = typer.Option(0, help="Seeds the splits and the choice of shots."),
+    workers: Workers = WORKERS,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+) -> None:
+    """Linear probe on frozen features (K-shot and full), beside zero-shot accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ...evaluation.run import run_probe
+
+    _dataset(dataset)  # a bad spec is a one-line error before the model loads
+    clip = open_model(model, device, precision)
+    results = run_probe(clip, dataset, [*shots, None], train_limit, seed, workers)
+    table = Table("shots per class", "train examples", "L2", "probe accuracy", "zero-shot top-1")
+    for r in results:
+        table.add_row(str(r["shots"]), str(r["train_examples"]), f"{r['l2']:.0e}", f"{r['test_accuracy']:.2%}",
+                      f"{r['zero_shot_top1']:.2%}")
+    Console().print(table)
