@@ -28,11 +28,12 @@ from rich.console import Console
 from rich.table import Table
 
 import grounding
+from grounding import cache
 from grounding.data.clipart import clipart_pairs
 from grounding.data.datasets import Dataset, normalise_label, open_dataset
 from grounding.data.emoji import HELD_OUT, VALIDATION
 from grounding.data.images import image_loader
-from grounding.data.sources import CACHE, MissingPackageError
+from grounding.data.sources import MissingPackageError
 from grounding.evaluation.run import evaluate_zero_shot
 from grounding.inference.encode import text_classifier
 from grounding.inference.templates import TEMPLATE_SETS
@@ -74,7 +75,7 @@ def backbone_features(model, data: Dataset) -> torch.Tensor:
                 raise ValueError(f"{data.name}: {[e for e in errors if e][0]}")
             rows.append(model.visual.features(pixels))
         return torch.cat(rows[1:])
-    folder = CACHE / "features" / f"validation-{digest(model.visual.backbone)[:12]}"
+    folder = cache.folder("features") / f"validation-{digest(model.visual.backbone)[:12]}"
     return cached_features(folder, [f"{data.name}/{k}" for k in data.keys], compute)
 
 

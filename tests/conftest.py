@@ -31,15 +31,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _own_caches(tmp_path, monkeypatch):
-    """Cached backbone features, classifiers and exported copies of built-in models go under the
-    test's tmp_path/cache, not the user's cache."""
-    from grounding.inference import onnx, scores
-    from grounding.training import feed
+@pytest.fixture(scope="session")
+def _shared_vocabularies(tmp_path_factory) -> Path:
+    """The synthetic world's vocabulary, learned once for the whole session (it is the same every
+    time, and learning it takes seconds)."""
+    return tmp_path_factory.mktemp("vocabularies")
 
-    for module in (feed, onnx, scores):
-        monkeypatch.setattr(module, "CACHE", tmp_path / "cache")
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch, _shared_vocabularies):
+    """Every test, and every process it starts, keeps its cache (grounding/cache.py) under its
+    own tmp_path/cache, never in the user's; only the vocabularies are shared."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "vocabularies").symlink_to(_shared_vocabularies)
+    monkeypatch.setenv("GROUNDING_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="session")

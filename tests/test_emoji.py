@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 import grounding.data.emoji as emoji
-import grounding.data.sources as sources
 from grounding.data.clipart import emoji_pairs
 from grounding.data.datasets import open_dataset
 from grounding.data.sources import MissingPackageError
@@ -17,8 +16,6 @@ from grounding.data.sources import MissingPackageError
 @pytest.fixture
 def packages(tmp_path, monkeypatch):
     """./node_modules with emoji-datasource-google, and an empty cache."""
-    monkeypatch.setattr(sources, "CACHE", tmp_path / "cache")
-    monkeypatch.setattr(emoji, "CACHE", tmp_path / "cache")
     emoji._any_emoji_json.cache_clear()
     emoji._emoji_groups.cache_clear()
     monkeypatch.chdir(tmp_path)

@@ -9,7 +9,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import grounding.data.datasets as datasets
-import grounding.data.sources as sources
 from grounding.data.datasets import open_dataset
 from grounding.data.sources import MissingPackageError
 from grounding.evaluation import probe as probes
@@ -50,7 +49,6 @@ def test_csv_dataset_with_several_labels_is_multi_label(tmp_path):
 def test_missing_packages_name_the_install_command(monkeypatch, tmp_path):
     monkeypatch.setenv("GROUNDING_FASHION_MNIST", str(tmp_path / "none"))  # where each source is, overridden
     monkeypatch.setenv("GROUNDING_FLAGS", str(tmp_path / "none"))
-    monkeypatch.setattr(sources, "CACHE", tmp_path / "cache")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(MissingPackageError, match="apt-get install dataset-fashion-mnist.*GROUNDING_FASHION_MNIST"):
         open_dataset("fashion-mnist")

@@ -84,10 +84,9 @@ def test_trained_tokenizer_round_trips_text(tmp_path):
 
 
 def test_the_world_vocabulary_is_learned_once_and_a_damaged_copy_learned_again(tmp_path, monkeypatch):
-    from grounding.data import sources
     from grounding.vocabulary import _world_vocabulary
 
-    monkeypatch.setattr(sources, "CACHE", tmp_path)
+    monkeypatch.setenv("GROUNDING_CACHE", str(tmp_path))
     _world_vocabulary.cache_clear()
     learned = _world_vocabulary(1024, 32)
     (kept,) = (tmp_path / "vocabularies").iterdir()

@@ -40,12 +40,12 @@ def _world_vocabulary(vocab_size: int, context_length: int) -> str:
     hash of the code that makes it (the world and the tokenizer) and the sizes."""
     from . import tokenizer
     from .data import synthetic
-    from .data.sources import CACHE
+    from . import cache
     from .files import write_text_atomic
 
     code = b"".join(Path(module.__file__).read_bytes() for module in (synthetic, tokenizer))
     key = hashlib.sha256(code + f"{vocab_size},{context_length}".encode()).hexdigest()[:16]
-    path = CACHE / "vocabularies" / f"synthetic-world-{key}.json"
+    path = cache.folder("vocabularies") / f"synthetic-world-{key}.json"
     try:
         text = path.read_text(encoding="utf-8")
         Tokenizer.from_string(text, context_length)  # a damaged file is learned again

@@ -11,13 +11,14 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from .. import cache as grounding_cache
 from ..files import atomic_path
 
 from .datasets import open_dataset
 from .emoji import training_examples
 from .pairs import Pair
 from .rcc import read_rcc
-from .sources import CACHE, SOURCES
+from .sources import SOURCES
 
 # The GCompris activities whose photos are named by their file (and folder): resource file, the
 # part of the path before the photos, and what the folder under it says (a category, or nothing).
@@ -87,9 +88,9 @@ def gcompris_pairs(root: Path | None = None, cache: Path | None = None) -> list[
     """A pair per named photo of GCompris's vocabulary, categorisation, monument, animal and
     planet activities (about 370): the name from the file (`lincolnMemorial2.webp`: "lincoln
     memorial"), as itself and as a photo (and with its category). The photos are copied out of
-    the resource files once, into CACHE (by default ~/.cache/grounding/gcompris)."""
+    the resource files once, into the cache (grounding/cache.py)."""
     root = SOURCES["gcompris"].require("lang.rcc", root=root)
-    cache = cache or CACHE / "gcompris"
+    cache = cache or grounding_cache.folder("gcompris")
     pairs = []
     for activity, marker, folder in GCOMPRIS_PHOTOS:
         rcc = root / f"{activity}.rcc"

@@ -22,10 +22,11 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from .. import cache
 from ..errors import BadInput
 from ..files import atomic_path
 from .datasets import Dataset
-from .sources import CACHE, npm_package
+from .sources import npm_package
 
 VENDORS = ("google", "twitter", "apple", "facebook")
 # Emoji groups kept out of training in every style: the held-out zero-shot test, the validation
@@ -78,7 +79,9 @@ def open_iconify(rest: str) -> Dataset:
             groups.update({member: _GROUPS.get(key(group), group) for member in members})
     by_name = _emoji_groups()
     countries = _countries(icons["icons"])
-    folder = CACHE / "iconify" / f"{name}-{hashlib.sha256((root / 'icons.json').read_bytes()).hexdigest()[:12]}"
+    folder = cache.folder("iconify") / f"{name}-{hashlib.sha256((root / 'icons.json').read_bytes()).hexdigest()[:12]}"
+    if not folder.is_dir():
+        cache.evict("iconify")
     examples = []
     for icon, body in sorted(icons["icons"].items()):
         if _SKIN_TONE.sub("", icon) in icons["icons"] and _SKIN_TONE.search(icon):

@@ -2,7 +2,7 @@
 with its default place, the package and command that install it, its licence, and an
 environment variable that points elsewhere (GROUNDING_<NAME>, such as
 GROUNDING_FASHION_MNIST=/data/fashion-mnist). Whatever grounding unpacks or copies out of a
-package goes under CACHE (GROUNDING_CACHE, by default ~/.cache/grounding)."""
+package goes into the cache (grounding/cache.py)."""
 from __future__ import annotations
 
 import os
@@ -10,9 +10,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import cache
 from ..errors import NotFound
-
-CACHE = Path(os.environ.get("GROUNDING_CACHE", Path.home() / ".cache" / "grounding"))
 
 
 class MissingPackageError(NotFound):
@@ -82,15 +81,17 @@ NPM_LICENCES = {
 
 def npm_package(package: str, where: str, marker: str) -> Path:
     """The folder of npm `package` (the one holding `marker`): in WHERE (a folder, or an `npm
-    pack` .tgz unpacked once into CACHE), else in ./node_modules, else the newest `npm pack`
+    pack` .tgz unpacked once into the cache), else in ./node_modules, else the newest `npm pack`
     .tgz in the working folder, else an earlier unpacking."""
     tgz = package.removeprefix("@").replace("/", "-")
+    unpacked = cache.folder("npm")
     candidates = [Path(where)] if where else [Path("node_modules"), *sorted(Path().glob(f"{tgz}-[0-9]*.tgz"))[-1:],
-                                              *sorted(CACHE.glob(f"{tgz}-[0-9]*/package"))]
+                                              *sorted(unpacked.glob(f"{tgz}-[0-9]*/package"))]
     for candidate in candidates:
         if candidate.is_file() and candidate.name.endswith(".tgz"):
-            target = CACHE / candidate.name.removesuffix(".tgz")
+            target = unpacked / candidate.name.removesuffix(".tgz")
             if not (target / "package" / marker).exists():
+                cache.evict("npm")
                 target.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(candidate) as tar:
                     tar.extractall(target, filter="data")
@@ -98,6 +99,6 @@ def npm_package(package: str, where: str, marker: str) -> Path:
         for folder in (candidate, candidate / "package", candidate / package, candidate / "node_modules" / package):
             if (folder / marker).exists():
                 return folder
-    looked = where or f"./node_modules, the working folder's .tgz files and {CACHE}"
+    looked = where or f"./node_modules, the working folder's .tgz files and {unpacked}"
     raise MissingPackageError(f"{looked}: no npm package {package} there; run `npm pack {package}` and pass the "
                               f"path of the .tgz it writes (or `npm install {package}`)")

@@ -1,7 +1,7 @@
 """Zero-shot classification with a model exported by `grounding export` (formats/export.py's
 folder), run with onnxruntime, NumPy and Pillow alone. Importing PyTorch takes longer than
 classifying a few images, so `grounding classify` runs an exported folder given as `--model` this
-way, and so the built-in model: on its first use it gets an exported copy in CACHE/exported (made
+way, and so the built-in model: on its first use it gets an exported copy in the cache (made
 once, with PyTorch), which then serves its jobs of up to a batch of images on the CPU. The
 answers are PyTorch's to 1e-4 (tests/test_exported.py)."""
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .. import cache
 from ..builtin import BUILTIN
 from ..data.images import BATCH_SIZE, BadImageError, Preprocess
-from ..data.sources import CACHE
 from ..errors import BadInput
 from ..files import cached_array, stamp
 from ..tokenizer import clean
@@ -75,7 +75,7 @@ class ExportedModel:
 
     def classifier(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
         """(embed_dim, labels) unit columns, the mean of each label's template embeddings, as
-        `encode.text_classifier` makes them; kept in CACHE/classifiers."""
+        `encode.text_classifier` makes them; kept in the cache's classifiers."""
         texts = prompts(labels, templates)
         identity = "exported:" + _identity([self.folder / "text_encoder.onnx", self.folder / "tokenizer.json"])
 
@@ -112,7 +112,7 @@ def builtin_copy(name: str) -> Path:
     package = Path(__file__).parents[1]
     sources = [*sorted(BUILTIN[name].iterdir()), *sorted((package / "models").glob("*.py")),
                package / "formats" / "export.py"]
-    return CACHE / "exported" / f"{name}-{_identity(sources, _dependencies())[:16]}"
+    return cache.folder("exported") / f"{name}-{_identity(sources, _dependencies())[:16]}"
 
 
 def prepared_builtin(name: str) -> ExportedModel | None:

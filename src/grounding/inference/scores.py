@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.sources import CACHE
+from .. import cache
 
 ACTIVATIONS = ("softmax", "sigmoid")
 
@@ -31,4 +31,9 @@ def classifier_path(model_identity: str, texts: Sequence[str], templates: int, p
     key scheme for both engines, from what the classifier depends on (the text side's identity,
     the texts as the tokenizer sees them, the template count and the precision it ran in)."""
     key = hashlib.sha256(json.dumps([model_identity, list(texts), templates, precision]).encode()).hexdigest()
-    return CACHE / "classifiers" / f"{key[:32]}.safetensors"
+    path = cache.folder("classifiers") / f"{key[:32]}.safetensors"
+    if path.exists():
+        cache.touch(path)
+    else:  # about to be made: the least recently used go first, past the limit
+        cache.evict("classifiers")
+    return path

@@ -8,12 +8,12 @@ import warnings
 
 import typer
 
-from .commands import data, grounding, models, retrieval, serve, tasks, training, zeroshot
+from .commands import cache, data, grounding, models, retrieval, serve, tasks, training, zeroshot
 from .common import App
 
 app = App(add_completion=False,
           help="Ground language in images: train CLIP-style models and classify images zero-shot.")
-for group in (training, zeroshot, retrieval, grounding, tasks, models, data, serve):
+for group in (training, zeroshot, retrieval, grounding, tasks, models, data, cache, serve):
     app.add_typer(group.app)
 
 

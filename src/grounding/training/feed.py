@@ -4,7 +4,7 @@ once each in OUT/skipped.jsonl, and too many stop the run).
 
 `PairFeed` decodes images in DataLoader workers (data/batches.py). `CachedFeed` serves
 head-only training over locked backbones: every image's and caption's backbone features are
-computed once and kept in CACHE/features (data/sources.py), a file set per source and tower, so
+computed once and kept in the cache's features (grounding/cache.py), a file set per source and tower, so
 that a step costs only the heads and another run over the same sources computes nothing."""
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from .. import cache
 from ..data.batches import Batch, PairBatches, batch_loader
 from ..data.images import DecodedImages, ImageList, TrainTransform, one_thread
 from ..data.pairs import ListSource, Mixture, clean_captions
-from ..data.sources import CACHE
 from ..errors import BadInput
 from ..files import atomic_path, stamp
 from ..models import CLIP
@@ -209,9 +209,11 @@ class CachedFeed(PairFeed):
         return torch.cat([cached_features(cache, group, compute(group), chunk=4096) for group in captions.values()]), cut
 
     def _cache(self, name: str, tower: PackagedBackbone) -> Path:
-        """CACHE/features/NAME-BACKBONE-PRECISION: the backbone's weights and the precision name the
-        cache, so a changed one starts anew."""
-        return CACHE / "features" / f"{name}-{digest(tower.backbone)[:12]}-{self.cfg.precision}"
+        """features/NAME-BACKBONE-PRECISION in the cache: the backbone's weights and the precision
+        name it, so a changed one starts anew; the least recently used sets go past the limit."""
+        folder = cache.folder("features") / f"{name}-{digest(tower.backbone)[:12]}-{self.cfg.precision}"
+        cache.evict("features", keep=folder)
+        return folder
 
 
 def _by_source(items: list[tuple[str, str]]) -> dict[str, list[str]]:
