@@ -26,7 +26,7 @@ def _options(steps: int, decoder: str = "transformer", **kw) -> CaptionOptions:
 
 
 def _pixels(model, n: int = 6, seed: int = 5) -> torch.Tensor:
-    return torch.stack([model.preprocess(e.image(32)) for e in SyntheticCaptions(seed=seed).batch(0, n)])
+    return torch.stack([model.preprocess(e.ref.read(32)) for e in SyntheticCaptions(seed=seed).batch(0, n)])
 
 
 @pytest.mark.parametrize("decoder", ["transformer", "lstm"])
@@ -84,7 +84,7 @@ def test_lstm_decoder_trains_and_resumes(tmp_path):
 def test_csv_captions_hold_images_out(tmp_path):
     rows = ["image,caption"]
     for i, e in enumerate(SyntheticCaptions(seed=2).batch(0, 10)):
-        e.scene.render(32).save(tmp_path / f"{i}.png")
+        e.ref.scene.render(32).save(tmp_path / f"{i}.png")
         rows += [f"{i}.png,{e.captions[0]}", f"{i}.png,\"{e.captions[0]}, again\""]
     (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
     data, held_out = open_captions(f"csv:{tmp_path / 'c.csv'}")
@@ -99,7 +99,7 @@ def test_caption_commands(tmp_path, tiny_captioner):
     assert result.exit_code == 0, result.output
     assert "nearest neighbour" in result.output and "CIDEr-D" in result.output
     model, out = tiny_captioner
-    SyntheticCaptions(seed=4).batch(0, 1)[0].scene.render(32).save(tmp_path / "scene.png")
+    SyntheticCaptions(seed=4).batch(0, 1)[0].ref.scene.render(32).save(tmp_path / "scene.png")
     for extra in ([], ["--beam", "3"], ["--top-p", "0.9", "--seed", "1"]):
         shown = runner.invoke(app, ["caption", str(tmp_path / "scene.png"), "--model", str(out / "model"), *extra])
         assert shown.exit_code == 0 and shown.output.startswith(str(tmp_path / "scene.png")), shown.output

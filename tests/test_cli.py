@@ -114,3 +114,11 @@ def test_importing_grounding_and_writing_files_leave_the_umask_alone(tmp_path):
               "import grounding, grounding.files; "
               f"grounding.files.write_text_atomic({str(tmp_path / 'f.txt')!r}, 'x'); print(len(calls))")
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout.strip() == "0"
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch):
+    """faiss comes with the `search` extra: without it, `index build` names the extra to install."""
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    result = runner.invoke(app, ["index", "build", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "a vector index needs faiss: pip install 'grounding[search]'" in result.output

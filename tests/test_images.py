@@ -1,3 +1,5 @@
+import io
+import tarfile
 
 import numpy as np
 import pytest
@@ -5,7 +7,8 @@ import torch
 from PIL import Image
 
 from grounding.config import OPENAI_MEAN, OPENAI_STD
-from grounding.data.images import BadImageError, Preprocess, TrainTransform, load_batch, load_image
+from grounding.data.images import BadImageError, ImageRef, Preprocess, TrainTransform, load_batch, load_image
+from grounding.data.synthetic import World
 
 
 def write_png(path, size=(40, 30)):
@@ -75,3 +78,35 @@ def test_bad_images_can_be_skipped_and_counted(tmp_path):
     pixels, kept, skipped = load_batch([good[0], bad, good[1]], pre, skip_bad=True)
     assert pixels.shape == (2, 3, 16, 16) and kept == good
     assert len(skipped) == 1 and "bad.png" in skipped[0]
+
+
+def test_one_image_reference_reads_every_kind_of_image_the_same(tmp_path):
+    """A file, a tar member (read by offset, and again from its stored key), bytes and pixels in
+    memory all give the same image; a scene renders at the size asked for."""
+    path = write_png(tmp_path / "a.png")
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        tar.add(path, "000001.png")
+    with tarfile.open(shard) as tar:
+        info = tar.getmember("000001.png")
+    member = ImageRef(shard, member="000001.png", offset=info.offset_data, length=info.size)
+    refs = [ImageRef(path), member, ImageRef.from_key(member.key), ImageRef(data=path.read_bytes(), name="mem"),
+            ImageRef(pixels=np.asarray(Image.open(path)), name="px")]
+    assert member.key == f"{shard}:000001.png" and ImageRef.from_key(member.key) == member
+    expected = np.asarray(load_image(path))
+    for ref in refs:
+        assert np.array_equal(np.asarray(ref.read()), expected), ref.key
+    scene = World().sample(np.random.default_rng(0))
+    assert ImageRef(scene=scene).read(48).size == (48, 48) and ImageRef(scene=scene).key == scene.caption()
+    thumb = Image.open(io.BytesIO(ImageRef(path).thumbnail(16)))
+    assert thumb.format == "JPEG" and max(thumb.size) == 16
+
+
+def test_an_image_reference_to_a_lost_member_names_it(tmp_path):
+    shard = tmp_path / "s.tar"
+    with tarfile.open(shard, "w") as tar:
+        tar.add(write_png(tmp_path / "a.png"), "a.png")
+    with pytest.raises(BadImageError, match=r"s.tar:b.png: cannot find b.png in the shard"):
+        ImageRef.from_key(f"{shard}:b.png")
+    with pytest.raises(BadImageError, match="its shard .* is gone"):
+        ImageRef(tmp_path / "gone.tar", member="a.png", offset=512, length=10).read()

@@ -214,7 +214,7 @@ def test_cached_features_are_the_towers_features_of_the_examples_a_step_draws(tm
     assert model.visual.backbone_is_packaged()  # BatchNorm statistics untouched by the feature pass
     model.eval()
     with torch.no_grad():
-        pixels = torch.stack([model.preprocess(sample.path) for sample, *_ in chosen])
+        pixels = torch.stack([model.preprocess(sample.ref.path) for sample, *_ in chosen])
         assert torch.allclose(batch.image_features, model.visual.features(pixels), atol=1e-5)
         ids = model.tokenizer([caption for _, caption, *_ in chosen])
         assert torch.allclose(batch.text_features, model.text.features(ids), atol=1e-5)

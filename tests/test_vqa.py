@@ -80,7 +80,7 @@ def test_csv_data_trains_and_holds_rows_out(tmp_path):
     scenes = SyntheticQA(seed=1).batch(0, 30)
     rows = ["image,question,answer,type"]
     for i, e in enumerate(scenes):
-        e.scene.render(32).save(tmp_path / f"{i}.png")
+        e.ref.scene.render(32).save(tmp_path / f"{i}.png")
         answer = next(iter(e.answers))
         rows.append(f"{i}.png,{e.question},{answer}|{answer}|{answer},{e.qtype}")
     (tmp_path / "qa.csv").write_text("\n".join(rows) + "\n")
@@ -99,7 +99,7 @@ def test_vqa_commands_answer_with_top_three(tmp_path, tiny_vqa):
     summary = json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())
     assert set(summary["results"]) == {"held-out scenes", "held-out combinations"}
     model, _, out = tiny_vqa
-    SyntheticQA(seed=2).batch(0, 1)[0].scene.render(32).save(tmp_path / "scene.png")
+    SyntheticQA(seed=2).batch(0, 1)[0].ref.scene.render(32).save(tmp_path / "scene.png")
     answer = runner.invoke(app, ["vqa", str(tmp_path / "scene.png"), "how many circles are there?",
                                  "--model", str(out / "model")])
     assert answer.exit_code == 0, answer.output

@@ -79,7 +79,7 @@ def show_builtin_model(console: Console) -> dict[str, str] | None:
     try:
         photos = open_dataset("photos:demo")
     except MissingPackageError:
-        console.print("   (pip install scikit-image to see it on the photos that scikit-image ships)")
+        console.print("   (pip install 'grounding[photos]' to see it on the photos that scikit-image ships)")
         return None
     model = load("lit-minilm-effnet")
     probs, _, _ = zero_shot(model, photos)
@@ -99,4 +99,4 @@ def zero_shot(model: CLIP, dataset: str | Dataset):
     classifier = text_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
     predictions = predict(model, dataset, classifier, workers=0, show_progress=False)
     targets = torch.tensor([dataset.targets[i][0] for i in predictions.indices])
-    return torch.from_numpy(predictions.probs), targets, dataset.scenes
+    return torch.from_numpy(predictions.probs), targets, [ref.scene for ref in dataset.images]

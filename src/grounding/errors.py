@@ -7,6 +7,8 @@ ValueError), so `except ValueError` in user code keeps working."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from importlib import import_module
+from types import ModuleType
 from typing import Iterator
 
 
@@ -52,3 +54,12 @@ def about(option: str) -> Iterator[None]:
     except GroundingError as e:
         e.option = e.option or option
         raise
+
+
+def need(module: str, extra: str, what: str) -> ModuleType:
+    """The optional `module`, or one MissingDependency saying that `what` needs the extra that
+    brings it (pyproject.toml's optional dependencies; README: Dependencies)."""
+    try:
+        return import_module(module)
+    except ImportError:
+        raise MissingDependency(f"{what} needs {module}: pip install 'grounding[{extra}]'") from None

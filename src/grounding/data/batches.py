@@ -115,7 +115,7 @@ class PairBatches(IterableDataset):
             # each example's crop (and near miss) seeded by its place in the global batch: the same on any rank
             pixels.append(self.transform(image, np.random.default_rng([self.seed, step, 7, source, index])))
             captions.append(caption)
-            scenes.append((sample.scene, source, index))
+            scenes.append((sample.ref.scene, source, index))
         size = self.transform.image_size
         ids, cut = self.tokenizer.tokenize(captions, truncate=True)
         negatives = None

@@ -68,7 +68,7 @@ def emoji_pairs(spec: str) -> list[Pair]:
     data = open_dataset(spec)
     forms = ("the flag of {}", "{} flag") if data.templates == "flags" else \
         ("{}", "an emoji of {}" if "emoji" in spec else "an icon of {}")
-    return [Pair(data.paths[i], [form.format(data.classes[i]) for form in forms], spec)
+    return [Pair(data.images[i].path, [form.format(data.classes[i]) for form in forms], spec)
             for i in training_examples(data)]
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
-from .images import IMAGE_SUFFIXES, listed, load_image
+from .images import IMAGE_SUFFIXES, ImageRef, listed
 from .sources import SOURCES, MissingPackageError
 from .specs import Spec, parse_spec
 from .synthetic import World
@@ -57,10 +57,8 @@ class Dataset:
     keys: list[str]
     targets: list[tuple[int, ...]]
     templates: str = "default"  # the built-in template set that suits it
-    paths: list[Path] | None = None  # image files, or
-    pixels: np.ndarray | None = None  # in-memory uint8 images (N, H, W[, 3]), or
-    scenes: list | None = None  # synthetic scenes, rendered on demand
-    render_size: int = 224
+    images: list[ImageRef] = field(default_factory=list)  # files, in-memory pixels or scenes
+    render_size: int = 224  # of scenes
     notes: list[str] = field(default_factory=list)
     categories: list[str] | None = None  # a group per example (emoji categories)
 
@@ -75,17 +73,12 @@ class Dataset:
         return any(len(t) != 1 for t in self.targets)
 
     def image(self, i: int) -> Image.Image:
-        if self.paths is not None:
-            return load_image(self.paths[i])
-        if self.pixels is not None:
-            return Image.fromarray(self.pixels[i]).convert("RGB")
-        return self.scenes[i].render(self.render_size)
+        return self.images[i].read(self.render_size)
 
     def subset(self, indices: list[int] | np.ndarray, name: str | None = None) -> "Dataset":
         pick = lambda xs: None if xs is None else [xs[i] for i in indices]  # noqa: E731
         return Dataset(name or self.name, self.classes, pick(self.keys), pick(self.targets), self.templates,
-                       pick(self.paths), None if self.pixels is None else self.pixels[np.asarray(indices, int)],
-                       pick(self.scenes), self.render_size, self.notes, pick(self.categories))
+                       pick(self.images), self.render_size, self.notes, pick(self.categories))
 
     def only_categories(self, categories: set[str] | tuple[str, ...]) -> "Dataset":
         """The examples of the given categories, classified among their own labels only."""
@@ -146,7 +139,7 @@ def _folder(spec: Spec) -> Dataset:
             if listed(path):
                 paths.append(path)
                 targets.append((index,))
-    return Dataset(f"folder:{root}", classes, [str(p) for p in paths], targets, paths=paths)
+    return Dataset(f"folder:{root}", classes, [str(p) for p in paths], targets, images=_files(paths))
 
 
 def _csv(spec: Spec) -> Dataset:
@@ -161,7 +154,7 @@ def _csv(spec: Spec) -> Dataset:
     index = {c: i for i, c in enumerate(classes)}
     paths = [(path.parent / row["image"]) for row in rows]
     targets = [tuple(index[x] for x in labels) for labels in label_lists]
-    return Dataset(f"csv:{path}", classes, [str(p) for p in paths], targets, paths=paths)
+    return Dataset(f"csv:{path}", classes, [str(p) for p in paths], targets, images=_files(paths))
 
 
 def _synthetic(spec: Spec) -> Dataset:
@@ -177,8 +170,12 @@ def _synthetic(spec: Spec) -> Dataset:
         scenes, single = world.labelled(seed, per_label)
         targets = [(t,) for t in single]
     keys = [f"synthetic/{seed}/{i:05d}" for i in range(len(scenes))]
-    return Dataset("synthetic", world.labels, keys, targets, templates="synthetic", scenes=scenes,
-                   render_size=spec.option("size", 64))
+    return Dataset("synthetic", world.labels, keys, targets, templates="synthetic",
+                   images=[ImageRef(scene=s) for s in scenes], render_size=spec.option("size", 64))
+
+
+def _files(paths: list[Path]) -> list[ImageRef]:
+    return [ImageRef(p) for p in paths]
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -199,7 +196,7 @@ def _fashion_mnist(spec: Spec) -> Dataset:
     pixels, targets = _read_idx(images), _read_idx(labels)
     keys = [f"fashion-mnist/{split}/{i:05d}" for i in range(len(targets))]
     return Dataset(f"fashion-mnist:{split}", FASHION_CLASSES, keys, [(int(t),) for t in targets],
-                   templates="fashion", pixels=pixels)
+                   templates="fashion", images=[ImageRef(pixels=p, name=k) for p, k in zip(pixels, keys)])
 
 
 def country_names() -> dict[str, str]:
@@ -216,7 +213,7 @@ def _flags(spec: Spec) -> Dataset:
     classes = [names[p.stem] for p in paths]
     skipped = len(list(flags.glob("*.png"))) - len(paths)
     return Dataset("flags", classes, [str(p) for p in paths], [(i,) for i in range(len(paths))], templates="flags",
-                   paths=paths, notes=[f"{skipped} flags without an ISO 3166-1 code (regions, organisations) left out"])
+                   images=_files(paths), notes=[f"{skipped} flags without an ISO 3166-1 code (regions, organisations) left out"])
 
 
 def _emoji(spec: Spec) -> Dataset:
@@ -243,8 +240,8 @@ def _photos(spec: Spec) -> Dataset:
     for package, folder in (("skimage", "data"), ("matplotlib", "mpl-data/sample_data")):
         found = find_spec(package)
         if found is None or found.origin is None:
-            raise MissingPackageError(f"photos: {package} is not installed; pip install scikit-image matplotlib")
+            raise MissingPackageError(f"photos: {package} is not installed; pip install 'grounding[photos]'")
         roots[package] = Path(found.origin).parent / folder
     paths = [roots[name.split("/")[0]] / name.split("/", 1)[1] for name in photos]
     return Dataset(f"photos:{rest}".rstrip(":"), labels, list(photos), [(labels.index(v),) for v in photos.values()],
-                   paths=paths)
+                   images=_files(paths))

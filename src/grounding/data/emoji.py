@@ -23,9 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from .. import cache
-from ..errors import BadInput
+from ..errors import BadInput, need
 from ..files import atomic_path
 from .datasets import Dataset
+from .images import ImageRef
 from .sources import npm_package
 
 VENDORS = ("google", "twitter", "apple", "facebook")
@@ -118,8 +119,7 @@ def _countries(icons: dict) -> dict[str, str]:
 
 
 def _render(body: dict, icons: dict, path: Path, size: int = 128) -> None:
-    import resvg_py
-
+    resvg_py = need("resvg_py", "icons", "rendering Iconify's SVG icons")
     width, height = body.get("width", icons.get("width", 16)), body.get("height", icons.get("height", 16))
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
            f'viewBox="{body.get("left", 0)} {body.get("top", 0)} {width} {height}" width="{size}" '
@@ -133,7 +133,7 @@ def _dataset(name: str, examples: list[tuple[Path, str, str]], templates: str = 
     examples = list({label: (path, label, group) for path, label, group in examples}.values())  # one per name
     paths = [path for path, _, _ in examples]
     return Dataset(name, [label for _, label, _ in examples], [str(p) for p in paths],
-                   [(i,) for i in range(len(examples))], templates=templates, paths=paths,
+                   [(i,) for i in range(len(examples))], templates=templates, images=[ImageRef(p) for p in paths],
                    categories=[group for _, _, group in examples])
 
 

@@ -96,20 +96,71 @@ def _decode(data: bytes, name: str) -> Image.Image:
         raise BadImageError(f"{name}: cannot decode ({e}); the file is truncated or corrupt") from None
 
 
-class SceneOrFile:
-    """The image of a task example (VQA, captioning): its synthetic `scene`, rendered at the
-    size asked for, or else the file at its `path`. Dataclasses that have both fields mix it in."""
+@dataclass(frozen=True)
+class ImageRef:
+    """One image, wherever it lives: a synthetic `scene` (rendered at the size asked for), pixels
+    in memory, encoded bytes, a file at `path`, or a `member` of the tar shard at `path` (its
+    `length` bytes from `offset`). `read()` is the one way every dataset, store and server view
+    gets an image; `key` is what names it in stores and reports (`SHARD.tar:MEMBER` for a tar
+    member), and `from_key` reads such a key back."""
 
-    scene: Scene | None
-    path: Path | None
+    path: Path | None = None
+    scene: Scene | None = None
+    pixels: np.ndarray | None = None  # uint8 (H, W[, 3])
+    data: bytes | None = None
+    member: str | None = None
+    offset: int = 0
+    length: int = 0
+    name: str = ""  # the key of in-memory images
 
-    def image(self, size: int) -> Image.Image:
-        return self.scene.render(size) if self.scene is not None else load_image(self.path)
+    def read(self, size: int = 224) -> Image.Image:
+        """The image in RGB (or BadImageError naming it); `size` is a scene's render size."""
+        if self.scene is not None:
+            return self.scene.render(size)
+        if self.pixels is not None:
+            return Image.fromarray(self.pixels).convert("RGB")
+        if self.data is not None:
+            return decode_image(self.data, self.key)
+        if self.member is not None:
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self.offset)
+                    return decode_image(f.read(self.length), self.key)
+            except FileNotFoundError:
+                raise BadImageError(f"{self.key}: its shard {self.path} is gone") from None
+        return load_image(self.path)
 
     @property
     def key(self) -> str:
-        """What names the example in predictions.jsonl: its file, or its scene's caption."""
-        return str(self.path) if self.path is not None else self.scene.caption()
+        if self.member is not None:
+            return f"{self.path}:{self.member}"
+        if self.path is not None:
+            return str(self.path)
+        return self.scene.caption() if self.scene is not None else self.name
+
+    @classmethod
+    def from_key(cls, key: str) -> ImageRef:
+        """The image a stored key names: a file, or `SHARD.tar:MEMBER` (looked up in the shard)."""
+        shard, tar_member, member = key.partition(".tar:")
+        if not tar_member or Path(key).is_file():
+            return cls(Path(key))
+        import tarfile
+
+        path = Path(shard + ".tar")
+        try:
+            with tarfile.open(path) as tar:
+                info = tar.getmember(member)
+        except (OSError, tarfile.TarError, KeyError) as e:
+            raise BadImageError(f"{key}: cannot find {member} in the shard {path} ({e})") from None
+        return cls(path, member=member, offset=info.offset_data, length=info.size)
+
+    def thumbnail(self, size: int = 160, format: str = "JPEG") -> bytes:
+        """The image shrunk to fit size x size, encoded (JPEG for the server, PNG for reports)."""
+        image = self.read()
+        image.thumbnail((size, size))
+        out = io.BytesIO()
+        image.save(out, format, **({"quality": 85} if format == "JPEG" else {}))
+        return out.getvalue()
 
 
 def flatten(image: Image.Image) -> Image.Image:
@@ -163,17 +214,21 @@ class Preprocess:
 
 
 class ImageList:
-    """Images read on demand from a list of paths (or of other items, with their `read`), the
-    source `DecodedImages` decodes in worker processes."""
+    """Images read on demand (scenes rendered at `size`), the source `DecodedImages` decodes in
+    worker processes; datasets and retrieval pairs are such sources too."""
 
-    def __init__(self, items: list, read=None):
-        self.items, self.read = items, read or load_image
+    def __init__(self, refs: list[ImageRef], size: int = 224):
+        self.refs, self.size = refs, size
+
+    @classmethod
+    def of_paths(cls, paths: list[Path]) -> ImageList:
+        return cls([ImageRef(Path(p)) for p in paths])
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.refs)
 
     def image(self, i: int) -> Image.Image:
-        return self.read(self.items[i])
+        return self.refs[i].read(self.size)
 
 
 class DecodedImages:

@@ -7,23 +7,23 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from ..errors import NotFound
 from ..files import read_csv_rows
-from .images import decode_image, listed, load_image
+from .images import ImageRef, listed
 from .pairs import listed_pairs
 from .specs import expand_braces, parse_spec
 
 
 @dataclass(frozen=True)
 class Item:
-    key: str  # the path, or SHARD:KEY inside a tar
-    path: str  # the file, or the tar holding it
-    member: str | None = None  # the image's name inside the tar,
-    offset: int = 0  # where its bytes start in the tar,
-    size: int = 0  # and how many there are
+    """An image of a collection, and its caption if the collection has one."""
+
+    ref: ImageRef
     caption: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.ref.key
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -58,15 +58,14 @@ def list_items(text: str) -> list[Item]:
         root = Path(spec.argument)
         if not root.is_dir():
             raise NotFound(f"{root}: no such folder")
-        return [Item(str(p), str(p)) for p in sorted(root.rglob("*")) if listed(p)]
+        return [Item(ImageRef(p)) for p in sorted(root.rglob("*")) if listed(p)]
     if spec.kind == "csv":
         path = Path(spec.argument)
         rows = read_csv_rows(path, {"image"}, "csv:PATH wants an 'image' column, and optionally 'caption'")
-        return [Item(str(path.parent / r["image"]), str(path.parent / r["image"]), caption=r.get("caption"))
-                for r in rows]
+        return [Item(ImageRef(path.parent / r["image"]), r.get("caption")) for r in rows]
     if spec.kind == "tar":
         return [item for shard in expand_braces(spec.argument) for item in _tar_items(Path(shard))]
-    return [Item(str(p.image), str(p.image), caption=(p.captions or [None])[0]) for p in listed_pairs(text)]
+    return [Item(ImageRef(p.image), (p.captions or [None])[0]) for p in listed_pairs(text)]
 
 
 def _tar_items(shard: Path) -> list[Item]:
@@ -76,13 +75,5 @@ def _tar_items(shard: Path) -> list[Item]:
         members = [m for m in tar.getmembers() if m.isfile()]
         captions = {m.name.rsplit(".", 1)[0]: tar.extractfile(m).read().decode("utf-8").strip()
                     for m in members if m.name.endswith(".txt")}
-    return [Item(f"{shard}:{m.name}", str(shard), m.name, m.offset_data, m.size, captions.get(m.name.rsplit(".", 1)[0]))
-            for m in members if listed(m.name)]
-
-
-def read_image(item: Item) -> Image.Image:
-    if item.member is None:
-        return load_image(item.path)
-    with open(item.path, "rb") as f:
-        f.seek(item.offset)
-        return decode_image(f.read(item.size), item.key)
+    return [Item(ImageRef(shard, member=m.name, offset=m.offset_data, length=m.size),
+                 captions.get(m.name.rsplit(".", 1)[0])) for m in members if listed(m.name)]

@@ -32,9 +32,9 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, NotFound, need
 from ..files import read_csv_rows
-from .images import IMAGE_SUFFIXES, VECTOR_SUFFIXES, BadImageError, decode_image, listed, load_image
+from .images import IMAGE_SUFFIXES, VECTOR_SUFFIXES, BadImageError, ImageRef, listed
 from .specs import Spec, expand_braces, parse_mixture
 from .streams import ListStream, split_off
 from .synthetic import Scene, World
@@ -54,19 +54,16 @@ class Sample:
     """One drawn example, not yet decoded: `image()` decodes it (or raises BadImageError), and
     `captions` are its candidate captions (empty when none is usable; `problem` then says why)."""
 
-    key: str
+    ref: ImageRef
     captions: list[str]
-    scene: Scene | None = None
-    path: Path | None = None
-    data: bytes | None = None
     problem: str = ""
 
+    @property
+    def key(self) -> str:
+        return self.ref.key
+
     def image(self, size: int) -> Image.Image:
-        if self.scene is not None:
-            return self.scene.render(size)
-        if self.path is not None:
-            return load_image(self.path)
-        return decode_image(self.data or b"", self.key)
+        return self.ref.read(size)
 
 
 def clean_captions(texts: list[str]) -> list[str]:
@@ -98,7 +95,7 @@ class ListSource:
     def draw(self, seed: int, step: int, n: int) -> list[Sample]:
         if self._stream is None or self._stream.seed != seed:
             self._stream = ListStream(self.pairs, seed)
-        return [Sample(str(p.image), p.captions, path=p.image) for p in self._stream.batch(step, n)]
+        return [Sample(ImageRef(p.image), p.captions) for p in self._stream.batch(step, n)]
 
 
 class SyntheticSource:
@@ -119,7 +116,7 @@ class SyntheticSource:
         return self.world.batch(seed, 0, count, split="held_out") if count > 0 else []
 
     def draw(self, seed: int, step: int, n: int) -> list[Sample]:
-        return [Sample(s.caption(), [s.caption()], scene=s) for s in self.world.batch(seed, step, n, split="train")]
+        return [Sample(ImageRef(scene=s), [s.caption()]) for s in self.world.batch(seed, step, n, split="train")]
 
 
 @dataclass
@@ -158,7 +155,7 @@ class ShardSource:
     def samples(self, seed: int, stream: int, streams: int, position: StreamPosition,
                 problems: list[dict]) -> Iterator[tuple[Sample, StreamPosition]]:
         """This stream's samples from `position` on, endlessly; unreadable shards go to `problems`."""
-        import webdataset as wds
+        wds = need("webdataset", "shards", "reading tar shards")
 
         def note(error: Exception) -> bool:
             where = str(error.args[-1] if error.args else "") or self.name  # webdataset puts the shard last
@@ -194,8 +191,8 @@ def _tar_sample(raw: dict) -> Sample:
     key = f"{raw.get('__url__', '')}:{raw.get('__key__', '')}"
     images = [k for k in raw if "." + k.lower().rsplit(".", 1)[-1] in IMAGE_SUFFIXES]
     if not images:
-        return Sample(key, [], problem=f"{key}: no image member (found {', '.join(k for k in raw if k[0] != '_')})")
-    sample = Sample(f"{key}.{images[0]}", [], data=raw[images[0]])
+        return Sample(ImageRef(name=key), [], problem=f"{key}: no image member (found {', '.join(k for k in raw if k[0] != '_')})")
+    sample = Sample(ImageRef(data=raw[images[0]], name=f"{key}.{images[0]}"), [])
     text = raw.get("txt")
     if text is None:
         sample.problem = f"{sample.key}: no .txt caption beside the image"

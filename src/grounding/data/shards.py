@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rich.progress import Progress
-
-from ..errors import BadInput
+from ..errors import BadInput, need
 from ..files import folder_lock, refuse_foreign, write_json_atomic
+from ..progress import Progress
 from .images import BadImageError, load_image
 from .pairs import listed_pairs
 
@@ -25,19 +24,17 @@ MANIFEST = "manifest.json"
 def write_shards(spec: str, out: str | Path, shard_size: int = 1000, show_progress: bool = True) -> dict:
     """Writes the pairs of `spec` into shards of `shard_size` samples in `out` (a new or empty
     folder, locked while it runs); returns the manifest."""
-    import webdataset as wds
-
+    wds = need("webdataset", "shards", "grounding data shard")
     if shard_size < 1:
         raise BadInput(f"--shard-size {shard_size}: a shard holds at least 1 sample")
     out = Path(out)
     refuse_foreign(out, False, set(), "shards go into a new or empty folder of their own")
     pairs = listed_pairs(spec)
     shards, skipped, written = [], [], 0
-    with folder_lock(out, "grounding data shard"), Progress(disable=not show_progress) as progress:
-        task = progress.add_task("shard", total=len(pairs))
+    with folder_lock(out, "grounding data shard"), Progress("shard", len(pairs), show=show_progress) as progress:
         sink, count = None, 0
         for pair in pairs:
-            progress.advance(task)
+            progress.advance()
             try:
                 load_image(pair.image)  # only images that decode go in
             except BadImageError as e:

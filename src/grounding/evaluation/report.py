@@ -97,12 +97,8 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _thumbnail(dataset: Dataset, index: int, size: int = 160) -> str:
-    image = dataset.image(index)
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+def _thumbnail(dataset: Dataset, index: int) -> str:
+    return base64.b64encode(dataset.images[index].thumbnail(format="PNG")).decode()
 
 
 def confusion_plot(dataset: Dataset, predictions: Predictions) -> str:

@@ -21,7 +21,7 @@ import torch
 from tokenizers import Regex, normalizers, processors
 from torch import nn
 
-from ..errors import BadInput
+from ..errors import BadInput, need
 from ..files import atomic_path, write_json_atomic
 from ..models import CLIP
 
@@ -44,6 +44,9 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
     """Writes the encoders, the tokenizer and the preprocessing into `out`; returns the files."""
     if format not in FORMATS:
         raise BadInput(f"unknown export format {format!r}: use {' or '.join(FORMATS)}")
+    if format == "onnx":  # torch's exporter writes with these
+        need("onnx", "export", "ONNX export")
+        need("onnxscript", "export", "ONNX export")
     if model.config.text.kind == "lstm":
         raise BadInput("an LSTM text tower does not export (its packed sequences have no graph form); export "
                        "a model with a Transformer or MiniLM text tower")

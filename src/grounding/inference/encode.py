@@ -8,12 +8,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..data.images import BATCH_SIZE, WORKERS, image_loader
 from .templates import TEMPLATE_SETS, prompts
 from ..files import cached_array
 from ..models import CLIP
+from ..progress import Progress
 from ..runtime import device_of, dtype_of
 from .scores import classifier_path, probabilities
 
@@ -37,15 +37,13 @@ def encode_images(model: CLIP, images, batch_size: int = BATCH_SIZE, workers: in
     """Batch by batch over `images` (anything with `len` and `.image(i)`: a dataset, an
     ImageList): the unit features of the readable images (None if none were), their indices, and
     the messages of the unreadable ones."""
-    columns = [TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     device = device_of(model)
-    with Progress(*columns, disable=not show_progress) as progress:
-        task = progress.add_task("encode", total=len(images))
+    with Progress("encode", len(images), show=show_progress) as progress:
         for pixels, index, errors in image_loader(images, model.preprocess, batch_size, workers):
             ok = torch.tensor([not e for e in errors], dtype=torch.bool)
             features = model.encode_image(pixels[ok].to(device), normalize=True) if ok.any() else None
             yield features, index[ok].numpy(), [e for e in errors if e]
-            progress.advance(task, len(index))
+            progress.advance(len(index))
 
 
 def logits(model: CLIP, image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:

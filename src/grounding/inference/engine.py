@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from importlib.util import find_spec
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -69,7 +70,7 @@ class TorchClassifier:
 
         workers = workers if len(paths) > batch_size else 0  # one batch: no worker start-up to pay
         start = 0
-        for features, index, errors in encode_images(self.model, ImageList(paths), batch_size, workers):
+        for features, index, errors in encode_images(self.model, ImageList.of_paths(paths), batch_size, workers):
             read = {} if features is None else dict(zip(index.tolist(), probabilities(
                 logits(self.model, features, classifier).cpu().numpy(), self.model.activation)))
             unread = iter(errors)  # one message per unreadable image, in order
@@ -81,7 +82,8 @@ class TorchClassifier:
         """After a run of the built-in model: its exported copy is made, once, so that later small
         runs start without PyTorch (`note` says so). Nothing for other models, or where the job
         asked for what only PyTorch does."""
-        if not self.makes_copy or self.spec not in BUILTIN or onnx.is_exported(onnx.builtin_copy(self.spec)):
+        if not self.makes_copy or self.spec not in BUILTIN or onnx.is_exported(onnx.builtin_copy(self.spec)) \
+                or not all(find_spec(name) for name in ("onnx", "onnxscript")):  # the export extra makes it
             return  # (a damaged copy is removed, to be made again, where a small run opens it)
         note("preparing the built-in model for onnxruntime, once (about 20 s): later runs of up to a batch of "
              "images start without PyTorch")

@@ -35,10 +35,10 @@ def towers_for(options: TaskOptions) -> tuple[ModelConfig, Tokenizer, nn.Module 
 
 
 def pixels_of(model: nn.Module, examples: Sequence) -> torch.Tensor:
-    """The examples' images (see data.images.SceneOrFile) at the model's size, preprocessed, as
-    one batch."""
+    """The examples' images (each example's `ref`, an ImageRef) at the model's size,
+    preprocessed, as one batch."""
     size = model.config.towers.vision.image_size
-    return torch.stack([model.preprocess(e.image(size)) for e in examples]).to(device_of(model))
+    return torch.stack([model.preprocess(e.ref.read(size)) for e in examples]).to(device_of(model))
 
 
 def copy_towers(model: nn.Module, clip: nn.Module) -> None:

@@ -160,7 +160,7 @@ class CachedFeed(PairFeed):
         """Every image's backbone features (NaN rows for the unreadable ones), and why each of
         those could not be read."""
         paths = [Path(k) for group in images.values() for k in group]
-        data = DecodedImages(ImageList(paths), self.model.preprocess)
+        data = DecodedImages(ImageList.of_paths(paths), self.model.preprocess)
 
         def compute(offset: int) -> Callable[[int, int], torch.Tensor]:
             def rows_of(start: int, stop: int) -> torch.Tensor:

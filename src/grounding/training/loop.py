@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from ..errors import MissingDependency
 from ..files import write_json_atomic
+from ..progress import Progress
 from .checkpoint import TRAIN_FILE, RunFolder
 from .distributed import World
 from .lock import freeze_locked_batch_norms
@@ -61,7 +61,8 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
     if data is not None and data_state:
         data.load_state(data_state)
     writer = _tensorboard(run.out) if cfg.tensorboard and world.main else None
-    report = _Reporter(label, unit, start, cfg, show_progress and world.main)
+    report = Progress(f"{label} step", cfg.steps, start, show_progress and world.main, cfg.log_every,
+                      stream=sys.stdout, always_end=True)
     stop = _StopOnInterrupt()
     step, saved = start, start
     save_every = min(cfg.save_every, max(1, cfg.steps // MIN_CHECKPOINTS))
@@ -90,7 +91,8 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                     for key, value in row.items():
                         if key != "step" and isinstance(value, (int, float)):
                             writer.add_scalar(key, value, row["step"])
-                report.update(step + 1, loss, lr, extra, rate)
+                numbers = (f"{k} {v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
+                report.update(step + 1, "  ".join([f"loss {loss:.3f}", f"lr {lr:.2e}", *numbers, f"{rate:.0f} {unit}/s"]))
                 if (step + 1) % save_every == 0 or step + 1 == cfg.steps or stopping or validated:
                     state = data.state() if data else None  # every rank: a data state may gather all ranks'
                     if world.main:
@@ -148,48 +150,6 @@ class _StopOnInterrupt:
     def restore(self) -> None:
         for sig, previous in self.previous.items():
             signal.signal(sig, previous)
-
-
-class _Reporter:
-    """A live progress bar on a terminal; elsewhere (CI, nohup, a log file) a plain line every
-    `log_every` seconds and at the end, so a long run is never silent."""
-
-    def __init__(self, label: str, unit: str, start: int, cfg: LoopConfig, show: bool):
-        self.label, self.unit, self.start, self.total, self.every = label, unit, start, cfg.steps, cfg.log_every
-        self.show, self.live = show, show and sys.stdout.isatty()
-        self.began = self.last = time.perf_counter()
-        self.progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), disable=not self.live)
-        self.task = None
-
-    def __enter__(self):
-        self.progress.__enter__()
-        self.task = self.progress.add_task(self.label, total=self.total, completed=self.start, stats="")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
-
-    def update(self, done: int, loss: float, lr: float, extra: dict, rate: float) -> None:
-        numbers = (f"{k} {v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
-        shown = [f"loss {loss:.3f}", f"lr {lr:.2e}", *numbers, f"{rate:.0f} {self.unit}/s"]
-        if self.live:
-            self.progress.update(self.task, completed=done, stats="  ".join(shown))
-            return
-        now = time.perf_counter()
-        if not self.show or (now - self.last < self.every and done != self.total):
-            return
-        self.last = now
-        per_step = (now - self.began) / max(1, done - self.start)
-        eta = per_step * (self.total - done)
-        print(f"{self.label} step {done}/{self.total}  " + "  ".join(shown) + f"  eta {_duration(eta)}", flush=True)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _tensorboard(out: Path):

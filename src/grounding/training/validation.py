@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import open_dataset
-from ..data.images import ImageList, load_image
+from ..data.images import ImageList, ImageRef
 from ..data.pairs import Pair
 from ..errors import BadInput
 from ..evaluation.metrics import rank_summary, topk_accuracy
@@ -38,9 +38,8 @@ class Validation:
                 raise BadInput(f"--eval-data {cfg.eval_data}: no examples")
             self.dataset = dataset
         held = [example for part in held_out for example in part]
-        size = model.config.vision.image_size
-        read = lambda e: load_image(e.image) if isinstance(e, Pair) else e.render(size)  # noqa: E731
-        self.pairs = ImageList(held, read) if len(held) >= 2 else None
+        refs = [ImageRef(e.image) if isinstance(e, Pair) else ImageRef(scene=e) for e in held]
+        self.pairs = ImageList(refs, model.config.vision.image_size) if len(held) >= 2 else None
         self.captions = [e.captions[0] if isinstance(e, Pair) else e.caption() for e in held]
 
     @torch.no_grad()

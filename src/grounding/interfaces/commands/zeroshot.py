@@ -70,14 +70,11 @@ def classify(
     when some images could not be read (each is named on stderr)."""
     import csv
     import json
-    import time
-
-    from rich.console import Console
-    from rich.progress import Progress
 
     from ...data.inputs import expand_inputs
     from ...inference.engine import Request, open_classifier
     from ...inference.templates import resolve_templates
+    from ...progress import Progress
 
     if json_output and csv_output:
         raise typer.BadParameter("give --json or --csv, not both")
@@ -93,14 +90,12 @@ def classify(
     writer = csv.writer(sys.stdout) if csv_output else None
     if writer:
         writer.writerow(["path", *(f"{what}_{r}" for r in range(1, k + 1) for what in ("label", "probability"))])
-    began, failed = time.perf_counter(), 0
-    progress = Progress(console=Console(stderr=True), transient=True)
-    task = progress.add_task("classify", total=len(paths), visible=False)
-    with progress:
-        for done, (path, probs, error) in enumerate(results, 1):
-            progress.update(task, completed=done, visible=time.perf_counter() - began > 2)  # only when it takes time
+    failed = 0
+    with Progress("classify", len(paths), after=2) as progress:  # a bar only when it takes time
+        for path, probs, error in results:
+            progress.advance()
             if error:
-                progress.console.print(f"skipped: {error}", markup=False, highlight=False, soft_wrap=True)
+                progress.say(f"skipped: {error}")
                 failed += 1
                 continue
             top = [(names[i], float(probs[i])) for i in probs.argsort()[::-1][:k]]

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import io
 import secrets
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import lru_cache, partial
@@ -216,13 +215,13 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     @app.post("/ground", dependencies=guarded)
     async def ground(image: UploadFile = File(...), phrase: str = Form(..., min_length=1, max_length=300)) -> dict:
         """Where in the image a phrase is: the strongest box and a heat map PNG (as a data URL)."""
-        from ...tasks.phrase_grounding.locate import ground as locate
+        from ...tasks.phrase_grounding.locate import ground as locate, overlay
 
         if not phrase.strip():
             raise HTTPException(400, "an empty phrase: say what to look for")
         picture = await read_image(image)
         heat, box, view = await models.run(torch.no_grad()(locate), models.clip, picture, phrase)
-        png = await asyncio.to_thread(_overlay_png, view, heat, box)
+        png = await asyncio.to_thread(lambda: _png(overlay(view, heat, box)))
         return {"phrase": phrase, "box": list(box), "view_size": view.size[0],
                 "heatmap": "data:image/png;base64," + base64.b64encode(png).decode()}
 
@@ -273,33 +272,17 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     return app
 
 
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
 @lru_cache(maxsize=2048)
-def _thumbnail(key: str, size: int = 160) -> bytes:
-    """A JPEG of a store's item: a file, or SHARD:MEMBER inside a webdataset tar."""
-    from ...data.images import decode_image, load_image
+def _thumbnail(key: str) -> bytes:
+    """A JPEG of a store's item (a file, or a member of a webdataset tar), kept for the next ask."""
+    from ...data.images import ImageRef
 
-    if Path(key).is_file():
-        image = load_image(key)
-    else:
-        shard, member = key.rsplit(":", 1)
-        with tarfile.open(shard) as tar:
-            image = decode_image(tar.extractfile(member).read(), key)
-    image.thumbnail((size, size))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=85)
-    return out.getvalue()
+    return ImageRef.from_key(key).thumbnail()
 
 
-def _overlay_png(view: Image.Image, heat: np.ndarray, box: tuple[int, int, int, int]) -> bytes:
-    """The model's view with the heat map over it (inferno colours) and the box in green."""
-    from matplotlib import colormaps
-    from PIL import ImageDraw
-
-    span = heat.max() - heat.min()
-    scaled = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
-    colours = Image.fromarray((colormaps["inferno"](scaled)[..., :3] * 255).astype(np.uint8))
-    blended = Image.blend(view.convert("RGB"), colours.resize(view.size, Image.BICUBIC), 0.55)
-    ImageDraw.Draw(blended).rectangle(box, outline=(0, 255, 0), width=2)
-    out = io.BytesIO()
-    blended.save(out, "PNG")
-    return out.getvalue()

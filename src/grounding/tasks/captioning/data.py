@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from ...data.images import SceneOrFile
+from ...data.images import ImageRef
 from ...data.specs import parse_spec
 from ...data.streams import ListStream, split_off
-from ...data.synthetic import Scene, World
+from ...data.synthetic import World
 
 
 @dataclass
-class CaptionExample(SceneOrFile):
+class CaptionExample:
     captions: list[str]
-    scene: Scene | None = None
-    path: Path | None = None
+    ref: ImageRef = ImageRef()  # its scene or its file; ref.key names it in predictions.jsonl
 
 
 def normalise_caption(text: str) -> str:
@@ -31,14 +29,14 @@ class SyntheticCaptions:
 
     def batch(self, step: int, size: int) -> list[CaptionExample]:
         scenes = self.world.batch(self.seed, step, size, self.split)
-        return [CaptionExample([s.caption()], scene=s) for s in scenes]
+        return [CaptionExample([s.caption()], ImageRef(scene=s)) for s in scenes]
 
 
 def caption_examples(spec: str) -> list[CaptionExample]:
     """The captioned images of a training-pairs SPEC that lists them (csv:PATH, tuxpaint, ...)."""
     from ...data.pairs import listed_pairs
 
-    return [CaptionExample(p.captions, path=p.image) for p in listed_pairs(spec)]
+    return [CaptionExample(p.captions, ImageRef(p.image)) for p in listed_pairs(spec)]
 
 
 def open_captions(spec: str, seed: int = 0, held_out: float = 0.2

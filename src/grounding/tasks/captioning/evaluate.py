@@ -52,7 +52,7 @@ def evaluate_captions(model, examples: list[CaptionExample], pool: list[CaptionE
     if out is not None:
         out = Path(out)
         write_json_atomic(out / "summary.json", summary)
-        records = [{"image": e.key, "references": e.captions, "generated": text} for e, text in zip(examples, generated)]
+        records = [{"image": e.ref.key, "references": e.captions, "generated": text} for e, text in zip(examples, generated)]
         if nn_captions is not None:
             for record, caption in zip(records, nn_captions):
                 record["nearest_neighbour"] = caption

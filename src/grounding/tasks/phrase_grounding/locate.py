@@ -19,10 +19,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 from ...errors import BadInput  # noqa: E402
 from ...files import save_figure  # noqa: E402
@@ -124,16 +126,25 @@ def ground(model: CLIP, image: Image.Image, phrase: str, method: str = "occlusio
     return heat, strongest_box(heat), Image.fromarray(view)
 
 
+def overlay(view: Image.Image, heat: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
+    """The model's view with the heat map over it (inferno colours, min to max) and the box in green."""
+    span = heat.max() - heat.min()
+    scaled = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    colours = Image.fromarray((colormaps["inferno"](scaled)[..., :3] * 255).astype(np.uint8))
+    blended = Image.blend(view.convert("RGB"), colours.resize(view.size, Image.BICUBIC), 0.55)
+    ImageDraw.Draw(blended).rectangle(box, outline=(0, 255, 0), width=2)
+    return blended
+
+
 def save_overlay(view: Image.Image, heat: np.ndarray, box: tuple[int, int, int, int], phrase: str,
                  path: str | Path) -> Path:
+    """The view beside its overlay, with the heat map's scale."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
     axes[0].imshow(view)
-    x0, y0, x1, y1 = box
-    axes[0].add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="lime", linewidth=2))
     axes[0].set_title(f'"{phrase}"')
-    axes[1].imshow(view)
-    shown = axes[1].imshow(heat, cmap="inferno", alpha=0.6)
-    fig.colorbar(shown, ax=axes[1], fraction=0.046)
+    axes[1].imshow(overlay(view, heat, box))
+    scale = plt.cm.ScalarMappable(Normalize(float(heat.min()), float(heat.max())), "inferno")
+    fig.colorbar(scale, ax=axes[1], fraction=0.046)
     axes[1].set_title("where the phrase is (heat)")
     for ax in axes:
         ax.axis("off")

@@ -8,22 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ...data.images import BATCH_SIZE, WORKERS, ImageList
-from ...data.inputs import list_items, read_image
+from ...data.inputs import list_items
 from ...errors import BadInput, NotFound
 from ...files import folder_lock
 from ...inference.encode import encode_images, encode_texts
 from ...models import CLIP
+from ...progress import Progress
 from ...saved import fingerprint, reference
 from .store import Store, items_manifest
-
-
-def _progress() -> Progress:
-    columns = [TextColumn("[bold]embed"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} items/s"), TimeRemainingColumn()]
-    return Progress(*columns)
 
 
 def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size: int = 4096,
@@ -45,21 +39,19 @@ def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: st
                  "embed_dim": model.config.embed_dim, "shard_size": shard_size, **items_manifest([i.key for i in items])})
     starts = range(0, len(items), shard_size)
     todo = [s for s in starts if not store.done(s // shard_size)]
-    with _progress() as progress:
-        task = progress.add_task("embed", total=len(items), completed=len(items) - sum(
-            min(shard_size, len(items) - s) for s in todo), rate="-", visible=show_progress)
+    done = len(items) - sum(min(shard_size, len(items) - s) for s in todo)
+    with Progress("embed", len(items), done, show_progress) as progress:
         began, count = time.perf_counter(), 0
         for start in todo:
             shard = items[start:start + shard_size]
             vectors, keep, skipped = [], [], []
-            for features, index, errors in encode_images(model, ImageList(shard, read_image), batch_size, workers):
+            for features, index, errors in encode_images(model, ImageList([i.ref for i in shard]), batch_size, workers):
                 if features is not None:
                     vectors.append(features.cpu().numpy())
                     keep += index.tolist()
                 skipped += errors
                 count += len(index) + len(errors)
-                progress.update(task, advance=len(index) + len(errors),
-                                rate=f"{count / (time.perf_counter() - began):.1f}")
+                progress.advance(len(index) + len(errors), f"{count / (time.perf_counter() - began):.1f} items/s")
             dim = model.config.embed_dim
             store.write_shard(start // shard_size, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
                               [shard[i].key for i in keep], [shard[i].caption for i in keep], skipped)
@@ -86,12 +78,11 @@ def _embed_texts(model: CLIP, texts: list[str], texts_file: Path, out: Path, mod
     store.begin({"kind": "text", "source": str(texts_file), "model": reference(model_name),
                  "model_fingerprint": fingerprint(model), "embed_dim": model.config.embed_dim,
                  "shard_size": shard_size, **items_manifest(texts)})
-    with _progress() as progress:
-        task = progress.add_task("embed", total=len(texts), rate="-", visible=show_progress)
+    with Progress("embed", len(texts), show=show_progress) as progress:
         for start in range(0, len(texts), shard_size):
             shard = texts[start:start + shard_size]
             if not store.done(start // shard_size):
                 vectors = encode_texts(model, shard, batch_size).cpu().numpy()
                 store.write_shard(start // shard_size, vectors, shard, list(shard), [])
-            progress.update(task, advance=len(shard))
+            progress.advance(len(shard))
     return store

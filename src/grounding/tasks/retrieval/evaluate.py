@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...data.images import WORKERS, load_image
+from ...data.images import WORKERS, ImageList, ImageRef
 from ...data.pairs import clean_captions, listed_pairs
 from ...data.specs import parse_spec
 from ...data.synthetic import World
@@ -17,18 +17,12 @@ from ...files import write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
 
 
-class Pairs:
+class Pairs(ImageList):
     """Images with one caption each, read lazily by worker processes."""
 
-    def __init__(self, keys: list[str], captions: list[str], paths: list[Path] | None = None, scenes=None,
-                 size: int = 64):
-        self.keys, self.captions, self.paths, self.scenes, self.size = keys, captions, paths, scenes, size
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def image(self, i: int):
-        return load_image(self.paths[i]) if self.paths is not None else self.scenes[i].render(self.size)
+    def __init__(self, keys: list[str], captions: list[str], refs: list[ImageRef], size: int = 224):
+        super().__init__(refs, size)
+        self.keys, self.captions = keys, captions
 
 
 def retrieval_pairs(spec: str) -> Pairs:
@@ -44,11 +38,11 @@ def retrieval_pairs(spec: str) -> Pairs:
             if scene.caption() not in seen:  # a caption shared by two images has no single right answer
                 seen.add(scene.caption())
                 scenes.append(scene)
-        return Pairs([f"synthetic/{seed}/{i:05d}" for i in range(n)], [s.caption() for s in scenes], scenes=scenes,
-                     size=parsed.option("size", 64))
+        return Pairs([f"synthetic/{seed}/{i:05d}" for i in range(n)], [s.caption() for s in scenes],
+                     [ImageRef(scene=s) for s in scenes], size=parsed.option("size", 64))
     pairs = [p for p in listed_pairs(spec) if clean_captions(p.captions)]
     return Pairs([str(p.image) for p in pairs], [clean_captions(p.captions)[0] for p in pairs],
-                 paths=[p.image for p in pairs])
+                 [ImageRef(p.image) for p in pairs])
 
 
 @torch.no_grad()

@@ -16,10 +16,9 @@ import os
 import shutil
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from ...errors import BadInput, NotFound
+from ...errors import BadInput, NotFound, need
 from ...files import folder_lock, write_json_atomic
 from .store import Store
 
@@ -32,7 +31,12 @@ def choose_kind(count: int) -> str:
     return "flat" if count <= EXACT_LIMIT else "hnsw"
 
 
-def make_index(vectors: np.ndarray, kind: str) -> faiss.Index:
+def _faiss():
+    return need("faiss", "search", "a vector index")
+
+
+def make_index(vectors: np.ndarray, kind: str):
+    faiss = _faiss()
     dim = vectors.shape[1]
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
@@ -61,6 +65,7 @@ def make_index(vectors: np.ndarray, kind: str) -> faiss.Index:
 
 def build_index(folder: Path, kind: str | None = None) -> dict:
     """Builds the store's index (the store is locked while it runs)."""
+    _faiss()  # a missing extra is said before any work
     Store(Path(folder)).manifest  # a folder that is not a store: say so before locking (which makes it)
     with folder_lock(folder, "grounding index build"):
         return _build_index(Path(folder), kind)
@@ -77,7 +82,7 @@ def _build_index(folder: Path, kind: str | None) -> dict:
     final, staging, old = store.folder / "index", store.folder / ".index-new", store.folder / ".index-old"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    faiss.write_index(index, str(staging / "index.faiss"))
+    _faiss().write_index(index, str(staging / "index.faiss"))
     write_json_atomic(staging / "items.json", {"keys": keys, "captions": captions})
     meta = {"kind": kind, "count": len(keys), "embed_dim": int(vectors.shape[1]), "store": manifest}
     write_json_atomic(staging / "meta.json", meta)
@@ -100,6 +105,7 @@ class Index:
         self.meta = json.loads((folder / "meta.json").read_text())
         items = json.loads((folder / "items.json").read_text())
         self.keys, self.captions = items["keys"], items["captions"]
+        faiss = _faiss()
         self.index = faiss.read_index(str(folder / "index.faiss"))
         if self.meta["kind"] == "hnsw":
             faiss.downcast_index(self.index).hnsw.efSearch = HNSW_EF_SEARCH

@@ -3,7 +3,6 @@ contact sheet of the hits."""
 from __future__ import annotations
 
 import math
-import tarfile
 import textwrap
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from ...data.images import decode_image, load_image
+from ...data.images import ImageRef, load_image
 from ...errors import BadInput
 from ...files import atomic_path
 from ...inference.encode import encode_texts
@@ -38,14 +37,6 @@ def search(model: CLIP, index: Index, k: int, texts: list[str] | None = None,
     return index.search(encode_queries(model, texts, images), k)
 
 
-def _open(key: str) -> Image.Image:
-    if ".tar:" in key:  # a member of a webdataset shard
-        shard, member = key.split(".tar:", 1)
-        with tarfile.open(shard + ".tar") as tar:
-            return decode_image(tar.extractfile(member).read(), key)
-    return load_image(key)
-
-
 def contact_sheet(hits: list[tuple[str, float]], query: str, path: Path, kind: str = "image",
                   thumb: int = 160, columns: int = 5) -> Path:
     """The hits in a grid, each captioned with its rank and score (texts drawn as cards)."""
@@ -57,7 +48,7 @@ def contact_sheet(hits: list[tuple[str, float]], query: str, path: Path, kind: s
     for n, (key, score) in enumerate(hits):
         x, y = (n % columns) * thumb, head_h + (n // columns) * (thumb + label_h)
         if kind == "image":
-            image = ImageOps.contain(_open(key), (thumb - 8, thumb - 8))
+            image = ImageOps.contain(ImageRef.from_key(key).read(), (thumb - 8, thumb - 8))
             sheet.paste(image, (x + (thumb - image.width) // 2, y + (thumb - image.height) // 2))
         else:
             draw.rectangle((x + 4, y + 4, x + thumb - 4, y + thumb - 4), outline="grey")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...data.images import SceneOrFile
+from ...data.images import ImageRef
 from ...data.specs import parse_spec
 from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
@@ -23,12 +23,11 @@ SYNTHETIC_ANSWERS = [*NUMBER_WORDS, *COLOURS, *SHAPES, "yes", "no"]
 
 
 @dataclass
-class QAExample(SceneOrFile):
+class QAExample:
     question: str
     answers: dict[str, float]  # answer -> score in [0, 1]
     qtype: str = ""
-    scene: Scene | None = None
-    path: Path | None = None
+    ref: ImageRef = ImageRef()  # its scene or its file; ref.key names it in predictions.jsonl
 
 
 def pick_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
@@ -57,7 +56,7 @@ class SyntheticQA:
         for _ in range(size):
             scene = self.world.sample(rng, self.split)
             q, a, t = pick_question(scene, rng)
-            examples.append(QAExample(q, {a: 1.0}, t, scene=scene))
+            examples.append(QAExample(q, {a: 1.0}, t, ImageRef(scene=scene)))
         return examples
 
 
@@ -67,7 +66,7 @@ def csv_questions(path: str | Path) -> list[QAExample]:
     path = Path(path)
     rows = read_csv_rows(path, {"image", "question", "answer"}, "columns image,question,answer[,type]")
     return [QAExample(r["question"], vqa_soft_scores(r["answer"].split("|")), r.get("type", "") or "",
-                      path=path.parent / r["image"]) for r in rows]
+                      ImageRef(path.parent / r["image"])) for r in rows]
 
 
 class ListQA(ListStream[QAExample]):

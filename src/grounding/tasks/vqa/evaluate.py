@@ -59,7 +59,7 @@ def evaluate_vqa(model, examples: list[QAExample], out: str | Path | None = None
         out = Path(out)
         write_json_atomic(out / "summary.json", summary)
         top = probs.topk(min(3, len(answers)), dim=1)
-        records = [{"image": e.key, "question": e.question, "type": e.qtype, "answers": e.answers,
+        records = [{"image": e.ref.key, "question": e.question, "type": e.qtype, "answers": e.answers,
                     "predicted": predicted[n], "score": e.answers.get(predicted[n], 0.0),
                     "top3": [[answers[i], round(float(p), 4)] for p, i in zip(top.values[n], top.indices[n])]}
                    for n, e in enumerate(examples)]
