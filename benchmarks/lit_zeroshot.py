@@ -30,7 +30,8 @@ from rich.table import Table
 import grounding
 from grounding import cache
 from grounding.data.clipart import clipart_pairs
-from grounding.data.datasets import Dataset, normalise_label, open_dataset
+from grounding.data.datasets import open_dataset
+from grounding.data.examples import Dataset, normalise_label
 from grounding.data.emoji import HELD_OUT, VALIDATION
 from grounding.data.images import image_loader
 from grounding.data.sources import MissingPackageError

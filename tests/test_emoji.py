@@ -98,7 +98,7 @@ def test_the_built_in_recipe_trains_only_on_what_it_may_ship_and_never_on_the_te
 
 
 def test_a_set_of_national_flags_is_named_by_country(packages):
-    from grounding.data.datasets import country_names
+    from grounding.data.sources import country_names
 
     try:
         countries = country_names()

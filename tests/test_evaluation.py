@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import grounding.data.datasets as datasets
+from grounding.data.examples import warn_label_collisions
 from grounding.data.datasets import open_dataset
 from grounding.data.sources import MissingPackageError
 from grounding.evaluation import probe as probes
@@ -91,10 +91,10 @@ def test_debian_datasets_when_installed(spec, count):
 
 def test_colliding_labels_warn():
     with pytest.warns(UserWarning, match="read the same once normalised"):
-        datasets.warn_label_collisions(["T-shirt", "t shirt", "dress"])
+        warn_label_collisions(["T-shirt", "t shirt", "dress"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        datasets.warn_label_collisions(["shirt", "t-shirt"])
+        warn_label_collisions(["shirt", "t-shirt"])
 
 
 def test_zero_shot_evaluation_writes_summary_predictions_and_report(tiny_model, tmp_path):

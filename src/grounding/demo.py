@@ -11,7 +11,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .data.datasets import Dataset, open_dataset
+from .data.datasets import open_dataset
+from .data.examples import Dataset
 from .data.synthetic import World
 from .evaluation.cards import save_card
 from .evaluation.compositionality import compositionality_score

@@ -16,7 +16,7 @@ from ..files import atomic_path
 
 from .datasets import open_dataset
 from .emoji import training_examples
-from .pairs import Pair
+from .examples import Pair
 from .rcc import read_rcc
 from .sources import SOURCES
 

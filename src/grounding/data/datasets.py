@@ -17,19 +17,16 @@ A dataset is indexable without loading its images, so that worker processes deco
 from __future__ import annotations
 
 import gzip
-import json
-import re
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
+from .emoji import open_emoji, open_iconify
+from .examples import Dataset
 from .images import IMAGE_SUFFIXES, ImageRef, listed
-from .sources import SOURCES, MissingPackageError
+from .sources import SOURCES, MissingPackageError, country_names
 from .specs import Spec, parse_spec
 from .synthetic import World
 
@@ -48,71 +45,12 @@ FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sanda
                    "ankle boot"]
 
 
-@dataclass
-class Dataset:
-    """Examples with one or more label indices each. `keys` name the examples in reports."""
-
-    name: str
-    classes: list[str]
-    keys: list[str]
-    targets: list[tuple[int, ...]]
-    templates: str = "default"  # the built-in template set that suits it
-    images: list[ImageRef] = field(default_factory=list)  # files, in-memory pixels or scenes
-    render_size: int = 224  # of scenes
-    notes: list[str] = field(default_factory=list)
-    categories: list[str] | None = None  # a group per example (emoji categories)
-
-    def __post_init__(self) -> None:
-        warn_label_collisions(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    @property
-    def multi_label(self) -> bool:
-        return any(len(t) != 1 for t in self.targets)
-
-    def image(self, i: int) -> Image.Image:
-        return self.images[i].read(self.render_size)
-
-    def subset(self, indices: list[int] | np.ndarray, name: str | None = None) -> "Dataset":
-        pick = lambda xs: None if xs is None else [xs[i] for i in indices]  # noqa: E731
-        return Dataset(name or self.name, self.classes, pick(self.keys), pick(self.targets), self.templates,
-                       pick(self.images), self.render_size, self.notes, pick(self.categories))
-
-    def only_categories(self, categories: set[str] | tuple[str, ...]) -> "Dataset":
-        """The examples of the given categories, classified among their own labels only."""
-        keep = [i for i, c in enumerate(self.categories or []) if c in categories]
-        labels = sorted({self.classes[t] for i in keep for t in self.targets[i]})
-        index = {label: n for n, label in enumerate(labels)}
-        part = self.subset(keep, f"{self.name} ({', '.join(sorted(categories))})")
-        part.classes = labels
-        part.targets = [tuple(index[self.classes[t]] for t in self.targets[i]) for i in keep]
-        return part
-
-
-def normalise_label(label: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", label.lower()).split())
-
-
-def warn_label_collisions(classes: list[str]) -> None:
-    """Warns, naming them, of labels given twice and of labels that read the same once normalised:
-    a zero-shot classifier cannot tell them apart."""
-    seen: dict[str, str] = {}
-    for label in classes:
-        key = normalise_label(label)
-        if key in seen:
-            what = f"label {label!r} is given twice" if seen[key] == label else \
-                f"labels {seen[key]!r} and {label!r} read the same once normalised"
-            warnings.warn(f"{what}; a zero-shot classifier cannot tell them apart", stacklevel=3)
-        seen.setdefault(key, label)
-
-
 def open_dataset(text: str) -> Dataset:
     """The labelled images a SPEC names (data/specs.py, role `dataset`)."""
     spec = parse_spec(text, "dataset")
     openers = {"folder": _folder, "csv": _csv, "synthetic": _synthetic, "fashion-mnist": _fashion_mnist,
-               "flags": _flags, "emoji": _emoji, "iconify": _iconify, "photos": _photos}
+               "flags": _flags, "emoji": lambda spec: open_emoji(spec.argument),
+               "iconify": lambda spec: open_iconify(spec.argument), "photos": _photos}
     data = openers[spec.kind](spec)
     if not len(data):
         raise BadInput(f"{spec}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files)")
@@ -199,13 +137,6 @@ def _fashion_mnist(spec: Spec) -> Dataset:
                    templates="fashion", images=[ImageRef(pixels=p, name=k) for p, k in zip(pixels, keys)])
 
 
-def country_names() -> dict[str, str]:
-    """Each ISO 3166-1 country's common name by its lower-case alpha-2 code (Debian's iso-codes)."""
-    iso_3166 = SOURCES["iso-codes"].require("iso_3166-1.json") / "iso_3166-1.json"
-    countries = json.loads(iso_3166.read_text(encoding="utf-8"))["3166-1"]
-    return {c["alpha_2"].lower(): c.get("common_name", c["name"]) for c in countries}
-
-
 def _flags(spec: Spec) -> Dataset:
     flags = SOURCES["flags"].require()
     names = country_names()
@@ -214,18 +145,6 @@ def _flags(spec: Spec) -> Dataset:
     skipped = len(list(flags.glob("*.png"))) - len(paths)
     return Dataset("flags", classes, [str(p) for p in paths], [(i,) for i in range(len(paths))], templates="flags",
                    images=_files(paths), notes=[f"{skipped} flags without an ISO 3166-1 code (regions, organisations) left out"])
-
-
-def _emoji(spec: Spec) -> Dataset:
-    from .emoji import open_emoji  # (it builds on this module)
-
-    return open_emoji(spec.argument)
-
-
-def _iconify(spec: Spec) -> Dataset:
-    from .emoji import open_iconify
-
-    return open_iconify(spec.argument)
 
 
 def _photos(spec: Spec) -> Dataset:

@@ -25,9 +25,9 @@ from pathlib import Path
 from .. import cache
 from ..errors import BadInput, need
 from ..files import atomic_path
-from .datasets import Dataset
+from .examples import Dataset
 from .images import ImageRef
-from .sources import npm_package
+from .sources import country_names, npm_package
 
 VENDORS = ("google", "twitter", "apple", "facebook")
 # Emoji groups kept out of training in every style: the held-out zero-shot test, the validation
@@ -106,8 +106,6 @@ def open_iconify(rest: str) -> Dataset:
 def _countries(icons: dict) -> dict[str, str]:
     """For a set of national flags named by ISO 3166-1 code (`ca`, `ca-4x3`): the country names
     by code; for any other set, nothing."""
-    from .datasets import country_names
-
     codes = {_FLAG_SHAPE.sub("", icon) for icon in icons}
     if sum(len(c) == 2 for c in codes) < 100:
         return {}

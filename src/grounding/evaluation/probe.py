@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.datasets import Dataset
+from ..data.examples import Dataset
 from ..data.images import BATCH_SIZE, WORKERS
 from ..inference.encode import encode_images
 from ..models import CLIP

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..data.datasets import Dataset  # noqa: E402
+from ..data.examples import Dataset  # noqa: E402
 from ..files import write_jsonl_atomic, write_text_atomic  # noqa: E402
 from . import metrics  # noqa: E402
 from .predict import Predictions  # noqa: E402

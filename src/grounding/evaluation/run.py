@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.datasets import Dataset, open_dataset
+from ..data.datasets import open_dataset
+from ..data.examples import Dataset
 from ..data.images import BATCH_SIZE, WORKERS
 from ..data.specs import parse_spec
 from ..errors import BadInput

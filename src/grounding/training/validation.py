@@ -12,7 +12,7 @@ import torch
 
 from ..data.datasets import open_dataset
 from ..data.images import ImageList, ImageRef
-from ..data.pairs import Pair
+from ..data.examples import Pair
 from ..errors import BadInput
 from ..evaluation.metrics import rank_summary, topk_accuracy
 from ..evaluation.predict import pair_ranks, predict

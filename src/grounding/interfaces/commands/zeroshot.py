@@ -25,7 +25,7 @@ def _dataset(spec: str):
 
 
 def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
-    from ...data.datasets import warn_label_collisions
+    from ...data.examples import warn_label_collisions
 
     if (labels is None) == (labels_file is None):
         raise typer.BadParameter("give exactly one of --labels or --labels-file")
