@@ -78,6 +78,14 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def builtin():
+    """The built-in lit-minilm-effnet, loaded once for the session: tests only read it."""
+    import grounding
+
+    return grounding.load("lit-minilm-effnet").eval()
+
+
+@pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory):
     """The tiny preset trained for 150 steps on the synthetic world (about 10 s), and its run folder."""
     from grounding.training.trainer import TrainConfig, train

@@ -57,8 +57,20 @@ def test_decoding_methods_agree_where_they_should(tiny_captioner):
     assert generate(model, pixels, "top-p", top_p=1e-6, seed=3) == greedy  # the nucleus is the top token
     sampled = generate(model, pixels, "top-p", top_p=0.95, seed=3)
     assert sampled == generate(model, pixels, "top-p", top_p=0.95, seed=3)
-    beams = generate(model, pixels, "beam", beam=4)
-    assert len(beams) == len(pixels) and all(isinstance(c, str) and c for c in beams)
+    beams = generate(model, pixels, "beam", beam=4, length_penalty=0.0)
+    # with no length penalty a wider beam finds captions at least as likely as greedy's
+    assert (_log_likelihood(model, pixels, beams) >= _log_likelihood(model, pixels, greedy) - 1e-4).all()
+    assert beams != greedy  # and, on this model, more likely ones for some images
+
+
+def _log_likelihood(model, pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """Each caption's log-probability (through its end token) under teacher forcing."""
+    ids = model.tokenizer(captions)
+    with torch.no_grad():
+        logprobs = model(pixels, ids).log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+    eot = model.config.towers.text.eot_token_id
+    through_end = ((ids[:, 1:] == eot).int().cumsum(dim=1) - (ids[:, 1:] == eot).int()) == 0
+    return (logprobs * through_end).sum(dim=1)
 
 
 @pytest.mark.slow

@@ -81,11 +81,26 @@ def test_asking_for_a_gpu_where_there_is_none_is_a_clear_error(tmp_path, command
     assert not (tmp_path / "run").exists()
 
 
-def test_encoding_commands_run_on_the_device_asked_for(tmp_path):
+def test_embed_runs_on_the_device_asked_for_and_stores_the_models_own_embeddings(tmp_path, tiny_model,
+                                                                                  monkeypatch):
+    from grounding.inference.encode import encode_texts
+    from grounding.runtime import Runtime
+    from grounding.saved import save_model
+    from grounding.tasks.retrieval.store import Store
+
+    save_model(tiny_model, tmp_path / "model")
     (tmp_path / "texts.txt").write_text("a red circle\na blue square\n")
-    result = runner.invoke(app, ["embed", "--model", "tiny", "--texts", str(tmp_path / "texts.txt"),
+    prepared = []
+    prepare = Runtime.prepare
+    monkeypatch.setattr(Runtime, "prepare", lambda self, model: prepared.append(self.device) or prepare(self, model))
+    result = runner.invoke(app, ["embed", "--model", str(tmp_path / "model"), "--texts", str(tmp_path / "texts.txt"),
                                  "--out", str(tmp_path / "e"), "--device", "cpu"])
     assert result.exit_code == 0 and "2 embeddings" in result.output, result.output
+    assert [str(device) for device in prepared] == ["cpu"]
+    vectors, keys, _, _ = Store(tmp_path / "e").read()
+    assert keys == ["a red circle", "a blue square"]
+    expected = encode_texts(tiny_model, keys).numpy()
+    assert abs(vectors - expected).max() < 1e-5
 
 
 def test_a_preset_name_is_loudly_random(tmp_path):

@@ -107,8 +107,10 @@ def test_zero_shot_evaluation_writes_summary_predictions_and_report(tiny_model, 
     lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 6
     for line in lines:
-        assert re.fullmatch(r"[12]/2", line["rank"]) and 0 <= line["probability"] <= 1
-        assert len(line["top"]) == 2 and line["label"] in ("red thing", "blue thing")
+        probs = dict(line["top"])  # both labels: their probabilities sum to one
+        assert probs.keys() == {"red thing", "blue thing"} and sum(probs.values()) == pytest.approx(1)
+        assert line["probability"] == pytest.approx(probs[line["label"]])
+        assert line["rank"] == ("1/2" if max(probs, key=probs.get) == line["label"] else "2/2")
     top1 = np.mean([line["rank"] == "1/2" for line in lines])
     assert summary["top1"] == pytest.approx(top1)
     page = (out / "report.html").read_text()

@@ -20,9 +20,9 @@ from grounding.saved import save_model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="module")
-def lit():
-    return grounding.load("lit-minilm-effnet")
+@pytest.fixture
+def lit(builtin):
+    return builtin
 
 
 @pytest.mark.parametrize("variant", ["lite0", "lite2"])
@@ -139,7 +139,7 @@ def _fake_openclipart(root, names):
 
 
 @pytest.mark.slow
-def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path, monkeypatch):
+def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path, monkeypatch, builtin):
     from grounding.data.clipart import clipart_pairs
     from grounding.training import feed
     from grounding.training.recipes import run_recipe
@@ -165,13 +165,13 @@ def test_lit_real_recipe_trains_heads_on_cached_features_reproducibly(tmp_path, 
     model = grounding.load(tmp_path / "a")
     assert torch.equal(model.visual.label_head.weight, torch.eye(384))  # the route's copy of the text head: none
     assert torch.equal(model.visual.head.members[2][0].weight, heads[2][0].weight)
-    shipped = grounding.load("lit-minilm-effnet").visual.head.members[0][0].weight
+    shipped = builtin.visual.head.members[0][0].weight
     assert not torch.equal(model.visual.head.members[0][0].weight, shipped)
     probs = classify(model, text_classifier(model, ["apple", "car"]), torch.randn(1, 3, 224, 224))
     assert probs.shape == (1, 2) and torch.allclose(probs.sum(), torch.tensor(1.0))
 
 
-def test_the_built_in_model_fine_tunes_on_cached_features(tmp_path):
+def test_the_built_in_model_fine_tunes_on_cached_features(tmp_path, builtin):
     """The README's `grounding train --init lit-minilm-effnet --lock-image --lock-text --cache-features`:
     the heads of the ensemble learn together (their mean is the tower's output), nothing else."""
     from grounding.training.options import TrainConfig
@@ -182,7 +182,7 @@ def test_the_built_in_model_fine_tunes_on_cached_features(tmp_path):
     options = TrainConfig(init="lit-minilm-effnet", data=f"openclipart:{art}", lock_image=True, lock_text=True,
                           cache_features=True, epochs=2, batch_size=4, warmup=1, workers=0)
     tuned = train(None, options, tmp_path / "run", show_progress=False)
-    shipped = grounding.load("lit-minilm-effnet")
+    shipped = builtin
     heads = zip(tuned.visual.head.members, shipped.visual.head.members)
     assert all(not torch.equal(a[0].weight, b[0].weight) for a, b in heads)
     assert torch.equal(tuned.visual.backbone.stem.conv.weight, shipped.visual.backbone.stem.conv.weight)

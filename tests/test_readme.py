@@ -8,8 +8,8 @@ import re
 import shlex
 from pathlib import Path
 
-import click
 import pytest
+import typer
 import typer.main
 
 from grounding.interfaces.cli import app
@@ -18,15 +18,15 @@ README = Path(__file__).parent.parent / "README.md"
 PAGES = [README, *sorted((README.parent / "docs").glob("*.md"))]  # the README and the docs it links to
 
 
-def _blocks(language: str) -> list[str]:
-    text = "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+def _blocks(language: str, pages: list[Path] = PAGES) -> list[str]:
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.M | re.S)
 
 
-def _command_lines() -> list[list[str]]:
-    """Each `grounding ...` invocation in the shell blocks, as the shell would split it."""
+def _command_lines(page: Path) -> list[list[str]]:
+    """Each `grounding ...` invocation in the page's shell blocks, as the shell would split it."""
     found = []
-    for block in _blocks("bash"):
+    for block in _blocks("bash", [page]):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             command: list[str] = []
@@ -42,25 +42,35 @@ def _command_lines() -> list[list[str]]:
     return found
 
 
-COMMANDS = _command_lines()
-
-
-def test_the_readme_shows_many_commands():
-    assert len(COMMANDS) >= 40 and {c[0] for c in COMMANDS if c} >= {"train", "classify", "zeroshot", "embed",
-                                                                       "search", "convert", "train-vqa", "demo"}
-
-
-@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a)[:70])
-def test_a_readme_command_parses_as_written(args):
-    command: click.Command = typer.main.get_command(app)
+def _parse_error(args: list[str]) -> str | None:
+    """Why `grounding ARGS` would not parse (None when it does)."""
+    command = typer.main.get_command(app)
     path = []
     while hasattr(command, "commands") and args and args[0] in command.commands:
         path.append(args[0])
         command, args = command.commands[args[0]], args[1:]
-    assert path, f"no such command: grounding {' '.join(args)}"
+    if not path:
+        return "no such command"
     if "--help" in args:
-        return
-    command.make_context("grounding " + " ".join(path), list(args))  # unknown options and bad values raise
+        return None
+    try:
+        command.make_context("grounding " + " ".join(path), list(args))  # unknown options and bad values raise
+    except typer.TyperException as e:  # typer's own click: its usage errors
+        return str(e)
+    return None
+
+
+def test_the_readme_shows_many_commands():
+    commands = [c for page in PAGES for c in _command_lines(page)]
+    assert len(commands) >= 40 and {c[0] for c in commands if c} >= {"train", "classify", "zeroshot", "embed",
+                                                                       "search", "convert", "train-vqa", "demo"}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_command_of_a_page_parses_as_written(page):
+    failures = [f"grounding {' '.join(args)}: {why}" for args in _command_lines(page)
+                if (why := _parse_error(args)) is not None]
+    assert not failures, "\n".join(failures)
 
 
 def test_the_python_api_block_runs(tmp_path, monkeypatch):
@@ -80,7 +90,16 @@ def test_the_python_api_block_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)
-    assert scope["probs"].shape == (1, 2) and torch.allclose(scope["probs"].sum(), torch.tensor(1.0))
+    model = scope["model"]
+    unit = torch.nn.functional.normalize
+    with torch.no_grad():  # the same probabilities, worked out here from the encoders
+        image = unit(model.encode_image(scope["pixels"]), dim=-1)
+        columns = []
+        for label in ("red circle", "blue square"):
+            prompts = model.tokenizer([f"a {label}.", f"a photo of a {label}."])
+            columns.append(unit(unit(model.encode_text(prompts), dim=-1).mean(0), dim=0))
+        expected = (model.logit_scale.exp() * image @ torch.stack(columns).t()).softmax(-1)
+    assert torch.allclose(scope["probs"], expected, atol=1e-5)
 
 
 def test_the_plain_onnxruntime_block_runs_and_agrees_with_the_model(tmp_path, monkeypatch):

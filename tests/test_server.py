@@ -119,22 +119,37 @@ def test_search_by_words_and_by_image_and_thumbnails_by_row(client, scene):
     assert client.get("/search", params={"q": ""}).status_code == 422
 
 
-def test_ground_gives_a_box_and_a_heat_map(client, scene):
+def test_ground_gives_the_models_box_and_a_heat_map(client, server_world, scene):
+    from grounding.tasks.phrase_grounding.locate import ground
+
     answer = client.post("/ground", files={"image": ("s.png", scene, "image/png")}, data={"phrase": "the circle"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    x0, y0, x1, y1 = body["box"]
-    assert 0 <= x0 < x1 <= body["view_size"] and 0 <= y0 < y1 <= body["view_size"]
+    _, box, view = ground(load(server_world / "model"), Image.open(io.BytesIO(scene)), "the circle")
+    assert body["box"] == list(box) and body["view_size"] == view.size[0]
     png = base64.b64decode(body["heatmap"].split(",", 1)[1])
     assert Image.open(io.BytesIO(png)).size == (body["view_size"], body["view_size"])
 
 
-def test_vqa_and_caption(client, scene):
+def test_vqa_and_caption_give_the_models_own_answers(client, server_world, scene):
+    """The server's answers are what the saved models give for the same image and question."""
+    from grounding.tasks.captioning.decode import generate
+    from grounding.tasks.saved import load_task_model
+
+    question = "how many circles are there?"
     answer = client.post("/vqa", files={"image": ("s.png", scene, "image/png")},
-                         data={"question": "how many circles are there?", "top": 2}).json()
-    assert len(answer["answers"]) == 2 and sum(a["probability"] for a in answer["answers"]) <= 1 + 1e-6
+                         data={"question": question, "top": 2}).json()
+    vqa = load_task_model(server_world / "vqa", "vqa")
+    image = Image.open(io.BytesIO(scene)).convert("RGB")
+    with torch.no_grad():
+        probs = vqa(vqa.preprocess(image)[None], vqa.tokenizer([question], truncate=True)).softmax(-1)[0]
+    values, indices = probs.topk(2)
+    assert [a["answer"] for a in answer["answers"]] == [vqa.config.answers[int(i)] for i in indices]
+    assert [a["probability"] for a in answer["answers"]] == pytest.approx(values.tolist(), abs=1e-6)
     caption = client.post("/caption", files={"image": ("s.png", scene, "image/png")}).json()["caption"]
-    assert isinstance(caption, str)
+    captioner = load_task_model(server_world / "caption", "caption")
+    with torch.no_grad():
+        assert caption == generate(captioner, captioner.preprocess(image)[None])[0]
 
 
 def test_what_a_server_was_not_given_is_a_404_saying_how(server_world, scene):

@@ -123,7 +123,7 @@ def fingerprint(model: CLIP, part: str | None = None) -> str:
 
 
 def load(name_or_path: str | Path, device: str | torch.device = "cpu", activation: str | None = None) -> CLIP:
-    """A preset (random weights), a saved folder (this project's or Hugging Face's), or an
+    """A preset (random weights), a saved folder (this project's, a run's checkpoint, or Hugging Face's), or an
     OpenAI / open_clip state dict file, ready to encode images and text. A state dict carries no
     config: give its `activation` ('quick_gelu' for OpenAI's weights, 'gelu' for most others)."""
     name = str(name_or_path)
@@ -145,10 +145,13 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
         return huggingface.load_hf_folder(folder).to(device).eval()
     if openai.is_open_clip_folder(folder):
         return openai.load_open_clip_folder(folder).to(device).eval()
-    if not (folder / CONFIG_FILE).is_file():
+    described = folder
+    if not (folder / CONFIG_FILE).is_file() and folder.parent.name == "checkpoints":
+        described = folder.parent.parent  # a run's checkpoint (OUT/checkpoints/step-N): the run says what it is
+    if not (described / CONFIG_FILE).is_file():
         raise NotFound(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}), a built-in "
                        f"model ({', '.join(BUILTIN)}) or a folder saved by grounding (a run's --out folder)")
-    config, tokenizer = read_config(folder)
+    config, tokenizer = read_config(described)
     model = attach(CLIP(config), tokenizer)
     if not (folder / WEIGHTS_FILE).is_file():
         raise NotFound(f"{folder}: no {WEIGHTS_FILE} yet; a training run writes it at its first checkpoint")

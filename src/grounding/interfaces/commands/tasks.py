@@ -72,20 +72,14 @@ def vqa_command(
     device: Device = "auto",
 ) -> None:
     """Answer a question about an image, with the top answers and their probabilities."""
-    import torch
-
-    from ...runtime import Runtime, device_of
+    from ...data.images import load_image
+    from ...runtime import Runtime
     from ...tasks.saved import load_task_model
+    from ...tasks.vqa.evaluate import top_answers
 
-    if not question.strip():
-        raise typer.BadParameter("the question is empty", param_hint="QUESTION")
     vqa = load_task_model(model, "vqa").to(Runtime.resolve(device).device)
-    pixels = vqa.preprocess(image)[None].to(device_of(vqa))
-    with torch.no_grad():
-        ids = vqa.tokenizer([question], truncate=True).to(device_of(vqa))
-        probs = vqa(pixels, ids).softmax(dim=-1)[0].cpu()
-    values, indices = probs.topk(min(top, len(probs)))
-    typer.echo(", ".join(f"{vqa.config.answers[int(i)]} {float(p):.1%}" for p, i in zip(values, indices)))
+    answers = top_answers(vqa, load_image(image), question, top)
+    typer.echo(", ".join(f"{answer} {p:.1%}" for answer, p in answers))
 
 
 @app.command("train-caption", short_help="Train and evaluate a captioner.")

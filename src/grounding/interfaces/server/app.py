@@ -233,18 +233,11 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
             raise HTTPException(404, "this server has no VQA model: start it with --vqa-model (grounding train-vqa)")
         if not question.strip():
             raise HTTPException(400, "an empty question")
+        from ...tasks.vqa.evaluate import top_answers
+
         picture = await read_image(image)
-
-        @torch.no_grad()
-        def answer() -> list[dict]:
-            device = models.runtime.device
-            pixels = models.vqa.preprocess(picture)[None].to(device)
-            probs = models.vqa(pixels, models.vqa.tokenizer([question], truncate=True).to(device)).softmax(-1)[0]
-            values, indices = probs.cpu().topk(min(top, len(probs)))
-            return [{"answer": models.vqa.config.answers[int(i)], "probability": float(p)}
-                    for p, i in zip(values, indices)]
-
-        return {"question": question, "answers": await models.run(answer)}
+        answers = await models.run(top_answers, models.vqa, picture, question, top)
+        return {"question": question, "answers": [{"answer": a, "probability": p} for a, p in answers]}
 
     @app.post("/caption", dependencies=guarded)
     async def caption(image: UploadFile = File(...)) -> dict:

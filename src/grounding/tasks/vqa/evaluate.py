@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
+from ...data.images import ImageRef
+from ...errors import BadInput
 from ...evaluation.metrics import accuracy_by_type
 from ...files import write_json_atomic, write_jsonl_atomic
 from .data import QUESTION_TYPES, QAExample, to_tensors
@@ -21,6 +25,17 @@ def answer_probs(model, examples: list[QAExample], batch_size: int = 256) -> tor
         pixels, ids, _ = to_tensors(model, examples[i:i + batch_size], answers)
         rows.append(model(pixels, ids).softmax(dim=-1))
     return torch.cat(rows)
+
+
+def top_answers(model, image: Image.Image, question: str, top: int = 3) -> list[tuple[str, float]]:
+    """The `top` answers to a question about one image, with their probabilities (the vqa
+    command and the server's /vqa)."""
+    if not question.strip():
+        raise BadInput("the question is empty: ask something, e.g. 'how many circles are there?'", "QUESTION")
+    example = QAExample(question, {}, ref=ImageRef(pixels=np.asarray(image.convert("RGB"))))
+    probs = answer_probs(model, [example])[0].cpu()
+    values, indices = probs.topk(min(top, len(probs)))
+    return [(model.config.answers[int(i)], float(p)) for p, i in zip(values, indices)]
 
 
 def majority_answers(data, batches: int = 40, batch_size: int = 256) -> dict[str, str]:
