@@ -24,9 +24,7 @@ from grounding.data.images import TrainTransform
 from grounding.data.pairs import Mixture, StreamPosition, open_pairs
 from grounding.data.synthetic import World
 from grounding.evaluation.metrics import topk_accuracy
-from grounding.evaluation.predict import predict
-from grounding.inference.encode import text_classifier
-from grounding.inference.templates import resolve_templates
+from grounding.evaluation.predict import predict_zero_shot
 from grounding.interfaces.cli import app
 from grounding.training.feed import BadDataError
 from grounding.training.options import TrainConfig
@@ -299,8 +297,7 @@ def test_validation_rows_are_written_and_the_best_checkpoint_kept(captioned, tmp
     # the kept checkpoint, evaluated afresh, gives the figures logged at its step
     kept = grounding.load(tmp_path / "run" / "checkpoints" / f"step-{best['step']:07d}")
     dataset = open_dataset("synthetic:per_label=2")
-    scores = predict(kept, dataset, text_classifier(kept, dataset.classes, resolve_templates(None, "synthetic")),
-                     workers=0, show_progress=False)
+    scores = predict_zero_shot(kept, dataset, workers=0, show_progress=False)
     targets = np.array([t[0] for t in dataset.targets])
     logged = next(r for r in validated if r["step"] == best["step"])
     assert logged["eval/zeroshot_top1"] == round(topk_accuracy(scores.logits, targets), 4)

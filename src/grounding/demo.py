@@ -17,10 +17,9 @@ from .data.synthetic import World
 from .evaluation.cards import save_card
 from .evaluation.compositionality import compositionality_score
 from .evaluation.metrics import topk_accuracy
-from .evaluation.predict import predict
+from .evaluation.predict import predict_zero_shot
 from .evaluation.zeroshot import examples
-from .inference.encode import text_classifier
-from .inference.templates import TEMPLATE_SETS, resolve_templates
+from .inference.templates import TEMPLATE_SETS
 from .models import CLIP
 from .training.recipes import run_recipe
 
@@ -97,7 +96,6 @@ def show_builtin_model(console: Console) -> dict[str, str] | None:
 def zero_shot(model: CLIP, dataset: str | Dataset):
     """Probabilities over a dataset's labels (its own templates), its targets and its scenes."""
     dataset = open_dataset(dataset) if isinstance(dataset, str) else dataset
-    classifier = text_classifier(model, dataset.classes, resolve_templates(None, dataset.templates))
-    predictions = predict(model, dataset, classifier, workers=0, show_progress=False)
+    predictions = predict_zero_shot(model, dataset, workers=0, show_progress=False)
     targets = torch.tensor([dataset.targets[i][0] for i in predictions.indices])
     return torch.from_numpy(predictions.probs), targets, [ref.scene for ref in dataset.images]

@@ -3,14 +3,16 @@ and preprocess batches while the main process encodes, and only the score matrix
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..data.examples import Dataset
 from ..data.images import BATCH_SIZE, WORKERS
-from ..inference.encode import encode_images, encode_texts, logits
+from ..inference.encode import cached_text_classifier, encode_images, encode_texts, logits, text_classifier
 from ..inference.scores import probabilities
+from ..inference.templates import resolve_templates
 from ..models import CLIP
 from .metrics import retrieval_ranks
 
@@ -41,6 +43,15 @@ def predict(model: CLIP, dataset: Dataset, classifier: torch.Tensor, batch_size:
     n_labels = classifier.shape[1]
     return Predictions(np.concatenate(rows) if rows else np.zeros((0, n_labels), np.float32),
                        np.concatenate(indices) if indices else np.zeros(0, np.int64), skipped, model.activation)
+
+
+def predict_zero_shot(model: CLIP, dataset: Dataset, templates: Sequence[str] | None = None, cache: bool = False,
+              batch_size: int = BATCH_SIZE, workers: int = WORKERS, show_progress: bool = True) -> Predictions:
+    """The dataset scored against a classifier from its labels, in the given templates or its
+    own set (`cache`: the classifier kept on disk for the next use)."""
+    templates = templates or resolve_templates(None, dataset.templates)
+    classifier = (cached_text_classifier if cache else text_classifier)(model, dataset.classes, templates)
+    return predict(model, dataset, classifier, batch_size, workers, show_progress)
 
 
 @torch.no_grad()

@@ -12,11 +12,11 @@ from ..data.images import BATCH_SIZE, WORKERS
 from ..data.specs import parse_spec
 from ..errors import BadInput
 from ..files import write_json_atomic
-from ..inference.encode import cached_text_classifier, text_classifier
+from ..inference.encode import cached_text_classifier
 from ..inference.templates import resolve_templates
 from ..models import CLIP
 from . import probe as probes
-from .predict import predict
+from .predict import predict_zero_shot
 from .report import example_records, export_cards, summarize, write_html, write_predictions
 
 
@@ -25,9 +25,7 @@ def evaluate_zero_shot(model: CLIP, dataset: Dataset, templates: tuple[str, ...]
                        show_progress: bool = True, title: str | None = None) -> dict:
     """Writes OUT/summary.json, OUT/predictions.jsonl, OUT/report.html (and OUT/cards/*.png)."""
     out.mkdir(parents=True, exist_ok=True)
-    make = cached_text_classifier if cache else text_classifier
-    classifier = make(model, dataset.classes, templates)
-    predictions = predict(model, dataset, classifier, batch_size, workers, show_progress)
+    predictions = predict_zero_shot(model, dataset, templates, cache, batch_size, workers, show_progress)
     summary = summarize(dataset, predictions)
     summary["templates"] = list(templates)
     summary["skipped_files"] = predictions.skipped

@@ -15,10 +15,8 @@ from ..data.images import ImageList, ImageRef
 from ..data.examples import Pair
 from ..errors import BadInput
 from ..evaluation.metrics import rank_summary, topk_accuracy
-from ..evaluation.predict import pair_ranks, predict
+from ..evaluation.predict import pair_ranks, predict_zero_shot
 from ..files import write_json_atomic
-from ..inference.encode import text_classifier
-from ..inference.templates import resolve_templates
 from ..models import CLIP
 from ..runtime import Runtime
 from .checkpoint import RunFolder
@@ -69,10 +67,8 @@ class Validation:
 
     def _zero_shot(self) -> dict:
         data = self.dataset
-        templates = resolve_templates(None, data.templates)
         with self.runtime.autocast():
-            classifier = text_classifier(self.model, data.classes, templates)
-            scores = predict(self.model, data, classifier, workers=self.workers, show_progress=False)
+            scores = predict_zero_shot(self.model, data, workers=self.workers, show_progress=False)
         targets = np.array([data.targets[i][0] for i in scores.indices])
         return {"eval/zeroshot_top1": round(topk_accuracy(scores.logits, targets), 4),
                 "eval/zeroshot_top5": round(topk_accuracy(scores.logits, targets, 5), 4)}
