@@ -4,8 +4,9 @@ default and help come from the config dataclass that owns it), the choices typer
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Callable, Optional, get_args, get_type_hints
 
 import typer
 import typer.core
@@ -67,6 +68,29 @@ def default_of(cls, name: str, **extra) -> typer.models.OptionInfo:
     shown = "" if spec.default is None or spec.default is False or spec.default == "" else \
         f"  [default: {spec.default}]"
     return typer.Option(None, help=spec.metadata["help"] + shown, show_default=False, **extra)
+
+
+def options_of(cls, names: tuple[str, ...] | None = None, choices: dict[str, type] | None = None) -> Callable:
+    """A decorator that adds to a command, after its own parameters, an --option for each named
+    field (by default every field) of the config dataclass `cls` (`default_of`; the field's type,
+    or its `choices`). The command takes them in **options: commands that share a set of options
+    declare it once, and a new field is a new option with nothing else to write."""
+    hints = get_type_hints(cls)
+    names = names or tuple(f.name for f in dataclasses.fields(cls))
+
+    def plain(hint):  # `str | None` -> str
+        return next((arg for arg in get_args(hint) if arg is not type(None)), hint)
+
+    def add(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default_of(cls, name),
+                                   annotation=Optional[(choices or {}).get(name, plain(hints[name]))])
+                 for name in names]
+        command.__signature__ = signature.replace(parameters=own + added)
+        return command
+
+    return add
 
 
 def given(values: dict, cls) -> dict:

@@ -8,11 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ...tasks.options import CaptionOptions, VQAOptions
+from ...tasks.options import CaptionOptions, TaskOptions, VQAOptions
 from ...training.options import TaskLoopOptions
-from ..common import App, Device, ImageTower, TextTower, default_of, given
+from ..common import App, Device, ImageTower, TextTower, default_of, given, options_of
 
 app = App()
+# The options both task trainers take, declared once (their defaults and help: tasks/options.py).
+TOWERS = ("towers", "image_tower", "init", "freeze", "width", "layers")
+LOOP = ("steps", "batch_size", "lr", "seed", "save_every")
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into an --out that holds other files (not a run "
                                                       "of this command).")]
@@ -25,33 +28,24 @@ def _options(cls, values: dict):
 
 
 @app.command("train-vqa", short_help="Train and evaluate a VQA model.")
+@options_of(TaskLoopOptions, LOOP)
+@options_of(TaskOptions, TOWERS, {"image_tower": ImageTower})
 def train_vqa_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints, OUT/blind (the baseline), OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH to evaluate on; by default held-out synthetic "
                                             "scenes, or the 20% of a CSV's rows kept out of training."),
     data: Optional[str] = default_of(VQAOptions, "data"),
-    towers: Optional[str] = default_of(VQAOptions, "towers"),
-    image_tower: Optional[ImageTower] = default_of(VQAOptions, "image_tower"),
     text_tower: Optional[TextTower] = default_of(VQAOptions, "text_tower"),
-    init: Optional[str] = default_of(VQAOptions, "init"),
-    freeze: Optional[bool] = default_of(VQAOptions, "freeze"),
-    width: Optional[int] = default_of(VQAOptions, "width"),
-    layers: Optional[int] = default_of(VQAOptions, "layers"),
-    steps: Optional[int] = default_of(TaskLoopOptions, "steps"),
-    batch_size: Optional[int] = default_of(TaskLoopOptions, "batch_size"),
-    lr: Optional[float] = default_of(TaskLoopOptions, "lr"),
-    seed: Optional[int] = default_of(TaskLoopOptions, "seed"),
-    save_every: Optional[int] = default_of(TaskLoopOptions, "save_every"),
     overwrite: Overwrite = False,
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the question-only model and the majority "
                                       "answers (trained and reported beside the model by default)."),
+    **options,
 ) -> None:
     """Train a VQA model (cross-attention from question tokens to image tokens), then evaluate it
     per question type beside its baselines. Run it again to resume."""
     from ...tasks.vqa.run import run_train_vqa
 
-    options = _options(VQAOptions, locals())
-    results = run_train_vqa(options, out, eval_data, not no_baselines, overwrite=overwrite)
+    results = run_train_vqa(_options(VQAOptions, {**locals(), **options}), out, eval_data, not no_baselines, overwrite=overwrite)
     console = Console()
     for name, summary in results.items():
         table = Table(f"{name} ({summary['examples']} questions)", *TYPES)
@@ -83,33 +77,25 @@ def vqa_command(
 
 
 @app.command("train-caption", short_help="Train and evaluate a captioner.")
+@options_of(TaskLoopOptions, LOOP)
+@options_of(TaskOptions, TOWERS, {"image_tower": ImageTower})
 def train_caption_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints and OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH or tuxpaint to evaluate on; by default held-out "
                                             "synthetic scenes, or the 20% of a list's images kept out of training."),
     data: Optional[str] = default_of(CaptionOptions, "data"),
     decoder: Optional[str] = default_of(CaptionOptions, "decoder"),
-    towers: Optional[str] = default_of(CaptionOptions, "towers"),
-    image_tower: Optional[ImageTower] = default_of(CaptionOptions, "image_tower"),
-    init: Optional[str] = default_of(CaptionOptions, "init"),
-    freeze: Optional[bool] = default_of(CaptionOptions, "freeze"),
-    width: Optional[int] = default_of(CaptionOptions, "width"),
-    layers: Optional[int] = default_of(CaptionOptions, "layers"),
-    steps: Optional[int] = default_of(TaskLoopOptions, "steps"),
-    batch_size: Optional[int] = default_of(TaskLoopOptions, "batch_size"),
-    lr: Optional[float] = default_of(TaskLoopOptions, "lr"),
-    seed: Optional[int] = default_of(TaskLoopOptions, "seed"),
-    save_every: Optional[int] = default_of(TaskLoopOptions, "save_every"),
     overwrite: Overwrite = False,
     beam: int = typer.Option(1, help="Evaluate with beam search of this width (1: greedy)."),
+    **options,
 ) -> None:
     """Train a captioner, then evaluate BLEU, ROUGE-L and CIDEr-D beside the nearest-neighbour
     caption. Run it again to resume."""
     from ...tasks.captioning.run import run_train_caption
 
-    options = _options(CaptionOptions, locals())
+    task = _options(CaptionOptions, {**locals(), **options})
     decoding = {"method": "beam", "beam": beam} if beam > 1 else {"method": "greedy"}
-    results = run_train_caption(options, out, eval_data, overwrite=overwrite, **decoding)
+    results = run_train_caption(task, out, eval_data, overwrite=overwrite, **decoding)
     console = Console()
     metrics = ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr-D")
     for name, summary in results.items():

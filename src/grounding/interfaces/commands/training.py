@@ -9,7 +9,7 @@ import typer
 
 from ...errors import BadInput, about
 from ...training.options import TrainConfig
-from ..common import App, ImageTower, TextTower, choice, default_of, given
+from ..common import App, ImageTower, TextTower, choice, given, options_of
 
 TrainPrecision = choice("TrainPrecision", "fp32", "bf16")
 Loss = choice("Loss", "clip", "siglip")
@@ -19,6 +19,8 @@ app = App()
 
 
 @app.command(short_help="Train or fine-tune a CLIP model.")
+@options_of(TrainConfig, choices={"tokenizer": TokenizerChoice, "image_tower": ImageTower, "text_tower": TextTower,
+                                  "loss": Loss, "precision": TrainPrecision})
 def train(
     out: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, metrics.jsonl, skipped.jsonl and the "
                                        "latest weights."),
@@ -28,58 +30,18 @@ def train(
                                           "options given here override it."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write a new run into an --out that holds other files "
                                                               "(a saved model, anything but a run)."),
-    data: Optional[str] = default_of(TrainConfig, "data"),
-    architecture: Optional[str] = default_of(TrainConfig, "architecture"),
-    init: Optional[str] = default_of(TrainConfig, "init"),
-    init_activation: Optional[str] = default_of(TrainConfig, "init_activation"),
-    tokenizer: Optional[TokenizerChoice] = default_of(TrainConfig, "tokenizer"),
-    image_tower: Optional[ImageTower] = default_of(TrainConfig, "image_tower"),
-    text_tower: Optional[TextTower] = default_of(TrainConfig, "text_tower"),
-    loss: Optional[Loss] = default_of(TrainConfig, "loss"),
-    steps: Optional[int] = default_of(TrainConfig, "steps"),
-    batch_size: Optional[int] = default_of(TrainConfig, "batch_size"),
-    accum: Optional[int] = default_of(TrainConfig, "accum"),
-    lr: Optional[float] = default_of(TrainConfig, "lr"),
-    warmup: Optional[int] = default_of(TrainConfig, "warmup"),
-    weight_decay: Optional[float] = default_of(TrainConfig, "weight_decay"),
-    grad_clip: Optional[float] = default_of(TrainConfig, "grad_clip"),
-    precision: Optional[TrainPrecision] = default_of(TrainConfig, "precision"),
-    device: Optional[str] = default_of(TrainConfig, "device"),
-    workers: Optional[int] = default_of(TrainConfig, "workers"),
-    shuffle_buffer: Optional[int] = default_of(TrainConfig, "shuffle_buffer"),
-    max_bad_fraction: Optional[float] = default_of(TrainConfig, "max_bad_fraction"),
-    hard_negatives: Optional[bool] = default_of(TrainConfig, "hard_negatives"),
-    lock_image: Optional[bool] = default_of(TrainConfig, "lock_image"),
-    lock_image_unlocked_layers: Optional[int] = default_of(TrainConfig, "lock_image_unlocked_layers"),
-    lock_text: Optional[bool] = default_of(TrainConfig, "lock_text"),
-    lock_text_unlocked_layers: Optional[int] = default_of(TrainConfig, "lock_text_unlocked_layers"),
-    epochs: Optional[float] = default_of(TrainConfig, "epochs"),
-    samples: Optional[int] = default_of(TrainConfig, "samples"),
-    resampled: Optional[bool] = default_of(TrainConfig, "resampled"),
-    gather_with_grad: Optional[bool] = default_of(TrainConfig, "gather_with_grad"),
-    local_loss: Optional[bool] = default_of(TrainConfig, "local_loss"),
-    grad_checkpointing: Optional[bool] = default_of(TrainConfig, "grad_checkpointing"),
-    cache_features: Optional[bool] = default_of(TrainConfig, "cache_features"),
-    eval_data: Optional[str] = default_of(TrainConfig, "eval_data"),
-    eval_every: Optional[int] = default_of(TrainConfig, "eval_every"),
-    eval_pairs: Optional[int] = default_of(TrainConfig, "eval_pairs"),
-    eval_limit: Optional[int] = default_of(TrainConfig, "eval_limit"),
-    seed: Optional[int] = default_of(TrainConfig, "seed"),
-    save_every: Optional[int] = default_of(TrainConfig, "save_every"),
-    keep: Optional[int] = default_of(TrainConfig, "keep"),
-    log_every: Optional[float] = default_of(TrainConfig, "log_every"),
-    tensorboard: Optional[bool] = default_of(TrainConfig, "tensorboard"),
     recipe: Optional[str] = typer.Option(None, help="A named recipe: lit-real makes the built-in model (three image "
                                          "heads over the pretrained EfficientNet-Lite0, into the pretrained "
                                          "MiniLM's space, trained in OUT/members from seeds --seed, +1, +2 and "
                                          "joined; README). Options given here change the recipe's."),
+    **options,
 ) -> None:
     """Train or fine-tune a CLIP model on your own image-text data (or the built-in world); kill
     it any time and --resume."""
     from ...training.distributed import World
     from ...training.trainer import train as run_training
 
-    changes = given(locals(), TrainConfig)
+    changes = given(options, TrainConfig)
     if recipe is not None:
         _train_recipe(recipe, out, changes)
         return
