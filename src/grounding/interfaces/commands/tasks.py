@@ -8,14 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ...tasks.options import CaptionOptions, TaskOptions, VQAOptions
+from ...tasks.options import CaptionOptions, VQAOptions
 from ...training.options import TaskLoopOptions
 from ..common import App, Device, ImageTower, TextTower, default_of, given, options_of
 
 app = App()
-# The options both task trainers take, declared once (their defaults and help: tasks/options.py).
-TOWERS = ("towers", "image_tower", "init", "freeze", "width", "layers")
-LOOP = ("steps", "batch_size", "lr", "seed", "save_every")
 TYPES = ("overall", "count", "colour", "shape", "relation", "existence")
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into an --out that holds other files (not a run "
                                                       "of this command).")]
@@ -27,14 +24,21 @@ def _options(cls, values: dict):
     return cls(loop, **given(values, cls))
 
 
+def _task_options(cls):
+    """The options both task trainers take, declared once: their data, where the towers come from,
+    and the loop's (defaults and help: tasks/options.py, training/options.py)."""
+    towers = options_of(cls, ("data", "towers", "image_tower", "init", "freeze", "width", "layers"),
+                        {"image_tower": ImageTower})
+    loop = options_of(TaskLoopOptions, ("steps", "batch_size", "lr", "seed", "save_every"))
+    return lambda command: loop(towers(command))
+
+
 @app.command("train-vqa", short_help="Train and evaluate a VQA model.")
-@options_of(TaskLoopOptions, LOOP)
-@options_of(TaskOptions, TOWERS, {"image_tower": ImageTower})
+@_task_options(VQAOptions)
 def train_vqa_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints, OUT/blind (the baseline), OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH to evaluate on; by default held-out synthetic "
                                             "scenes, or the 20% of a CSV's rows kept out of training."),
-    data: Optional[str] = default_of(VQAOptions, "data"),
     text_tower: Optional[TextTower] = default_of(VQAOptions, "text_tower"),
     overwrite: Overwrite = False,
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the question-only model and the majority "
@@ -77,13 +81,11 @@ def vqa_command(
 
 
 @app.command("train-caption", short_help="Train and evaluate a captioner.")
-@options_of(TaskLoopOptions, LOOP)
-@options_of(TaskOptions, TOWERS, {"image_tower": ImageTower})
+@_task_options(CaptionOptions)
 def train_caption_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints and OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH or tuxpaint to evaluate on; by default held-out "
                                             "synthetic scenes, or the 20% of a list's images kept out of training."),
-    data: Optional[str] = default_of(CaptionOptions, "data"),
     decoder: Optional[str] = default_of(CaptionOptions, "decoder"),
     overwrite: Overwrite = False,
     beam: int = typer.Option(1, help="Evaluate with beam search of this width (1: greedy)."),
