@@ -41,10 +41,15 @@ def _shared_vocabularies(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch, _shared_vocabularies):
     """Every test, and every process it starts, keeps its cache (grounding/cache.py) under its
-    own tmp_path/cache, never in the user's; only the vocabularies are shared."""
+    own tmp_path/cache, never in the user's; only the vocabularies are shared. The model hub is
+    offline unless a test serves one (tests/test_hub.py), and its cache is the test's too."""
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "vocabularies").symlink_to(_shared_vocabularies)
     monkeypatch.setenv("GROUNDING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read once, at its import
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
 
 
 @pytest.fixture(scope="session")

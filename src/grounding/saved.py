@@ -137,6 +137,8 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
         model.random_weights = True
         return model
     folder = BUILTIN.get(str(name_or_path), Path(name_or_path))
+    if isinstance(name_or_path, str) and not folder.exists():
+        folder = _published(name) or folder
     from .formats import huggingface, openai
 
     if folder.is_file():
@@ -150,7 +152,8 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
         described = folder.parent.parent  # a run's checkpoint (OUT/checkpoints/step-N): the run says what it is
     if not (described / CONFIG_FILE).is_file():
         raise NotFound(f"{folder}: no {CONFIG_FILE} here; pass a preset ({', '.join(PRESETS)}), a built-in "
-                       f"model ({', '.join(BUILTIN)}) or a folder saved by grounding (a run's --out folder)")
+                       f"model ({', '.join(BUILTIN)}), a published model or hub repo (ORG/NAME; `grounding models` "
+                       "lists them) or a folder saved by grounding (a run's --out folder)")
     config, tokenizer = read_config(described)
     model = attach(CLIP(config), tokenizer)
     if not (folder / WEIGHTS_FILE).is_file():
@@ -165,8 +168,27 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", activatio
     return model.to(device).eval()
 
 
+def _published(name: str) -> Path | None:
+    """The hub folder a name means (hub.py), or None for a name that only a local path can be:
+    `runs/demo` stays local while its first folder is here."""
+    from . import hub
+
+    repo = hub.repo_of(name)
+    if repo is None or (repo == name and Path(name.split("/")[0]).exists()):
+        return None
+    try:
+        return hub.fetch(repo)
+    except NotFound as e:
+        if repo != name:  # a published name or hf-hub:, said as such
+            raise
+        raise NotFound(f"{name}: no such folder here, and {e}") from None
+
+
 def reference(name_or_path: str | Path) -> str:
-    """How a store or index records the model it was made with: a preset's or built-in model's
-    name, else the absolute path, so that it still loads from another folder."""
+    """How a store or index records the model it was made with: a preset's, built-in or published
+    model's name, else the absolute path, so that it still loads from another folder."""
+    from . import hub
+
     name = str(name_or_path)
-    return name if isinstance(name_or_path, str) and (name in PRESETS or name in BUILTIN) else str(Path(name).resolve())
+    by_name = name in PRESETS or name in BUILTIN or (hub.repo_of(name) is not None and not Path(name).exists())
+    return name if isinstance(name_or_path, str) and by_name else str(Path(name).resolve())

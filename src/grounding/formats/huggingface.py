@@ -21,6 +21,7 @@ from ..vocabulary import folder_tokenizer
 _BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
           "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
 _ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
+HF_CONFIG, HF_WEIGHTS = "config.json", ("model.safetensors", "pytorch_model.bin")  # weights: safe first
 
 
 def is_hf_folder(folder: Path) -> bool:
@@ -142,7 +143,7 @@ def state_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str
 def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     from .openai import read_state  # tensors only, and a one-line error naming a bad file
 
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in HF_WEIGHTS:
         if (folder / name).is_file():
             return read_state(folder / name)
     raise NotFound(f"{folder}: no model.safetensors or pytorch_model.bin")

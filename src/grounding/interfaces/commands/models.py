@@ -1,4 +1,5 @@
-"""Models in and out: `convert` between formats and `export` the encoders."""
+"""Models: `models` lists the names every --model takes, `convert` between formats, `export` the
+encoders."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,26 @@ Format = choice("Format", "hf", "open_clip", "grounding")
 ExportFormat = choice("ExportFormat", "onnx", "torchscript")
 
 app = App()
+
+
+@app.command(short_help="List the models --model takes by name.")
+def models() -> None:
+    """The built-in model, the presets (random weights, for training) and the published models
+    (downloaded from the Hugging Face hub on first use; marked where already in its cache). Any
+    hub repo id (ORG/NAME or hf-hub:ORG/NAME) and any saved folder work too."""
+    from ...builtin import BUILTIN
+    from ...config import PRESETS
+    from ...hub import OPENAI_NAMES, PUBLISHED, cached
+
+    typer.echo(f"built in:  {', '.join(BUILTIN)} (trained; ships in the package)")
+    typer.echo(f"presets:   {', '.join(PRESETS)} (random weights, to train)")
+    typer.echo("published: downloaded from the Hugging Face hub on first use (name, repo, activation, image size, "
+               "training data)")
+    aliases = {published: alias for alias, published in OPENAI_NAMES.items()}
+    for name, model in PUBLISHED.items():
+        shown = name + (f" ({aliases[name]})" if name in aliases else "")
+        typer.echo(f"  {shown:<37} {model.repo:<38} {model.activation:<10} {model.image_size:>3}  "
+                   f"{model.trained_on:<17} {'cached' if cached(model.repo) else ''}".rstrip())
 
 
 @app.command(short_help="Convert a checkpoint between formats.")
