@@ -56,7 +56,9 @@ def test_missing_packages_name_the_install_command(monkeypatch, tmp_path):
         open_dataset("flags")
     with pytest.raises(MissingPackageError, match="npm pack emoji-datasource-google"):
         open_dataset("emoji:google")
-    with pytest.raises(ValueError, match="'imagenet': unknown kind; use synthetic"):
+    with pytest.raises(ValueError, match="'inet': unknown kind; use synthetic"):
+        open_dataset("inet")
+    with pytest.raises(ValueError, match="'imagenet': say which, as imagenet:DIR"):
         open_dataset("imagenet")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
+from . import benchmarks
 from .emoji import open_emoji, open_iconify
 from .examples import Dataset
 from .images import IMAGE_SUFFIXES, ImageRef, listed
@@ -50,7 +51,9 @@ def open_dataset(text: str) -> Dataset:
     spec = parse_spec(text, "dataset")
     openers = {"folder": _folder, "csv": _csv, "synthetic": _synthetic, "fashion-mnist": _fashion_mnist,
                "flags": _flags, "emoji": lambda spec: open_emoji(spec.argument),
-               "iconify": lambda spec: open_iconify(spec.argument), "photos": _photos}
+               "iconify": lambda spec: open_iconify(spec.argument), "photos": _photos,
+               "wds": benchmarks.wds, "imagenet": benchmarks.imagenet, "cars": benchmarks.cars,
+               "country211": benchmarks.country211, "cifar10": benchmarks.cifar, "cifar100": benchmarks.cifar}
     data = openers[spec.kind](spec)
     if not len(data):
         raise BadInput(f"{spec}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files)")

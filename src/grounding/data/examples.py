@@ -30,7 +30,7 @@ class Dataset:
     classes: list[str]
     keys: list[str]
     targets: list[tuple[int, ...]]
-    templates: str = "default"  # the built-in template set that suits it
+    templates: str | tuple[str, ...] = "default"  # the built-in set that suits it, or its own
     images: list[ImageRef] = field(default_factory=list)  # files, in-memory pixels or scenes
     render_size: int = 224  # of scenes
     notes: list[str] = field(default_factory=list)

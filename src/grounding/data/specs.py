@@ -53,6 +53,13 @@ KINDS = {kind.name: kind for kind in (
     Kind("fashion-mnist", "[test|train]", ("dataset",)),
     Kind("flags", "", ("dataset",)),
     Kind("photos", "[demo]", ("dataset",)),
+    # the standard benchmarks, in the layouts they download in (data/benchmarks.py)
+    Kind("wds", "DIR[:SPLIT]", ("dataset",)),
+    Kind("imagenet", "DIR", ("dataset",)),
+    Kind("cars", "DIR", ("dataset",)),
+    Kind("country211", "DIR[:SPLIT]", ("dataset",)),
+    Kind("cifar10", "PATH", ("dataset",)),
+    Kind("cifar100", "PATH", ("dataset",)),
 )}
 
 

@@ -1,12 +1,16 @@
-"""Prompt templates, written for this project. A label goes where `{}` stands; a classifier
-averages a label's embeddings over its set's templates."""
+"""Prompt templates: sets written for this project, and the sets OpenAI published with CLIP for
+the standard benchmarks (data/clip_paper.json: `imagenet`'s 80, `cars`, `country211`, `cifar`).
+A label goes where `{}` stands; a classifier averages a label's embeddings over its set's
+templates."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import BadInput
 
+CLIP_PAPER = Path(__file__).parent.parent / "data" / "clip_paper.json"
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "default": ("a photo of a {}.", "a picture of a {}.", "an image showing a {}.", "a drawing of a {}.", "a {}."),
     "synthetic": ("a {}.", "a small {}.", "a large {}.", "a photo of a {}."),
@@ -14,6 +18,7 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
                 "a low resolution photo of a {}.", "a product photo of a {}."),
     "flags": ("the flag of {}.", "the national flag of {}.", "a flag of the country {}.", "{} flag."),
     "emoji": ("an emoji of {}.", "the {} emoji.", "an icon of {}.", "a cartoon of {}."),
+    **{name: tuple(templates) for name, templates in json.loads(CLIP_PAPER.read_text())["templates"].items()},
 }
 
 
@@ -48,10 +53,11 @@ def prompts(labels: Sequence[str], templates: Sequence[str]) -> list[str]:
     return [t.format(label) for label in labels for t in templates]
 
 
-def resolve_templates(name_or_path: str | None, default: str = "default") -> tuple[str, ...]:
-    """A built-in set's name or a file; None gives `default`."""
+def resolve_templates(name_or_path: str | None, default: str | Sequence[str] = "default") -> tuple[str, ...]:
+    """A built-in set's name or a file; None gives `default` (a set's name, or templates that
+    came with a dataset)."""
     if name_or_path is None:
-        return TEMPLATE_SETS[default]
+        return TEMPLATE_SETS[default] if isinstance(default, str) else tuple(default)
     if name_or_path in TEMPLATE_SETS:
         return TEMPLATE_SETS[name_or_path]
     return read_templates(name_or_path)

