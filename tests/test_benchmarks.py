@@ -191,3 +191,53 @@ def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
     (unpacked / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"]}, protocol=2))
     with pytest.raises(BadInput, match="it asks to run __builtin__.print, which a CIFAR batch never does"):
         open_dataset(f"cifar10:{unpacked}")
+
+
+def test_benchmark_writes_each_pair_resumes_after_sigkill_and_agrees_with_zeroshot(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+    from typer.testing import CliRunner
+
+    from grounding.build import create_model
+    from grounding.config import preset
+    from grounding.interfaces.cli import app
+    from grounding.saved import save_model
+
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_model(create_model(preset("tiny")), tmp_path / f"model{seed}")
+    classes = ["red", "green"]
+    _as_folder(tmp_path / "colours", classes, [(p, n % 2) for n, p in enumerate(_pictures(6, seed=4))])
+    datasets = ["synthetic:per_label=2,size=32", f"folder:{tmp_path / 'colours'}", "synthetic:per_label=6,seed=3"]
+    args = [a for m in ("model0", "model1") for a in ("--model", str(tmp_path / m))] + \
+        [a for d in datasets for a in ("--dataset", d)] + ["--out", str(tmp_path / "bench"), "--workers", "0"]
+    run = subprocess.Popen([sys.executable, "-m", "grounding", "benchmark", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    out = tmp_path / "bench"
+    while not list(out.glob("*.json")) and run.poll() is None:
+        time.sleep(0.02)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    first = {p: p.stat().st_mtime_ns for p in out.glob("*__*.json")}
+    assert 1 <= len(first) < 6
+    again = CliRunner().invoke(app, ["benchmark", *args])
+    assert again.exit_code == 0, again.output
+    results = sorted(out.glob("*__*.json"))
+    assert len(results) == 6 and all(p.stat().st_mtime_ns == t for p, t in first.items())  # done pairs not redone
+    pair = next(p for p in results if "model1" in p.name and "colours" in p.name)
+    record = json.loads(pair.read_text())
+    assert record["task"] == "zeroshot_classification" and set(record["metrics"]) == {"acc1", "acc5",
+                                                                                      "mean_per_class_recall"}
+    alone = CliRunner().invoke(app, ["zeroshot", "--model", str(tmp_path / "model1"), "--dataset", datasets[1],
+                                     "--out", str(tmp_path / "alone"), "--workers", "0"])
+    assert alone.exit_code == 0, alone.output
+    summary = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    assert record["metrics"]["acc1"] == summary["top1"] and record["metrics"]["acc5"] == summary["top5"]
+    assert len(json.loads((out / "summary.json").read_text())) == 6
+    assert "model" in again.output and "zero-shot top-1" in again.output

@@ -1,4 +1,5 @@
-"""Zero-shot classification: `classify` (either engine), `zeroshot` (a dataset, with its report) and `probe`."""
+"""Zero-shot classification: `classify` (either engine), `zeroshot` (a dataset, with its report),
+`benchmark` (models x datasets) and `probe`."""
 from __future__ import annotations
 
 import sys
@@ -154,6 +155,41 @@ def zeroshot(
         typer.echo(f"skipped {summary['skipped']} unreadable images (listed in {out / 'summary.json'})")
     typer.echo(f"report: {out / 'report.html'}  predictions: {out / 'predictions.jsonl'}")
 
+
+
+@app.command(short_help="Zero-shot accuracy of several models on several datasets.")
+def benchmark(
+    model: list[str] = typer.Option(..., metavar="MODEL", help="A model (any --model form: a published name, a hub repo, a folder); "
+                                    "give --model again for more."),
+    dataset: list[str] = typer.Option(..., metavar="SPEC", help="A dataset (any --dataset SPEC: wds:DIR, imagenet:DIR, cars:DIR, "
+                                      "...); give --dataset again for more."),
+    out: Path = typer.Option(Path("runs/benchmark"), help="Where each pair's CLIP_benchmark-style JSON, report and "
+                             "predictions go; run the same command again to finish a killed run."),
+    batch_size: BatchSize = BATCH_SIZE,
+    workers: Workers = WORKERS,
+    cards: bool = typer.Option(False, "--cards", help="Also export one PNG card per example of each pair."),
+    device: Device = "auto",
+    precision: Precision = "fp32",
+) -> None:
+    """Evaluate every model on every dataset zero-shot, each dataset with its own class names and
+    templates (the CLIP paper's for the standard benchmarks), and print the table of top-1."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ...data.specs import parse_spec
+    from ...evaluation.benchmark import run_benchmark
+
+    models, datasets = list(dict.fromkeys(model)), list(dict.fromkeys(dataset))
+    for spec in datasets:
+        parse_spec(spec, "dataset", "--dataset")  # every spec checked before the first model loads
+    records = run_benchmark(models, datasets, out, lambda name: open_model(name, device, precision), batch_size,
+                            workers, cards)
+    table = Table("model", *datasets, title="zero-shot top-1 (mAP for multi-label sets)")
+    for n, name in enumerate(models):  # the records come model by model, in the datasets' order
+        row = records[n * len(datasets):(n + 1) * len(datasets)]
+        table.add_row(name, *(f"{next(iter(r['metrics'].values())):.2%}" for r in row))
+    Console().print(table)
+    typer.echo(f"results: {out}/*.json (CLIP_benchmark's format), reports in {out}/MODEL__DATASET/")
 
 
 @app.command(short_help="Linear probes beside zero-shot accuracy.")
