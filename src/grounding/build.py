@@ -34,7 +34,7 @@ def attach(model: torch.nn.Module, tokenizer: Tokenizer) -> torch.nn.Module:
 
 
 def preprocess_for(vision: VisionConfig) -> Preprocess:
-    return Preprocess(vision.image_size, tuple(vision.mean), tuple(vision.std))
+    return Preprocess(vision.image_size, tuple(vision.mean), tuple(vision.std), vision.resize)
 
 
 @torch.no_grad()

@@ -24,14 +24,18 @@ POSITIVE = {"embed_dim", "image_size", "width", "layers", "heads", "patch_size",
 
 @dataclass
 class VisionConfig:
-    kind: Literal["vit", "resnet", "efficientnet_lite0", "efficientnet_lite2"] = "vit"
+    kind: Literal["vit", "resnet", "efficientnet_lite0", "efficientnet_lite2", "siglip_vit"] = "vit"
     image_size: int = 224
     width: int = 768
     layers: int | tuple[int, ...] = 12  # a tuple of four stage depths for the ResNet
     heads: int = 12
     patch_size: int = 32  # ViT only
     mlp_ratio: float = 4.0
-    activation: Literal["gelu", "quick_gelu"] = "gelu"
+    activation: Literal["gelu", "gelu_tanh", "quick_gelu"] = "gelu"
+    norm_eps: float = 1e-5  # the towers' LayerNorm epsilon (SigLIP's is 1e-6)
+    # How an image meets image_size: "shortest" (resize the shorter side, crop the centre: CLIP's)
+    # or "squash" (straight to a square, as SigLIP's processor does).
+    resize: Literal["shortest", "squash"] = "shortest"
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     head_width: int = 0  # pretrained towers: hidden width of the projection head (0: linear)
@@ -45,14 +49,15 @@ class VisionConfig:
 
 @dataclass
 class TextConfig:
-    kind: Literal["transformer", "lstm", "minilm"] = "transformer"
+    kind: Literal["transformer", "lstm", "minilm", "siglip"] = "transformer"
     context_length: int = 77
     vocab_size: int = 49408
     width: int = 512
     layers: int = 12
     heads: int = 8
     mlp_ratio: float = 4.0
-    activation: Literal["gelu", "quick_gelu"] = "gelu"
+    activation: Literal["gelu", "gelu_tanh", "quick_gelu"] = "gelu"
+    norm_eps: float = 1e-5
     bidirectional: bool = False  # LSTM only
     eot_token_id: int = 49407
     pad_token_id: int = 0

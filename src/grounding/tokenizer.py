@@ -156,17 +156,19 @@ class MissingVocabulary:
 class Tokenizer:
     """Turns strings into (batch, context_length) id tensors: start token, BPE ids, end token,
     then padding. Over-long text is an error unless `truncate=True`, which keeps the end token.
-    A BERT WordPiece `tokenizer.json` works too: [CLS] and [SEP] play start and end."""
+    A BERT WordPiece `tokenizer.json` works too ([CLS] and [SEP] play start and end), and a
+    SentencePiece one (SigLIP's: no start token, `</s>` ends, `<pad>` pads)."""
 
     def __init__(self, bpe: _Tokenizer, context_length: int = 77):
         self.bpe = bpe
         self.context_length = context_length
         self.byte_level = bpe.token_to_id(START) is not None
-        start, end, pad = (START, END, PAD) if self.byte_level else ("[CLS]", "[SEP]", "[PAD]")
-        self.sot_token_id = bpe.token_to_id(start)
+        start, end, pad = (START, END, PAD) if self.byte_level else ("[CLS]", "[SEP]", "[PAD]") \
+            if bpe.token_to_id("[CLS]") is not None else (None, "</s>", "<pad>")
+        self.sot_token_id = None if start is None else bpe.token_to_id(start)
         self.eot_token_id = bpe.token_to_id(end)
-        if self.sot_token_id is None or self.eot_token_id is None:
-            raise BadInput(f"the tokenizer has neither {START}/{END} nor [CLS]/[SEP] tokens")
+        if self.eot_token_id is None or (start is not None and self.sot_token_id is None):
+            raise BadInput(f"the tokenizer has neither {START}/{END}, [CLS]/[SEP] nor SentencePiece's </s>")
         pad = bpe.token_to_id(pad)
         # OpenAI's vocabulary has no pad token and pads with id 0; padding is never read.
         self.pad_token_id = 0 if pad is None else pad
@@ -305,7 +307,7 @@ class Tokenizer:
         out = torch.full((len(texts), length), self.pad_token_id, dtype=torch.long)
         cut = []
         for row, (text, enc) in enumerate(zip(texts, encoded)):
-            ids = [self.sot_token_id, *enc.ids, self.eot_token_id]
+            ids = [*([] if self.sot_token_id is None else [self.sot_token_id]), *enc.ids, self.eot_token_id]
             if len(ids) > length:
                 if not truncate:
                     raise BadInput(

@@ -202,6 +202,7 @@ class Preprocess:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: str = "shortest"  # or "squash" (config.VisionConfig.resize)
 
     def __call__(self, image: Image.Image | str | Path) -> torch.Tensor:
         return _tensor(self.array(image))
@@ -209,8 +210,12 @@ class Preprocess:
     def array(self, image: Image.Image | str | Path) -> np.ndarray:
         if not isinstance(image, Image.Image):
             image = load_image(image)
-        return _normalised(center_crop(resize_shortest(flatten(image), self.image_size), self.image_size),
-                           self.mean, self.std)
+        size, image = self.image_size, flatten(image)
+        if self.resize == "squash":
+            square = image if image.size == (size, size) else image.resize((size, size), Image.BICUBIC)
+        else:
+            square = center_crop(resize_shortest(image, size), size)
+        return _normalised(square, self.mean, self.std)
 
 
 class ImageList:

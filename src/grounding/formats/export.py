@@ -78,7 +78,9 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
     vision = model.config.vision
     write_json_atomic(out / "preprocess.json", {
         "image_size": size, "mean": list(vision.mean), "std": list(vision.std),
-        "resize": "bicubic resize of the shortest side to image_size, then a centre crop of image_size",
+        "resize": {"shortest": "bicubic resize of the shortest side to image_size, then a centre crop of image_size",
+                   "squash": "bicubic resize to image_size x image_size"}[vision.resize],
+        "resize_mode": vision.resize,
         "context_length": context, "pad_token_id": model.tokenizer.pad_token_id,
         "logit_scale": model.logit_scale.detach().exp().item(), "activation": model.activation,
         "logit_bias": None if model.logit_bias is None else model.logit_bias.item(), "embed_dim": model.config.embed_dim,

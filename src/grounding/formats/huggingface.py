@@ -1,5 +1,6 @@
-"""Hugging Face CLIP folders (`config.json` with `text_config` and `vision_config`, and
-`model.safetensors` or `pytorch_model.bin`): read into this project's model, and written back.
+"""Hugging Face CLIP and SigLIP folders (`config.json` with `text_config` and `vision_config`,
+`model_type` clip or siglip, and `model.safetensors` or `pytorch_model.bin`): read into this
+project's model, and written back.
 
 HF keeps separate q, k and v projections and stores projections as Linear weights (out x in);
 this project fuses q, k, v into one in_proj and keeps projections as (in x out) matrices."""
@@ -16,11 +17,13 @@ from ..config import ModelConfig, TextConfig, VisionConfig
 from ..errors import BadInput, NotFound
 from ..files import atomic_path, write_json_atomic
 from ..models import CLIP
-from ..vocabulary import folder_tokenizer
+from ..tokenizer import MissingVocabulary, Tokenizer
+from ..vocabulary import folder_tokenizer, tie_tokenizer
 
 _BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
           "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
-_ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
+_ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh"}
+_HF_ACTIVATIONS = {ours: hf for hf, ours in _ACTIVATIONS.items()}
 HF_CONFIG, HF_WEIGHTS = "config.json", ("model.safetensors", "pytorch_model.bin")  # weights: safe first
 
 
@@ -32,11 +35,17 @@ def is_hf_folder(folder: Path) -> bool:
         return False  # not Hugging Face's: the loader of our own configs says what is wrong with it
 
 
+def is_siglip(config: ModelConfig) -> bool:
+    return config.vision.kind == "siglip_vit"
+
+
 def hf_to_config(hf: dict) -> ModelConfig:
     t, v = hf.get("text_config", {}), hf.get("vision_config", {})
     for part, name in ((t, "text"), (v, "vision")):
         if part.get("hidden_act", "quick_gelu") not in _ACTIVATIONS:
             raise BadInput(f"unsupported {name} activation {part['hidden_act']!r}")
+    if hf.get("model_type") == "siglip":
+        return _siglip_config(t, v)
     text = TextConfig(context_length=t.get("max_position_embeddings", 77), vocab_size=t.get("vocab_size", 49408),
                       width=t.get("hidden_size", 512), layers=t.get("num_hidden_layers", 12),
                       heads=t.get("num_attention_heads", 8),
@@ -50,7 +59,30 @@ def hf_to_config(hf: dict) -> ModelConfig:
     return ModelConfig(embed_dim=hf.get("projection_dim", 512), vision=vision, text=text, tokenizer="openai")
 
 
+def _siglip_config(t: dict, v: dict) -> ModelConfig:
+    """SiglipConfig's defaults where a key is absent (siglip-base-patch16-224's shapes)."""
+    width, text_width = v.get("hidden_size", 768), t.get("hidden_size", 768)
+    eps = v.get("layer_norm_eps", 1e-6)
+    text = TextConfig(kind="siglip", context_length=t.get("max_position_embeddings", 64),
+                      vocab_size=t.get("vocab_size", 32000), width=text_width, layers=t.get("num_hidden_layers", 12),
+                      heads=t.get("num_attention_heads", 12), mlp_ratio=t.get("intermediate_size", 3072) / text_width,
+                      activation=_ACTIVATIONS[t.get("hidden_act", "gelu_pytorch_tanh")],
+                      norm_eps=t.get("layer_norm_eps", 1e-6), eot_token_id=t.get("eos_token_id", 1),
+                      pad_token_id=t.get("pad_token_id", 1))
+    vision = VisionConfig(kind="siglip_vit", image_size=v.get("image_size", 224), width=width,
+                          layers=v.get("num_hidden_layers", 12), heads=v.get("num_attention_heads", 12),
+                          patch_size=v.get("patch_size", 16), mlp_ratio=v.get("intermediate_size", 3072) / width,
+                          activation=_ACTIVATIONS[v.get("hidden_act", "gelu_pytorch_tanh")], norm_eps=eps,
+                          resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    if t.get("projection_size", width) != width:
+        raise BadInput(f"a SigLIP whose text head gives {t['projection_size']} dimensions and whose image tower "
+                       f"{width} is not one this reader knows")
+    return ModelConfig(embed_dim=width, vision=vision, text=text, loss="siglip", tokenizer="folder")
+
+
 def config_to_hf(config: ModelConfig) -> dict:
+    if is_siglip(config):
+        return _siglip_to_hf(config)
     if config.vision.kind != "vit" or config.text.kind != "transformer":
         raise BadInput(f"Hugging Face's CLIPModel holds a ViT image tower and a Transformer text tower only, and "
                        f"this model has a {config.vision.kind} image tower and a {config.text.kind} text tower: "
@@ -69,6 +101,24 @@ def config_to_hf(config: ModelConfig) -> dict:
     }
 
 
+def _siglip_to_hf(config: ModelConfig) -> dict:
+    if config.text.kind != "siglip":
+        raise BadInput("Hugging Face's SiglipModel holds SigLIP's two towers only")
+    t, v = config.text, config.vision
+    return {
+        "model_type": "siglip", "architectures": ["SiglipModel"],
+        "text_config": {"vocab_size": t.vocab_size, "hidden_size": t.width, "intermediate_size": int(t.width * t.mlp_ratio),
+                        "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
+                        "max_position_embeddings": t.context_length, "hidden_act": _HF_ACTIVATIONS[t.activation],
+                        "layer_norm_eps": t.norm_eps, "pad_token_id": t.pad_token_id, "eos_token_id": t.eot_token_id,
+                        "projection_size": config.embed_dim},
+        "vision_config": {"hidden_size": v.width, "intermediate_size": int(v.width * v.mlp_ratio),
+                          "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "image_size": v.image_size,
+                          "patch_size": v.patch_size, "hidden_act": _HF_ACTIVATIONS[v.activation],
+                          "layer_norm_eps": v.norm_eps},
+    }
+
+
 def _tower_pairs(prefix_hf: str, prefix_ours: str, layers: int) -> list[tuple[str, str]]:
     pairs = []
     for i in range(layers):
@@ -79,8 +129,31 @@ def _tower_pairs(prefix_hf: str, prefix_ours: str, layers: int) -> list[tuple[st
     return pairs
 
 
+def _siglip_pairs(config: ModelConfig) -> list[tuple[str, str]]:
+    pairs = [("text_model.embeddings.token_embedding.weight", "text.token_embedding.weight"),
+             ("text_model.embeddings.position_embedding.weight", "text.positional_embedding"),
+             ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding"),
+             ("vision_model.head.probe", "visual.probe"),
+             ("vision_model.head.attention.in_proj_weight", "visual.pool.in_proj_weight"),
+             ("vision_model.head.attention.in_proj_bias", "visual.pool.in_proj_bias"),
+             ("logit_scale", "logit_scale"), ("logit_bias", "logit_bias")]
+    for p in ("weight", "bias"):
+        pairs += [(f"vision_model.embeddings.patch_embedding.{p}", f"visual.conv1.{p}"),
+                  (f"vision_model.post_layernorm.{p}", f"visual.ln_post.{p}"),
+                  (f"vision_model.head.attention.out_proj.{p}", f"visual.pool.out_proj.{p}"),
+                  (f"vision_model.head.layernorm.{p}", f"visual.ln_pool.{p}"),
+                  (f"vision_model.head.mlp.fc1.{p}", f"visual.mlp_pool.c_fc.{p}"),
+                  (f"vision_model.head.mlp.fc2.{p}", f"visual.mlp_pool.c_proj.{p}"),
+                  (f"text_model.final_layer_norm.{p}", f"text.ln_final.{p}"),
+                  (f"text_model.head.{p}", f"text.head.{p}")]
+    return pairs + _tower_pairs("text_model", "text", config.text.layers) + \
+        _tower_pairs("vision_model", "visual", config.vision.layers)
+
+
 def _plain_pairs(config: ModelConfig) -> list[tuple[str, str]]:
     """Keys that map one to one (projections and q/k/v are handled apart)."""
+    if is_siglip(config):
+        return _siglip_pairs(config)
     pairs = [("text_model.embeddings.token_embedding.weight", "text.token_embedding.weight"),
              ("text_model.embeddings.position_embedding.weight", "text.positional_embedding"),
              ("vision_model.embeddings.class_embedding", "visual.class_embedding"),
@@ -118,14 +191,15 @@ def hf_to_state(hf_state: dict[str, torch.Tensor], config: ModelConfig, source: 
         for p in ("weight", "bias"):
             parts = [take(f"{hf_prefix}.{x}_proj.{p}") for x in "qkv"]
             state[f"{ours}.{p}"] = None if None in parts else torch.cat(parts)
-    text_proj, visual_proj = take("text_projection.weight"), take("visual_projection.weight")
+    projections = None if is_siglip(config) else (take("text_projection.weight"), take("visual_projection.weight"))
     if missing:
-        raise BadInput(f"{source} is not a complete CLIP checkpoint; missing {', '.join(missing[:6])}"
-                       + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
-    state["text.text_projection"] = text_proj.t().contiguous()
-    state["visual.proj"] = visual_proj.t().contiguous()
-    if state["visual.class_embedding"].dim() == 1 and state["logit_scale"].dim() == 1:
-        state["logit_scale"] = state["logit_scale"][0]
+        raise BadInput(f"{source} is not a complete {'SigLIP' if is_siglip(config) else 'CLIP'} checkpoint; "
+                       f"missing {', '.join(missing[:6])}" + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
+    if projections:
+        state["text.text_projection"], state["visual.proj"] = (p.t().contiguous() for p in projections)
+    for scalar in ("logit_scale", "logit_bias"):  # kept as (1,) by transformers
+        if scalar in state and state[scalar].dim() == 1:
+            state[scalar] = state[scalar][0]
     return state
 
 
@@ -135,8 +209,11 @@ def state_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str
         for p in ("weight", "bias"):
             for name, chunk in zip("qkv", state[f"{ours}.{p}"].chunk(3)):
                 hf[f"{hf_prefix}.{name}_proj.{p}"] = chunk
-    hf["text_projection.weight"] = state["text.text_projection"].t()
-    hf["visual_projection.weight"] = state["visual.proj"].t()
+    if not is_siglip(config):
+        hf["text_projection.weight"] = state["text.text_projection"].t()
+        hf["visual_projection.weight"] = state["visual.proj"].t()
+    else:
+        hf["logit_scale"], hf["logit_bias"] = hf["logit_scale"].reshape(1), hf["logit_bias"].reshape(1)
     return {k: v.detach().contiguous().clone() for k, v in hf.items()}
 
 
@@ -169,6 +246,8 @@ def write_hf_folder(model, folder: Path) -> None:
     hf_config = config_to_hf(model.config)  # a ResNet or LSTM model is refused before anything is written
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if is_siglip(model.config):
+        return _write_siglip_folder(model, hf_config, folder)
     tokenizer, state = model.tokenizer, dict(model.state_dict())
     if tokenizer.eot_token_id == LEGACY_EOS_ID:
         last = len(tokenizer) - 1
@@ -189,16 +268,43 @@ def write_hf_folder(model, folder: Path) -> None:
     tokenizer.save_hf_files(folder)
 
 
+def _write_siglip_folder(model, hf_config: dict, folder: Path) -> None:
+    write_json_atomic(folder / "config.json", hf_config)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state_to_hf(dict(model.state_dict()), model.config), str(tmp), metadata={"format": "pt"})
+    v = model.config.vision
+    write_json_atomic(folder / "preprocessor_config.json", {
+        "image_processor_type": "SiglipImageProcessor", "image_mean": list(v.mean), "image_std": list(v.std),
+        "size": {"height": v.image_size, "width": v.image_size}, "do_resize": True, "do_normalize": True,
+        "do_rescale": True, "resample": 3})
+    with atomic_path(folder / "tokenizer.json") as tmp:
+        model.tokenizer.save(tmp)
+
+
 def load_hf_folder(folder: Path) -> CLIP:
-    """A Hugging Face CLIP folder; its tokenizer files if present, else OpenAI's vocabulary."""
+    """A Hugging Face CLIP or SigLIP folder; its tokenizer files if present, else (CLIP) OpenAI's
+    vocabulary."""
     hf_state = read_hf_weights(folder)
     config = hf_to_config(json.loads((folder / "config.json").read_text()))
     read_preprocessing(folder, config)
-    tokenizer = folder_tokenizer(folder, config, _read_hf_eos(folder, config.text.vocab_size - 1))
+    if is_siglip(config):
+        tokenizer = _siglip_tokenizer(folder, config)
+    else:
+        tokenizer = folder_tokenizer(folder, config, _read_hf_eos(folder, config.text.vocab_size - 1))
     model = attach(CLIP(config), tokenizer)
     state = hf_to_state(hf_state, config, str(folder))
     model.load_state_dict(state)
     return model
+
+
+def _siglip_tokenizer(folder: Path, config: ModelConfig):
+    """The folder's SentencePiece vocabulary as `tokenizers` reads it (tokenizer.json)."""
+    config.tokenizer = "tokenizer.json"
+    if not (folder / "tokenizer.json").is_file():
+        return MissingVocabulary(f"{folder} has no tokenizer.json, so its text side cannot encode (write one where "
+                                 "transformers is installed: AutoTokenizer.from_pretrained(FOLDER).save_pretrained("
+                                 "FOLDER))", config.text.vocab_size, config.text.context_length)
+    return tie_tokenizer(config, Tokenizer.from_file(folder / "tokenizer.json", config.text.context_length))
 
 
 def _read_hf_eos(folder: Path, default: int) -> int:

@@ -46,7 +46,8 @@ class ExportedModel:
         self.folder = Path(folder)
         try:
             settings = json.loads((self.folder / "preprocess.json").read_text())
-            self.preprocess = Preprocess(settings["image_size"], tuple(settings["mean"]), tuple(settings["std"]))
+            self.preprocess = Preprocess(settings["image_size"], tuple(settings["mean"]), tuple(settings["std"]),
+                                         settings.get("resize_mode", "shortest"))
             self.logit_scale = float(settings["logit_scale"])
             self.logit_bias = float(settings.get("logit_bias") or 0.0)  # folders exported before SigLIP had none
             self.activation = settings.get("activation", "softmax")

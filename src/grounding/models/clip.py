@@ -12,12 +12,13 @@ from ..runtime import dtype_of
 from .layers import set_checkpointing
 from .pretrained import EfficientNetTower, MiniLMTower
 from .resnet import ModifiedResNet
+from .siglip import SiglipText, SiglipVision
 from .text import TextLSTM, TextTransformer
 from .vit import VisionTransformer
 
 IMAGE_TOWERS = {"vit": VisionTransformer, "resnet": ModifiedResNet, "efficientnet_lite0": EfficientNetTower,
-                "efficientnet_lite2": EfficientNetTower}
-TEXT_TOWERS = {"transformer": TextTransformer, "lstm": TextLSTM, "minilm": MiniLMTower}
+                "efficientnet_lite2": EfficientNetTower, "siglip_vit": SiglipVision}
+TEXT_TOWERS = {"transformer": TextTransformer, "lstm": TextLSTM, "minilm": MiniLMTower, "siglip": SiglipText}
 
 
 class CLIP(nn.Module):

@@ -34,9 +34,11 @@ class QuickGELU(nn.Module):
 def activation(name: str) -> nn.Module:
     if name == "gelu":
         return nn.GELU()
+    if name == "gelu_tanh":  # SigLIP's
+        return nn.GELU(approximate="tanh")
     if name == "quick_gelu":
         return QuickGELU()
-    raise BadInput(f"unknown activation {name!r}: use 'gelu' or 'quick_gelu'")
+    raise BadInput(f"unknown activation {name!r}: use 'gelu', 'gelu_tanh' or 'quick_gelu'")
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -79,11 +81,11 @@ class MLP(nn.Module):
 
 
 class Block(Layer):
-    def __init__(self, width: int, heads: int, mlp_ratio: float, act: str):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, act: str, eps: float = 1e-5):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
+        self.ln_1 = nn.LayerNorm(width, eps)
         self.attn = Attention(width, heads)
-        self.ln_2 = nn.LayerNorm(width)
+        self.ln_2 = nn.LayerNorm(width, eps)
         self.mlp = MLP(width, int(width * mlp_ratio), act)
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
@@ -92,9 +94,10 @@ class Block(Layer):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu"):
+    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu",
+                 eps: float = 1e-5):
         super().__init__()
-        self.resblocks = nn.ModuleList(Block(width, heads, mlp_ratio, act) for _ in range(layers))
+        self.resblocks = nn.ModuleList(Block(width, heads, mlp_ratio, act, eps) for _ in range(layers))
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         for block in self.resblocks:
