@@ -241,3 +241,112 @@ def test_benchmark_writes_each_pair_resumes_after_sigkill_and_agrees_with_zerosh
     assert record["metrics"]["acc1"] == summary["top1"] and record["metrics"]["acc5"] == summary["top5"]
     assert len(json.loads((out / "summary.json").read_text())) == 6
     assert "model" in again.output and "zero-shot top-1" in again.output
+
+
+def _captioned(tmp_path, count: int = 4):
+    """Images and five captions each, the way the retrieval benchmarks pair them."""
+    words = ["red", "green", "blue", "pink", "grey"]
+    return [(p, [f"a {words[(n + k) % 5]} thing number {n} of {k}" for k in range(5)])
+            for n, p in enumerate(_pictures(count, seed=5))]
+
+
+def _expected_ranks(model, examples) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions' ranks, worked out here by brute force from the encoders."""
+    import torch
+
+    with torch.no_grad():
+        images = model.encode_image(torch.stack([model.preprocess(Image.fromarray(p)) for p, _ in examples]), True)
+        texts = model.encode_text(model.tokenizer([c for _, cs in examples for c in cs]), True)
+    similarity = (images @ texts.t()).numpy()
+    owner = [n for n, (_, cs) in enumerate(examples) for _ in cs]
+    t2i = [1 + int((similarity[:, j] > similarity[owner[j], j]).sum()) for j in range(len(owner))]
+    i2t = [1 + int((similarity[n] > max(similarity[n, j] for j in range(len(owner)) if owner[j] == n)).sum())
+           for n in range(len(examples))]
+    return np.array(i2t), np.array(t2i)
+
+
+@pytest.mark.parametrize("layout", ["karpathy", "coco", "wds"])
+def test_retrieval_benchmarks_rank_every_caption(tiny_model, tmp_path, layout):
+    import json
+
+    from grounding.data.retrieval import open_retrieval
+    from grounding.evaluation.predict import pair_ranks
+
+    examples = _captioned(tmp_path)
+    if layout == "karpathy":
+        (tmp_path / "val2014").mkdir()
+        images = []
+        for n, (pixels, captions) in enumerate(examples):
+            Image.fromarray(pixels).save(tmp_path / "val2014" / f"{n}.png")
+            images.append({"filepath": "val2014", "filename": f"{n}.png", "split": "test",
+                           "sentences": [{"raw": c} for c in captions]})
+        images.append({"filepath": "val2014", "filename": "elsewhere.png", "split": "train", "sentences": []})
+        (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": images}))
+        spec = f"coco:{tmp_path / 'dataset_coco.json'}"
+    elif layout == "coco":
+        (tmp_path / "annotations").mkdir()
+        (tmp_path / "val2014").mkdir()
+        notes = []
+        for n, (pixels, captions) in enumerate(examples):
+            Image.fromarray(pixels).save(tmp_path / "val2014" / f"COCO_val2014_{n:012d}.png")
+            notes += [{"image_id": 100 + n, "caption": c} for c in captions]
+        (tmp_path / "annotations" / "captions_val2014.json").write_text(json.dumps({
+            "images": [{"id": 100 + n, "file_name": f"COCO_val2014_{n:012d}.png"} for n in range(len(examples))],
+            "annotations": notes[::-1]}))  # in no particular order, as COCO's are
+        spec = f"flickr30k:{tmp_path / 'annotations' / 'captions_val2014.json'}"
+    else:
+        root = tmp_path / "wds_mini"
+        (root / "test").mkdir(parents=True)
+        (root / "dataset_type.txt").write_text("retrieval\n")
+        (root / "test" / "nshards.txt").write_text("1")
+        members = {}
+        for n, (pixels, captions) in enumerate(examples):
+            members[f"{n:04d}.png"] = _png(pixels)
+            members[f"{n:04d}.txt"] = "\n".join(captions).encode()
+        _tar(root / "test" / "0.tar", members)
+        spec = f"wds:{root}"
+        with pytest.raises(BadInput, match="a retrieval dataset .* which retrieval-eval reads"):
+            open_dataset(spec)
+    pairs = open_retrieval(spec)
+    got = {tuple(cs) for cs in pairs.captions}
+    assert len(pairs) == 4 and got == {tuple(cs) if layout != "coco" else tuple(cs[::-1]) for _, cs in examples}
+    order = [next(n for n, (_, cs) in enumerate(examples) if set(cs) == set(mine)) for mine in pairs.captions]
+    ordered = [(examples[n][0], pairs.captions[k]) for k, n in enumerate(order)]
+    rows, i2t, t2i, _ = pair_ranks(tiny_model, pairs, pairs.captions, workers=0)
+    expected_i2t, expected_t2i = _expected_ranks(tiny_model, ordered)
+    assert rows == [0, 1, 2, 3] and i2t.tolist() == expected_i2t.tolist() and t2i.tolist() == expected_t2i.tolist()
+
+
+def test_benchmark_reports_retrieval_both_ways(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from grounding.build import create_model
+    from grounding.config import preset
+    from grounding.interfaces.cli import app
+    from grounding.saved import save_model
+
+    save_model(create_model(preset("tiny")), tmp_path / "model")
+    result = CliRunner().invoke(app, ["benchmark", "--model", str(tmp_path / "model"), "--dataset",
+                                      "synthetic:per_label=1", "--dataset", "nonsense:x", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "'nonsense:x': unknown kind" in result.output and not (tmp_path / "b").exists()
+    examples = _captioned(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    for n, (pixels, _) in enumerate(examples):
+        Image.fromarray(pixels).save(tmp_path / "imgs" / f"{n}.png")
+    images = [{"filename": f"{n}.png", "split": "test", "sentences": [{"raw": c} for c in cs]}
+              for n, (_, cs) in enumerate(examples)]
+    (tmp_path / "imgs" / "dataset_flickr30k.json").write_text(json.dumps({"images": images}))
+    spec = f"flickr30k:{tmp_path / 'imgs' / 'dataset_flickr30k.json'}"
+    result = CliRunner().invoke(app, ["benchmark", "--model", str(tmp_path / "model"), "--dataset", spec,
+                                      "--out", str(tmp_path / "b"), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "b").glob("*__*.json")]
+    alone = CliRunner().invoke(app, ["retrieval-eval", "--model", str(tmp_path / "model"), "--pairs", spec,
+                                     "--out", str(tmp_path / "r"), "--workers", "0"])
+    assert alone.exit_code == 0, alone.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert record["task"] == "zeroshot_retrieval" and summary["captions"] == 20
+    assert record["metrics"]["image_retrieval_recall@5"] == summary["text_to_image"]["recall@5"]
+    assert record["metrics"]["text_retrieval_recall@1"] == summary["image_to_text"]["recall@1"]

@@ -5,7 +5,12 @@ model meets its published figure without a template written by hand.
     wds:DIR[:SPLIT]        CLIP_benchmark's webdataset layout, which serves its 40+ datasets:
                            DIR/SPLIT/nshards.txt and DIR/SPLIT/0.tar ... (KEY.jpg|png|webp
                            beside KEY.cls), DIR/classnames.txt and
-                           DIR/zeroshot_classification_templates.txt; SPLIT is test by default
+                           DIR/zeroshot_classification_templates.txt; SPLIT is test by default.
+                           Its retrieval sets (dataset_type.txt: retrieval) hold KEY.txt, a
+                           caption a line, and serve retrieval-eval
+    coco:JSON[:SPLIT], flickr30k:JSON[:SPLIT]
+                           retrieval: Karpathy's split file (dataset_coco.json, test split by
+                           default) or COCO's captions_val2014.json, every caption of each image
     imagenet:DIR           ImageNet's validation images: one folder per synset (n01440764/...),
                            or the 50,000 ILSVRC2012_val_*.JPEG in one folder; OpenAI's class
                            names and its 80 templates
@@ -31,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, NotFound, need
-from .examples import Dataset
+from .examples import CaptionedImages, Dataset
 from .images import ImageRef, listed
 from .specs import Spec
 
@@ -51,40 +56,104 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
-def wds(spec: Spec) -> Dataset:
-    root, split = _path_and_split(spec)
-    _folder(root, "CLIP_benchmark's webdataset layout: DIR/test/nshards.txt, DIR/test/0.tar, ...")
-    kind = (root / "dataset_type.txt").read_text().strip().lower() if (root / "dataset_type.txt").is_file() else \
+def wds_type(spec: Spec) -> str:
+    """What a set of CLIP_benchmark's layout is for: its dataset_type.txt (classification,
+    retrieval, multilabel), classification where it says nothing."""
+    root = _folder(_path_and_split(spec)[0], "CLIP_benchmark's webdataset layout: DIR/test/nshards.txt, ...")
+    return (root / "dataset_type.txt").read_text().strip().lower() if (root / "dataset_type.txt").is_file() else \
         "classification"
-    if kind != "classification":
-        raise BadInput(f"{root}: a {kind} dataset (dataset_type.txt); zeroshot and probe read classification ones")
+
+
+def _wds_layout(spec: Spec, wanted: str) -> tuple[Path, str]:
+    """DIR and SPLIT of CLIP_benchmark's layout, checked to hold a `wanted` dataset."""
+    root, split = _path_and_split(spec)
+    kind = wds_type(spec)
+    if kind != wanted:
+        reader = "retrieval-eval reads" if kind == "retrieval" else "zeroshot and probe read"
+        raise BadInput(f"{root}: a {kind} dataset (dataset_type.txt), which {reader}")
+    return root, split
+
+
+def _wds_samples(root: Path, split: str, beside: str) -> list[tuple[str, ImageRef, bytes]]:
+    """Each sample of the split's shards that has an image and a `beside` member (.cls, .txt):
+    its key, its image (read by offset), and that member's bytes."""
     try:
         shards = int((root / split / "nshards.txt").read_text())
-        classes = [line.strip() for line in (root / "classnames.txt").read_text(encoding="utf-8").splitlines()
-                   if line.strip()]
     except (OSError, ValueError) as e:
-        raise NotFound(f"{root}: not CLIP_benchmark's layout ({e}); it holds SPLIT/nshards.txt, SPLIT/0.tar ... "
-                       "and classnames.txt") from None
-    templates_file = root / "zeroshot_classification_templates.txt"
-    templates = tuple(line.strip() for line in templates_file.read_text(encoding="utf-8").splitlines()
-                      if line.strip()) if templates_file.is_file() else "default"
-    keys, targets, refs = [], [], []
+        raise NotFound(f"{root}: not CLIP_benchmark's layout ({e}); it holds SPLIT/nshards.txt, SPLIT/0.tar ...") \
+            from None
+    samples = []
     for number in range(shards):
         shard = root / split / f"{number}.tar"
         try:
             with tarfile.open(shard) as tar:
                 members = {m.name: m for m in tar.getmembers() if m.isfile()}
-                labels = {name.rsplit(".", 1)[0]: tar.extractfile(m).read() for name, m in members.items()
-                          if name.endswith(".cls")}
+                extra = {name[:-len(beside)]: tar.extractfile(m).read() for name, m in members.items()
+                         if name.endswith(beside)}
         except (OSError, tarfile.TarError) as e:
             raise BadInput(f"{shard}: not a readable tar shard ({e})") from None
         for name, member in members.items():
             key = name.rsplit(".", 1)[0]
-            if listed(name) and key in labels:
-                keys.append(f"{shard}:{name}")
-                targets.append((_class_index(labels[key], len(classes), f"{shard}:{key}.cls"),))
-                refs.append(ImageRef(shard, member=name, offset=member.offset_data, length=member.size))
-    return Dataset(f"wds:{root.name}:{split}", classes, keys, targets, templates, refs)
+            if listed(name) and key in extra:
+                ref = ImageRef(shard, member=name, offset=member.offset_data, length=member.size)
+                samples.append((f"{shard}:{key}", ref, extra[key]))
+    return samples
+
+
+def wds(spec: Spec) -> Dataset:
+    root, split = _wds_layout(spec, "classification")
+    if not (root / "classnames.txt").is_file():
+        raise NotFound(f"{root}: no classnames.txt, which a classification set of CLIP_benchmark's layout holds")
+    classes = [line.strip() for line in (root / "classnames.txt").read_text(encoding="utf-8").splitlines()
+               if line.strip()]
+    templates_file = root / "zeroshot_classification_templates.txt"
+    templates = tuple(line.strip() for line in templates_file.read_text(encoding="utf-8").splitlines()
+                      if line.strip()) if templates_file.is_file() else "default"
+    samples = _wds_samples(root, split, ".cls")
+    targets = [(_class_index(label, len(classes), f"{key}.cls"),) for key, _, label in samples]
+    return Dataset(f"wds:{root.name}:{split}", classes, [key for key, _, _ in samples], targets, templates,
+                   [ref for _, ref, _ in samples])
+
+
+def wds_captions(spec: Spec) -> CaptionedImages:
+    """A retrieval set of CLIP_benchmark's layout: each image with the lines of its .txt."""
+    root, split = _wds_layout(spec, "retrieval")
+    samples = [(key, ref, [line.strip() for line in text.decode("utf-8", "replace").splitlines() if line.strip()])
+               for key, ref, text in _wds_samples(root, split, ".txt")]
+    samples = [s for s in samples if s[2]]
+    return CaptionedImages(f"wds:{root.name}:{split}", [k for k, _, _ in samples], [c for _, _, c in samples],
+                           [r for _, r, _ in samples])
+
+
+def captions_file(spec: Spec) -> CaptionedImages:
+    """COCO or Flickr30k captions for retrieval: Karpathy's split file (dataset_coco.json,
+    dataset_flickr30k.json: SPLIT is test by default) or COCO's own captions_SPLIT.json, the
+    images found beside it where those downloads put them."""
+    path, split = _path_and_split(spec)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NotFound(f"{path}: not a readable captions file ({e})") from None
+    if "annotations" in data:  # COCO's captions_val2014.json: the images in val2014/ beside annotations/
+        by_id = {image["id"]: image["file_name"] for image in data.get("images", [])}
+        captions: dict[str, list[str]] = {}
+        for note in data["annotations"]:
+            captions.setdefault(by_id[note["image_id"]], []).append(note["caption"].strip())
+        folder = path.stem.removeprefix("captions_")
+        roots = [path.parent.parent / folder, path.parent / folder, path.parent]
+        entries = sorted(captions.items())
+    else:  # Karpathy's: images[].filepath/filename, sentences[].raw, split
+        entries = [(str(Path(image.get("filepath", "")) / image["filename"]),
+                    [s["raw"].strip() for s in image["sentences"]])
+                   for image in data.get("images", []) if image.get("split") == split]
+        roots = [path.parent, path.parent / "flickr30k-images", path.parent / "images"]
+    if not entries:
+        raise BadInput(f"{path}: no images of the {split} split in it")
+    root = next((r for r in roots if (r / entries[0][0]).is_file()), None)
+    if root is None:
+        raise NotFound(f"{path}: its first image, {entries[0][0]}, is in none of {', '.join(map(str, roots))}")
+    return CaptionedImages(f"{spec.kind}:{split}", [name for name, _ in entries], [c for _, c in entries],
+                           [ImageRef(root / name) for name, _ in entries])
 
 
 def _class_index(text: bytes, count: int, where: str) -> int:

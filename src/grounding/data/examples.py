@@ -1,5 +1,6 @@
-"""The two kinds of listed examples every source gives: a `Dataset` (images with label indices,
-for zero-shot evaluation and probes) and a `Pair` (an image file with its captions, for training)."""
+"""The kinds of listed examples the sources give: a `Dataset` (images with label indices, for
+zero-shot evaluation and probes), a `Pair` (an image file with its captions, for training) and
+`CaptionedImages` (images each with their captions, for retrieval)."""
 from __future__ import annotations
 
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .images import ImageRef
+from .images import ImageList, ImageRef
 
 
 @dataclass
@@ -80,3 +81,13 @@ def warn_label_collisions(classes: list[str]) -> None:
                 f"labels {seen[key]!r} and {label!r} read the same once normalised"
             warnings.warn(f"{what}; a zero-shot classifier cannot tell them apart", stacklevel=3)
         seen.setdefault(key, label)
+
+
+class CaptionedImages(ImageList):
+    """Images, each with one or more captions, read lazily by worker processes: in retrieval
+    every caption looks for its image, and every image for any of its captions."""
+
+    def __init__(self, name: str, keys: list[str], captions: list[list[str]], refs: list[ImageRef],
+                 size: int = 224):
+        super().__init__(refs, size)
+        self.name, self.keys, self.captions = name, keys, captions

@@ -54,7 +54,9 @@ KINDS = {kind.name: kind for kind in (
     Kind("flags", "", ("dataset",)),
     Kind("photos", "[demo]", ("dataset",)),
     # the standard benchmarks, in the layouts they download in (data/benchmarks.py)
-    Kind("wds", "DIR[:SPLIT]", ("dataset",)),
+    Kind("wds", "DIR[:SPLIT]", ("dataset", "pairs")),
+    Kind("coco", "JSON[:SPLIT]", ("pairs",)),
+    Kind("flickr30k", "JSON[:SPLIT]", ("pairs",)),
     Kind("imagenet", "DIR", ("dataset",)),
     Kind("cars", "DIR", ("dataset",)),
     Kind("country211", "DIR[:SPLIT]", ("dataset",)),

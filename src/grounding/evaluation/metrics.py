@@ -24,10 +24,14 @@ def ranks(scores, targets) -> np.ndarray:
     return (scores > correct).sum(axis=1) + 1
 
 
-def retrieval_ranks(similarity: np.ndarray) -> np.ndarray:
-    """Rank of the diagonal entry in each row of a queries x items matrix whose row i belongs
-    with item i."""
-    return ranks(similarity, np.arange(len(similarity)))
+def retrieval_ranks(similarity: np.ndarray, owner: np.ndarray | None = None) -> np.ndarray:
+    """For each row of a queries x items matrix, the rank of the best placed of its own items:
+    item j belongs to row owner[j] (by default, item i to row i)."""
+    if owner is None:
+        return ranks(similarity, np.arange(len(similarity)))
+    best = np.full(len(similarity), -np.inf)
+    np.maximum.at(best, owner, similarity[owner, np.arange(len(owner))])
+    return 1 + (similarity > best[:, None]).sum(axis=1)
 
 
 def rank_summary(ranks: np.ndarray) -> dict:

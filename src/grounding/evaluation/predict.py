@@ -14,7 +14,7 @@ from ..inference.encode import cached_text_classifier, encode_images, encode_tex
 from ..inference.scores import probabilities
 from ..inference.templates import resolve_templates
 from ..models import CLIP
-from .metrics import retrieval_ranks
+from .metrics import ranks, retrieval_ranks
 
 
 @dataclass
@@ -57,9 +57,10 @@ def predict_zero_shot(model: CLIP, dataset: Dataset, templates: Sequence[str] | 
 @torch.no_grad()
 def pair_ranks(model: CLIP, images, captions: list[str], workers: int = WORKERS, show_progress: bool = False
                ) -> tuple[list[int], np.ndarray, np.ndarray, list[str]]:
-    """Retrieval over images (a dataset with .image(i)) paired with captions[i]: the rows whose
-    images could be read, each one's image-to-text and text-to-image rank among those rows, and
-    the messages of the images skipped."""
+    """Retrieval over images (anything with .image(i)), image i with the captions captions[i] (a
+    text or a list of them): the rows whose images could be read; each one's image-to-text rank
+    (of the best placed of its captions among all captions); each of their captions'
+    text-to-image rank among those images, in order; and the messages of the images skipped."""
     rows, features, skipped = [], [], []
     for batch, index, errors in encode_images(model, images, workers=workers, show_progress=show_progress):
         skipped += errors
@@ -68,6 +69,8 @@ def pair_ranks(model: CLIP, images, captions: list[str], workers: int = WORKERS,
             rows += index.tolist()
     if not rows:
         return rows, np.zeros(0, np.int64), np.zeros(0, np.int64), skipped
-    texts = encode_texts(model, [captions[i] for i in rows]).cpu().numpy()
-    similarity = np.concatenate(features) @ texts.T  # rows: images, columns: their captions, same order
-    return rows, retrieval_ranks(similarity), retrieval_ranks(similarity.T), skipped
+    own = [[captions[i]] if isinstance(captions[i], str) else list(captions[i]) for i in rows]
+    owner = np.repeat(np.arange(len(rows)), [len(texts) for texts in own])
+    texts = encode_texts(model, [text for texts in own for text in texts]).cpu().numpy()
+    similarity = np.concatenate(features) @ texts.T  # rows: images, columns: every caption, image by image
+    return rows, retrieval_ranks(similarity, owner), ranks(similarity.T, owner), skipped

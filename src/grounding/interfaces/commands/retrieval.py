@@ -125,8 +125,9 @@ def search(
 @app.command("retrieval-eval", short_help="Recall@k both ways on paired data.")
 def retrieval_eval(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
-    pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2], or captioned images as train --data "
-                              "names them (csv:PATH with image,caption, folder:PATH, ...), each with its first caption."),
+    pairs: str = typer.Option("synthetic", help="synthetic[:n=500,seed=2]; captioned images as train --data names "
+                              "them (csv:PATH with image,caption, folder:PATH, ...), each with its first caption; or "
+                              "a benchmark with every caption: coco:JSON, flickr30k:JSON, wds:DIR (README: Datasets)."),
     out: Path = typer.Option(Path("runs/retrieval"), help="Where summary.json and ranks.jsonl go."),
     workers: Workers = WORKERS,
     device: Device = "auto",
@@ -142,4 +143,5 @@ def retrieval_eval(
         r = summary[direction]
         typer.echo(f"{direction.replace('_', ' ')}: R@1 {r['recall@1']:.1%}  R@5 {r['recall@5']:.1%}  "
                    f"R@10 {r['recall@10']:.1%}  mean rank {r['mean_rank']:.1f}  median rank {r['median_rank']:.0f}")
-    typer.echo(f"{summary['examples']} pairs (chance R@1 {summary['chance_recall@1']:.2%}); ranks in {out / 'ranks.jsonl'}")
+    typer.echo(f"{summary['examples']} images, {summary['captions']} captions (chance R@1 "
+               f"{summary['chance_recall@1']:.2%}); ranks in {out / 'ranks.jsonl'}")

@@ -176,15 +176,15 @@ def benchmark(
     from rich.console import Console
     from rich.table import Table
 
-    from ...data.specs import parse_spec
-    from ...evaluation.benchmark import run_benchmark
+    from ...tasks.benchmark import run_benchmark, task_of
 
     models, datasets = list(dict.fromkeys(model)), list(dict.fromkeys(dataset))
     for spec in datasets:
-        parse_spec(spec, "dataset", "--dataset")  # every spec checked before the first model loads
+        task_of(spec)  # every spec checked before the first model loads
     records = run_benchmark(models, datasets, out, lambda name: open_model(name, device, precision), batch_size,
                             workers, cards)
-    table = Table("model", *datasets, title="zero-shot top-1 (mAP for multi-label sets)")
+    table = Table("model", *datasets, title="zero-shot top-1 (mAP for multi-label sets, text-to-image R@1 for "
+                  "retrieval sets)")
     for n, name in enumerate(models):  # the records come model by model, in the datasets' order
         row = records[n * len(datasets):(n + 1) * len(datasets)]
         table.add_row(name, *(f"{next(iter(r['metrics'].values())):.2%}" for r in row))
