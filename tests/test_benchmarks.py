@@ -350,3 +350,41 @@ def test_benchmark_reports_retrieval_both_ways(tmp_path):
     assert record["task"] == "zeroshot_retrieval" and summary["captions"] == 20
     assert record["metrics"]["image_retrieval_recall@5"] == summary["text_to_image"]["recall@5"]
     assert record["metrics"]["text_retrieval_recall@1"] == summary["image_to_text"]["recall@1"]
+
+
+def test_the_reproduction_script_sets_each_figure_beside_the_published_one(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from grounding.build import create_model
+    from grounding.config import preset
+    from grounding.saved import save_model
+
+    path = Path(__file__).parent.parent / "benchmarks" / "reproduce.py"
+    spec = importlib.util.spec_from_file_location("reproduce", path)
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    torch.manual_seed(0)
+    save_model(create_model(preset("tiny")), tmp_path / "model")
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    data = np.stack([p.transpose(2, 0, 1).reshape(-1) for p in _pictures(6, seed=6)])
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": [0, 1, 2, 0, 1, 2]}, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"cat", b"dog", b"ship"]}, protocol=2))
+    model = str(tmp_path / "model")
+
+    def run(published: float) -> int:
+        monkeypatch.setattr(reproduce, "PUBLISHED", {model: {"cifar10": published}})
+        monkeypatch.setattr(sys, "argv", ["reproduce.py", "--model", model, "--cifar10", str(folder), "--out",
+                                          str(tmp_path / "out"), "--workers", "0", "--device", "cpu"])
+        return reproduce.main()
+
+    run(0.0)
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*__*.json")]
+    measured = 100 * record["metrics"]["acc1"]
+    assert run(measured + 0.3) == 0 and run(measured - 2.0) == 1  # the finished pair is read back, not rerun
+    assert "more than 0.5 points off: cifar10" in capsys.readouterr().out
