@@ -185,7 +185,7 @@ def test_run_probe_on_synthetic(tiny_model, tmp_path):
     spec = "synthetic:per_label=6,size=32"
     results = run_probe(tiny_model, spec, [2, None], workers=0)
     assert [r["shots"] for r in results] == [2, "all"]
-    zero_shot = evaluate_zero_shot(tiny_model, open_dataset(spec), TEMPLATE_SETS["synthetic"], tmp_path, workers=0,
+    zero_shot = evaluate_zero_shot(tiny_model, open_dataset(spec), TEMPLATE_SETS["synthetic"], tmp_path / "z", workers=0,
                                    show_progress=False)["top1"]
     assert all(abs(r["zero_shot_top1"] - zero_shot) < 1e-9 for r in results)  # the same test images
     # 144 test images of 24 labels: chance is 4.2%, and 5 standard deviations above it is 12.5% (measured: 28-30%)

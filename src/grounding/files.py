@@ -3,6 +3,7 @@ one, never half of one; arrays kept on disk between runs (`cached_array`); and t
 which a cache tells a changed file (`stamp`)."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import tempfile
@@ -140,15 +141,17 @@ def writable_folder(folder: str | Path) -> Path:
 
 
 def refuse_foreign(folder: str | Path, ours: bool, allowed: set[str], fix: str) -> None:
-    """A FolderError if `folder` is a file, or if it is not `ours` (a run's, a store's) and holds
-    files other than `allowed` (what a job leaves when it has just begun; the lock always is);
+    """The one rule for a command's output folder: a FolderError if `folder` is a file, or if it
+    is not `ours` (a run's, a store's, or the user passed --overwrite) and holds files other than
+    `allowed` (names or shell patterns: what the command itself writes; the lock always is);
     `fix` says what to do instead. Nothing is written."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder}: a file, not a folder; choose a folder for the output")
     if ours or not folder.is_dir():
         return
-    others = sorted(p.name for p in folder.iterdir() if p.name not in allowed | {".lock"})
+    others = sorted(p.name for p in folder.iterdir()
+                    if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in allowed | {".lock"}))
     if others:
         raise FolderError(f"{folder} holds {len(others)} file(s) ({', '.join(others[:3])}) of something else; {fix}")
 

@@ -11,7 +11,7 @@ from ..data.examples import Dataset
 from ..data.images import BATCH_SIZE, WORKERS
 from ..data.specs import parse_spec
 from ..errors import BadInput
-from ..files import write_json_atomic
+from ..files import refuse_foreign, write_json_atomic
 from ..inference.encode import cached_text_classifier
 from ..inference.templates import resolve_templates
 from ..models import CLIP
@@ -23,7 +23,10 @@ from .report import example_records, export_cards, summarize, write_html, write_
 def evaluate_zero_shot(model: CLIP, dataset: Dataset, templates: tuple[str, ...], out: Path,
                        batch_size: int = BATCH_SIZE, workers: int = WORKERS, cards: bool = False, cache: bool = True,
                        show_progress: bool = True, title: str | None = None) -> dict:
-    """Writes OUT/summary.json, OUT/predictions.jsonl, OUT/report.html (and OUT/cards/*.png)."""
+    """Writes OUT/summary.json, OUT/predictions.jsonl, OUT/report.html (and OUT/cards/*.png); an
+    OUT holding anything else is refused before any work."""
+    refuse_foreign(out, False, {"summary.json", "predictions.jsonl", "report.html", "cards"},
+                   "choose a new or empty --out (or one an earlier zeroshot wrote)")
     out.mkdir(parents=True, exist_ok=True)
     predictions = predict_zero_shot(model, dataset, templates, cache, batch_size, workers, show_progress)
     summary = summarize(dataset, predictions)

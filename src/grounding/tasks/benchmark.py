@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..data.datasets import open_dataset
-from ..files import folder_lock, write_json_atomic
+from ..files import folder_lock, refuse_foreign, write_json_atomic
 from ..inference.templates import resolve_templates
 from ..progress import Progress
 from ..evaluation.run import evaluate_zero_shot
@@ -80,6 +80,8 @@ def run_benchmark(models: list[str], datasets: list[str], out: Path, open_model:
                   batch_size: int, workers: int, cards: bool = False, show_progress: bool = True) -> list[dict]:
     """Every model on every dataset (each with its own templates); the records of all pairs."""
     out = Path(out)
+    refuse_foreign(out, False, {"*__*", "summary.json"},
+                   "choose a new or empty --out (or one an earlier benchmark wrote, to finish it)")
     out.mkdir(parents=True, exist_ok=True)
     pairs = [Pair(m, d) for m in dict.fromkeys(models) for d in dict.fromkeys(datasets)]
     with folder_lock(out, "grounding benchmark"):

@@ -21,7 +21,7 @@ def ground(
     out: Path = typer.Option(Path("ground.png"), help="Where to draw the heat map and the box."),
     method: GroundMethod = typer.Option(GroundMethod.occlusion, help="occlusion (any tower) or similarity "
                                         "(patch tokens; docs/tasks.md)."),
-    window: Optional[int] = typer.Option(None, help="Occlusion window in pixels; default half a ViT patch."),
+    window: Optional[int] = typer.Option(None, min=1, help="Occlusion window in pixels; default half a ViT patch."),
     device: Device = "auto",
     precision: Precision = "fp32",
 ) -> None:
@@ -30,6 +30,9 @@ def ground(
     from ...tasks.phrase_grounding.locate import ground as run_ground
     from ...tasks.phrase_grounding.locate import save_overlay
 
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; give the file to draw into, e.g. {out / 'ground.png'}",
+                                 param_hint="--out")
     clip = open_model(model, device, precision)
     heat, box, view = run_ground(clip, load_image(image), phrase, method.value, window)
     save_overlay(view, heat, box, phrase, out)

@@ -3,7 +3,7 @@ encoders."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,6 +13,21 @@ Format = choice("Format", "hf", "open_clip", "grounding")
 ExportFormat = choice("ExportFormat", "onnx", "torchscript")
 
 app = App()
+STATE_FILES = (".pt", ".pth", ".bin", ".safetensors")  # open_clip's bare state dict, a file
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write over what the destination already holds "
+                                                            "(by default only a new or empty folder is written).")]
+
+
+def _claim(destination: Path, overwrite: bool, command: str, as_file: bool = False) -> None:
+    """Refuses a destination that holds a user's files before anything is loaded or written."""
+    from ...files import FolderError, refuse_foreign
+
+    if as_file:
+        if destination.exists() and not overwrite:
+            raise FolderError(f"{destination} exists; pass --overwrite to replace it, or choose another file")
+        return
+    refuse_foreign(destination, overwrite, set(), f"grounding {command} writes into a new or empty folder; pass "
+                                                  "--overwrite to write over them, or choose another folder")
 
 
 @app.command(short_help="List the models --model takes by name.")
@@ -47,6 +62,7 @@ def convert(
                               "create_model('local-dir:OUT'); grounding: any model."),
     activation: Optional[str] = typer.Option(None, help="For a SOURCE state dict, which carries no config: "
                                              "quick_gelu (OpenAI's weights) or gelu."),
+    overwrite: Overwrite = False,
 ) -> None:
     """Convert a checkpoint between formats, preprocessing settings and tokenizer included. Hugging
     Face's CLIPModel holds ViT models only (the demo's ResNet goes --to open_clip)."""
@@ -56,6 +72,7 @@ def convert(
     from ...formats.openai import write_open_clip
     from ...saved import save_model
 
+    _claim(destination, overwrite, "convert", as_file=to == Format.open_clip and destination.suffix in STATE_FILES)
     clip = grounding.load(source, activation=activation)
     if to == Format.hf:
         write_hf_folder(clip, destination)
@@ -75,10 +92,12 @@ def export_command(
                                                         "preprocess.json."),
     format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx (onnxruntime and the like) or "
                                         "torchscript (torch.jit.load)."),
+    overwrite: Overwrite = False,
 ) -> None:
     """Export the image and text encoders for inference without grounding (docs/interop.md)."""
     from ...formats.export import export
 
+    _claim(out, overwrite, "export")
     clip = open_model(model, "cpu")
     files = export(clip, out, format.value)
     typer.echo(f"wrote {', '.join(p.name for p in files)} to {out}")

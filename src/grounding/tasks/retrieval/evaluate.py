@@ -11,7 +11,7 @@ from ...data.images import WORKERS
 from ...data.retrieval import open_retrieval
 from ...evaluation.metrics import rank_summary
 from ...evaluation.predict import pair_ranks
-from ...files import write_json_atomic, write_jsonl_atomic
+from ...files import refuse_foreign, write_json_atomic, write_jsonl_atomic
 from ...models import CLIP
 
 
@@ -19,6 +19,8 @@ from ...models import CLIP
 def retrieval_eval(model: CLIP, spec: str, out: Path, workers: int = WORKERS, show_progress: bool = True) -> dict:
     """Writes OUT/summary.json (recall@1/5/10, mean and median rank, both ways) and
     OUT/ranks.jsonl (each image's captions and ranks)."""
+    refuse_foreign(out, False, {"summary.json", "ranks.jsonl"},
+                   "choose a new or empty --out (or one an earlier retrieval-eval wrote)")
     pairs = open_retrieval(spec)
     image_rows, i2t, t2i, skipped = pair_ranks(model, pairs, pairs.captions, workers, show_progress)
     n, texts = len(image_rows), len(t2i)
