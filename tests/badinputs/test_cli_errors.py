@@ -128,6 +128,21 @@ ROWS = [
     (["vqa", "{w}/image.png", "what is it?", "--model", "{w}/model"], 2, "not a vqa model"),
     (["caption", "{w}/image.png", "--model", "{w}/someone"], 2, "no config.json"),
     (["convert", "{w}/evil.pt", "{w}/out", "--to", "hf", "--activation", "gelu"], 2, "evil.pt"),
+    # counts and rates that cannot work, refused by name before anything is made (issue #29)
+    (TRAIN + ["--lr", "inf"], 2, "--lr inf: the learning rate must be positive and finite"),
+    (TRAIN + ["--steps", "99999999999999999999"], 2, "train for 1 to 1,000,000,000 steps"),
+    (TRAIN + ["--seed", "-1"], 2, "--seed -1: seeds are 0 or more"),
+    (TRAIN + ["--lock-image", "--lock-image-unlocked-layers", "-1"], 2, "--lock-image-unlocked-layers -1"),
+    (["train-vqa", "--width", "-1", "--out", "{w}/run"], 2, "--width -1: give 1 or more"),
+    (["train-caption", "--layers", "0", "--out", "{w}/run"], 2, "--layers 0: give 1 or more"),
+    (["embed", "--model", "{w}/model", "--texts", "{w}/texts.txt", "--out", "{w}/e", "--shard-size", "-3"], 2,
+     "--shard-size"),
+    (["zeroshot", "--model", "{w}/model", "--dataset", "synthetic", "--limit", "-5", "--out", "{w}/zs"], 2, "--limit"),
+    (["probe", "--model", "{w}/model", "--dataset", "synthetic", "--train-limit", "-5"], 2, "--train-limit"),
+    (["probe", "--model", "{w}/model", "--dataset", "synthetic", "--shots", "0"], 2, "--shots"),
+    (["demo", "--steps", "0", "--out", "{w}/demo"], 2, "--steps"),
+    (["demo", "--examples", "-3", "--out", "{w}/demo"], 2, "--examples"),
+    (["ground", "{w}/image.png", "a red thing", "--model", "{w}/model", "--window", "-4"], 2, "--window"),
 ]
 
 
@@ -214,3 +229,21 @@ def test_an_output_folder_that_cannot_be_written_is_one_error_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "cannot write here" in errors[0] and "Traceback" not in result.stderr
     assert list((tmp_path / "read-only").iterdir()) == []
+
+
+def test_a_run_whose_loss_stops_being_a_number_stops_with_its_last_good_checkpoint(tmp_path):
+    def strict(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    result = runner.invoke(app, ["train", "--architecture", "tiny", "--lr", "900", "--steps", "40", "--save-every", "2",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "stopped: the loss is nan at step" in result.output, result.output
+    assert "start again with a lower --lr" in result.output and "Traceback" not in result.output
+    log = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line, parse_constant=strict) for line in log]
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept and rows and int(kept[-1].split("-")[1]) <= rows[-1]["step"] < 40
+    import grounding
+
+    assert all(torch.isfinite(t).all() for t in grounding.load(tmp_path / "run").state_dict().values())
+

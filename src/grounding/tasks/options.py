@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import BadInput
 from ..training.options import LoopConfig, option
 
 
@@ -23,6 +24,13 @@ class TaskOptions:
     layers: int = option(2, "How many cross-attention (or decoder) layers.")
     heads: int = option(4, "Attention heads of those layers.")
     grid_stage: int = option(3, "ResNet towers: image tokens from this stage's grid (models/fusion.py).")
+
+    def __post_init__(self) -> None:
+        for name, low in (("width", 1), ("layers", 1), ("heads", 1), ("grid_stage", 1)):
+            if getattr(self, name) < low:
+                raise BadInput(f"--{name.replace('_', '-')} {getattr(self, name)}: give {low} or more", f"--{name}")
+        if self.width % self.heads:
+            raise BadInput(f"--width {self.width} is not divisible by {self.heads} heads", "--width")
 
 
 @dataclass

@@ -8,6 +8,7 @@ the run folder."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from ..errors import MissingDependency
+from ..errors import GroundingError, MissingDependency
 from ..files import write_json_atomic
 from ..progress import Progress
 from .checkpoint import TRAIN_FILE, RunFolder
@@ -83,6 +84,10 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                 # the ranks' mean loss is the global batch's; any rank's Ctrl-C or validation stops or saves all
                 loss, stopping, validated = world.sum([loss, bool(stop.requested), validated])
                 loss /= world.size
+                if not math.isfinite(loss):  # nothing of this step is logged or saved
+                    raise Diverged(f"the loss is {loss} at step {step + 1} (learning rate {lr:.3g}): the weights "
+                                   f"went wrong, so the run stops here; {run.out} keeps its checkpoint of step "
+                                   f"{saved}; start again with a lower --lr (or more --warmup)")
                 rate = round(cfg.batch_size / (time.perf_counter() - began), 1)
                 row = {"step": step + 1, "loss": round(loss, 5), "lr": lr, **extra, f"{unit}_per_s": rate}
                 log.write(json.dumps(row) + "\n")
@@ -125,6 +130,13 @@ def _restore(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer,
                        "it, so OUT must be on a filesystem all the machines share")
     world.agree(problem)
     return step, data
+
+
+class Diverged(GroundingError):
+    """The loss stopped being a number; the run stops with its last good checkpoint."""
+
+    exit_code = 1  # the run began, and stopped
+    heading = "stopped"
 
 
 class _StopOnInterrupt:

@@ -11,6 +11,9 @@ from pathlib import Path
 from ..errors import BadInput
 
 
+MAX_STEPS, MAX_BATCH = 10 ** 9, 10 ** 7  # beyond these a run cannot end on any machine
+
+
 def option(default, help: str):
     """A config field with the help text the command line shows for it."""
     return field(default=default, metadata={"help": help})
@@ -39,9 +42,10 @@ class LoopConfig:
                 raise BadInput(f"--{name.replace('_', '-')} {value}: {want}")
 
     def _rules(self) -> list:
-        return [("steps", lambda v: v >= 1, "train for at least 1 step"),
-                ("batch_size", lambda v: v >= 1, "a batch holds at least 1 example"),
-                ("lr", lambda v: v > 0, "the learning rate must be positive"),
+        return [("steps", lambda v: 1 <= v <= MAX_STEPS, f"train for 1 to {MAX_STEPS:,} steps"),
+                ("batch_size", lambda v: 1 <= v <= MAX_BATCH, f"a batch holds 1 to {MAX_BATCH:,} examples"),
+                ("lr", lambda v: 0 < v < 1e3, "the learning rate must be positive and finite (below 1,000)"),
+                ("seed", lambda v: v >= 0, "seeds are 0 or more"),
                 ("weight_decay", lambda v: v >= 0, "weight decay cannot be negative"),
                 ("warmup", lambda v: v >= 0, "warmup steps cannot be negative"),
                 ("grad_clip", lambda v: v >= 0, "give a positive norm, or 0 for no clipping"),
@@ -143,7 +147,9 @@ class TrainConfig(LoopConfig):
             ("samples", lambda v: v >= 0 and not (v and self.epochs), "give 0 or more samples, and not with --epochs"),
             ("eval_every", lambda v: v >= 0, "validate every N >= 1 steps, or 0 for never"),
             ("eval_pairs", lambda v: v >= 0, "hold out 0 or more pairs"),
-            ("shuffle_buffer", lambda v: v >= 1, "the shuffle buffer holds at least 1 sample")]
+            ("shuffle_buffer", lambda v: v >= 1, "the shuffle buffer holds at least 1 sample"),
+            ("lock_image_unlocked_layers", lambda v: v >= 0, "0 or more of the locked tower's last layers"),
+            ("lock_text_unlocked_layers", lambda v: v >= 0, "0 or more of the locked tower's last layers")]
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

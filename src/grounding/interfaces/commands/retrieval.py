@@ -23,7 +23,7 @@ def embed(
                                          "'caption'), tar:SHARDS-{000..009}.tar (webdataset), or any captioned "
                                          "images train --data lists (openclipart, emoji:STYLE, ...)."),
     texts: Optional[Path] = typer.Option(None, help="A file with one text per line, instead of --images."),
-    shard_size: int = typer.Option(4096, help="Items per shard; each finished shard is kept on a restart."),
+    shard_size: int = typer.Option(4096, min=1, help="Items per shard; each finished shard is kept on a restart."),
     batch_size: BatchSize = BATCH_SIZE,
     workers: Workers = WORKERS,
     device: Device = "auto",

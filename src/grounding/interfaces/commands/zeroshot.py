@@ -122,7 +122,7 @@ def zeroshot(
                                             "dataset's own set."),
     batch_size: BatchSize = BATCH_SIZE,
     workers: Workers = WORKERS,
-    limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random sample of this many examples."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate a seeded random sample of this many examples."),
     cards: bool = typer.Option(False, "--cards", help="Also export one PNG card per example into OUT/cards."),
     no_cache: bool = typer.Option(False, "--no-cache",
                                   help="Re-encode the label texts even if a cached classifier exists."),
@@ -196,10 +196,10 @@ def benchmark(
 def probe(
     model: str = typer.Option(..., help="A saved model or run folder, or a preset name."),
     dataset: str = typer.Option(..., help="A single-label dataset spec (as for zeroshot)."),
-    shots: list[int] = typer.Option([1, 4, 16], help="Examples per class to train on; repeat the option. "
+    shots: list[int] = typer.Option([1, 4, 16], min=1, help="Examples per class to train on; repeat the option. "
                                     "Full data is always added."),
-    train_limit: int = typer.Option(5000, help="At most this many training-pool examples are encoded."),
-    seed: int = typer.Option(0, help="Seeds the splits and the choice of shots."),
+    train_limit: int = typer.Option(5000, min=1, help="At most this many training-pool examples are encoded."),
+    seed: int = typer.Option(0, min=0, help="Seeds the splits and the choice of shots."),
     workers: Workers = WORKERS,
     device: Device = "auto",
     precision: Precision = "fp32",
