@@ -4,6 +4,7 @@ which a cache tells a changed file (`stamp`)."""
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import tempfile
@@ -51,23 +52,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def cached_array(path: Path, shape: tuple[int, ...], make: Callable[[], np.ndarray], what: str) -> np.ndarray:
-    """The array kept at `path` (a safetensors file, under the name `what`) when it is there,
-    readable and of `shape`; else `make()`, kept there. A damaged entry is said in a warning and
-    made again."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file, save_file
+    """The array kept at `path` (a safetensors file, under the name `what`, with the SHA-256 of
+    its bytes) when it is there, of `shape` and its bytes match the digest; else `make()`, kept
+    there. A damaged entry (cut short, or a bit flipped) is said in a warning and made again."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import save_file
 
     if path.is_file():
+        damaged = True
         try:
-            kept = load_file(str(path))[what]
-            if kept.shape == shape:
+            with safe_open(str(path), framework="np") as f:
+                digest, kept = (f.metadata() or {}).get("sha256"), f.get_tensor(what)
+            if digest is None:  # written before entries carried a digest: made again, quietly
+                damaged = False
+            elif kept.shape == shape and hashlib.sha256(kept.tobytes()).hexdigest() == digest:
                 return kept
         except (SafetensorError, OSError, KeyError):
             pass
-        warnings.warn(f"{path}: a damaged {what} cache entry; made it again", stacklevel=2)
+        if damaged:
+            warnings.warn(f"{path}: a damaged {what} cache entry; made it again", stacklevel=2)
     array = np.ascontiguousarray(make(), dtype=np.float32)
     with atomic_path(path) as tmp:
-        save_file({what: array}, str(tmp))
+        save_file({what: array}, str(tmp), metadata={"sha256": hashlib.sha256(array.tobytes()).hexdigest()})
     return array
 
 

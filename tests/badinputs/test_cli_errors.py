@@ -177,18 +177,21 @@ def test_repeated_and_colliding_labels_warn_by_name(world):
     assert "warning: labels 'T-shirt' and 't shirt' read the same" in result.output
 
 
-def test_a_damaged_classifier_cache_entry_is_rebuilt(world, tmp_path):
+def test_a_damaged_classifier_cache_entry_cut_short_or_bit_flipped_is_rebuilt(world, tmp_path):
     from grounding.inference.encode import cached_text_classifier
     from grounding.saved import load
 
     model = load(world / "model")
     first = cached_text_classifier(model, ["red", "blue"], ["a {}."])
     (entry,) = (tmp_path / "cache" / "classifiers").glob("*.safetensors")  # conftest's cache
-    entry.write_bytes(entry.read_bytes()[:40])
-    with pytest.warns(UserWarning, match="damaged classifier cache entry; made it again"):
-        again = cached_text_classifier(model, ["red", "blue"], ["a {}."])
-    assert torch.allclose(first, again)
-    assert cached_text_classifier(model, ["red", "blue"], ["a {}."]).shape == first.shape
+    whole = entry.read_bytes()
+    flipped = bytearray(whole)
+    flipped[-3] ^= 0x40  # one bit of the last number: still a readable file of the right shape
+    for damage in (whole[:40], bytes(flipped)):
+        entry.write_bytes(damage)
+        with pytest.warns(UserWarning, match="damaged classifier cache entry; made it again"):
+            again = cached_text_classifier(model, ["red", "blue"], ["a {}."])
+        assert torch.equal(first, again) and entry.read_bytes() == whole
 
 
 def test_a_csv_with_a_byte_order_mark_reads(world, tmp_path):
