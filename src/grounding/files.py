@@ -149,7 +149,8 @@ def writable_folder(folder: str | Path) -> Path:
 def refuse_foreign(folder: str | Path, ours: bool, allowed: set[str], fix: str) -> None:
     """The one rule for a command's output folder: a FolderError if `folder` is a file, or if it
     is not `ours` (a run's, a store's, or the user passed --overwrite) and holds files other than
-    `allowed` (names or shell patterns: what the command itself writes; the lock always is);
+    `allowed` (names or shell patterns: what the command itself writes; the lock always is, and
+    so are the temporaries of `atomic_path` that a killed job leaves);
     `fix` says what to do instead. Nothing is written."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -157,7 +158,7 @@ def refuse_foreign(folder: str | Path, ours: bool, allowed: set[str], fix: str) 
     if ours or not folder.is_dir():
         return
     others = sorted(p.name for p in folder.iterdir()
-                    if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in allowed | {".lock"}))
+                    if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in allowed | {".lock", ".*.tmp"}))
     if others:
         raise FolderError(f"{folder} holds {len(others)} file(s) ({', '.join(others[:3])}) of something else; {fix}")
 

@@ -84,12 +84,15 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
                 # the ranks' mean loss is the global batch's; any rank's Ctrl-C or validation stops or saves all
                 loss, stopping, validated = world.sum([loss, bool(stop.requested), validated])
                 loss /= world.size
-                if not math.isfinite(loss):  # nothing of this step is logged or saved
-                    raise Diverged(f"the loss is {loss} at step {step + 1} (learning rate {lr:.3g}): the weights "
-                                   f"went wrong, so the run stops here; {run.out} keeps its checkpoint of step "
+                # A step with too few usable examples trains nothing and reports no loss (NaN); one whose
+                # weights stopped being numbers stops the run, nothing of it logged or saved.
+                if not math.isfinite(loss) and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    raise Diverged(f"the weights stopped being numbers at step {step + 1} (loss {loss}, learning rate "
+                                   f"{lr:.3g}), so the run stops here; {run.out} keeps its checkpoint of step "
                                    f"{saved}; start again with a lower --lr (or more --warmup)")
                 rate = round(cfg.batch_size / (time.perf_counter() - began), 1)
-                row = {"step": step + 1, "loss": round(loss, 5), "lr": lr, **extra, f"{unit}_per_s": rate}
+                row = {"step": step + 1, "loss": round(loss, 5) if math.isfinite(loss) else None, "lr": lr, **extra,
+                       f"{unit}_per_s": rate}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 if writer:

@@ -42,7 +42,7 @@ class LoopConfig:
                 raise BadInput(f"--{name.replace('_', '-')} {value}: {want}")
 
     def _rules(self) -> list:
-        return [("steps", lambda v: 1 <= v <= MAX_STEPS, f"train for 1 to {MAX_STEPS:,} steps"),
+        return [("steps", lambda v: 1 <= v <= MAX_STEPS, f"train for at least 1 step and at most {MAX_STEPS:,}"),
                 ("batch_size", lambda v: 1 <= v <= MAX_BATCH, f"a batch holds 1 to {MAX_BATCH:,} examples"),
                 ("lr", lambda v: 0 < v < 1e3, "the learning rate must be positive and finite (below 1,000)"),
                 ("seed", lambda v: v >= 0, "seeds are 0 or more"),
