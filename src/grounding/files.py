@@ -111,6 +111,23 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+def read_lines(path: str | Path, what: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file (a byte-order mark ignored), stripped; `what` says
+    what the file holds, in the errors: a missing file, a folder, or bytes that are not UTF-8."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{path}: a folder, not a file ({what})")
+    if not path.is_file():
+        raise NotFound(f"{path}: no such file ({what})")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise BadInput(f"{path}: line {line} is not UTF-8 text (byte 0x{e.object[e.start]:02x}); save the file "
+                       "as UTF-8") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def read_csv_rows(path: str | Path, required: set[str], usage: str) -> list[dict[str, str]]:
     """A CSV's rows as dicts; the file must exist and its header name every `required` column.
     Every CSV in the project names its image files in an `image` column (relative to the CSV);
@@ -120,12 +137,18 @@ def read_csv_rows(path: str | Path, required: set[str], usage: str) -> list[dict
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"{path}: no such file ({usage})")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    if rows and "image" not in rows[0] and "path" in rows[0]:
-        rows = [{("image" if k == "path" else k): v for k, v in row.items()} for row in rows]
-    if not rows or not required <= set(rows[0]):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows, header = list(reader), reader.fieldnames or []
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as UTF-8 ({usage})") from None
+    header = ["image" if name == "path" and "image" not in header else name for name in header]
+    rows = [dict(zip(header, row.values())) for row in rows]
+    if not required <= set(header):
         raise BadInput(f"{path}: needs a header with the column(s) {', '.join(sorted(required))} ({usage})")
+    if not rows:
+        raise BadInput(f"{path}: a header and no rows; add a row per image ({usage})")
     return rows
 
 

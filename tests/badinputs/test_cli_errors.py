@@ -35,6 +35,9 @@ def world(tmp_path_factory, saved_tiny) -> Path:
     root = tmp_path_factory.mktemp("world")
     shutil.copytree(saved_tiny, root / "model")
     (root / "a-file").write_text("not a folder\n")
+    (root / "latin1.txt").write_bytes("red\ncaf\u00e9\n".encode("latin-1"))
+    (root / "header-only.csv").write_text("image,label\n")
+    (root / "garbage.tar").write_bytes(b"not a tar at all" * 40)
     from PIL import Image
 
     Image.new("RGB", (32, 32), (255, 0, 0)).save(root / "image.png")
@@ -143,6 +146,18 @@ ROWS = [
     (["demo", "--steps", "0", "--out", "{w}/demo"], 2, "--steps"),
     (["demo", "--examples", "-3", "--out", "{w}/demo"], 2, "--examples"),
     (["ground", "{w}/image.png", "a red thing", "--model", "{w}/model", "--window", "-4"], 2, "--window"),
+    # text files that are not UTF-8, folders given as files, a CSV with no rows, a tar that is none
+    (["classify", "{w}/image.png", "--model", "{w}/model", "--labels-file", "{w}/latin1.txt"], 2,
+     "latin1.txt: line 2 is not UTF-8 text (byte 0xe9)"),
+    (["classify", "{w}/image.png", "--model", "{w}/model", "--labels-file", "{w}/model"], 2, "a folder, not a file"),
+    (["classify", "{w}/image.png", "--model", "{w}/model", "--labels", "a,b", "--templates", "{w}/latin1.txt"], 2,
+     "latin1.txt: line 2 is not UTF-8 text"),
+    (["embed", "--model", "{w}/model", "--texts", "{w}/latin1.txt", "--out", "{w}/e"], 2, "not UTF-8 text"),
+    (["search", "{w}/store", "--queries", "{w}/latin1.txt"], 2, "latin1.txt: line 2 is not UTF-8 text"),
+    (["zeroshot", "--model", "{w}/model", "--dataset", "csv:{w}/header-only.csv", "--out", "{w}/zs"], 2,
+     "a header and no rows"),
+    (["embed", "--model", "{w}/model", "--images", "tar:{w}/garbage.tar", "--out", "{w}/e"], 2,
+     "garbage.tar: not a readable tar shard"),
 ]
 
 

@@ -7,7 +7,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NotFound
+from ..errors import BadInput, NotFound
 from ..files import read_csv_rows
 from .images import ImageRef, listed
 from .pairs import listed_pairs
@@ -71,9 +71,13 @@ def list_items(text: str) -> list[Item]:
 def _tar_items(shard: Path) -> list[Item]:
     if not shard.is_file():
         raise NotFound(f"{shard}: no such tar shard")
-    with tarfile.open(shard) as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-        captions = {m.name.rsplit(".", 1)[0]: tar.extractfile(m).read().decode("utf-8").strip()
-                    for m in members if m.name.endswith(".txt")}
+    try:
+        with tarfile.open(shard) as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            captions = {m.name.rsplit(".", 1)[0]: tar.extractfile(m).read().decode("utf-8", "replace").strip()
+                        for m in members if m.name.endswith(".txt")}
+    except (OSError, tarfile.TarError) as e:
+        raise BadInput(f"{shard}: not a readable tar shard ({e}); make it again (grounding data shard) or leave it "
+                       "out of the pattern") from None
     return [Item(ImageRef(shard, member=m.name, offset=m.offset_data, length=m.size),
                  captions.get(m.name.rsplit(".", 1)[0])) for m in members if listed(m.name)]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import BadInput
+from ..files import read_lines
 
 CLIP_PAPER = Path(__file__).parent.parent / "data" / "clip_paper.json"
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
@@ -24,9 +25,9 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 
 def read_templates(path: str | Path) -> tuple[str, ...]:
     """One template per line, each with `{}`; blank lines and lines starting with # are skipped."""
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise BadInput(f"{path}: no such template file, nor a built-in set ({', '.join(TEMPLATE_SETS)})")
-    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    lines = read_lines(path, "one template a line")
     templates = tuple(line for line in lines if line and not line.startswith("#"))
     bad = [t for t in templates if not fits(t)]
     if not templates or bad:

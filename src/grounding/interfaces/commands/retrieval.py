@@ -104,9 +104,10 @@ def search(
     clip = open_model(model or made_with, device, precision)
     texts = [query] if query is not None else None
     if queries is not None:
-        if not queries.is_file():
-            raise typer.BadParameter(f"{queries}: no such file (one query a line)", param_hint="--queries")
-        texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from ...files import read_lines
+
+        with about("--queries"):
+            texts = read_lines(queries, "one query a line")
     results = run_search(clip, found, k, texts=texts, images=[image] if image else None)
     labels = texts or [str(image)]
     for label, hits in zip(labels, results):

@@ -27,13 +27,13 @@ def _dataset(spec: str):
 
 def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str]:
     from ...data.examples import warn_label_collisions
+    from ...files import read_lines
 
     if (labels is None) == (labels_file is None):
         raise typer.BadParameter("give exactly one of --labels or --labels-file")
     if labels_file is not None:
-        if not labels_file.is_file():
-            raise typer.BadParameter(f"{labels_file}: no such file", param_hint="--labels-file")
-        names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
+        with about("--labels-file"):
+            names = read_lines(labels_file, "one label a line")
     else:
         names = [part.strip() for part in labels.split(",")]
     names = [n for n in names if n]

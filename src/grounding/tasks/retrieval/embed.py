@@ -11,8 +11,8 @@ import torch
 
 from ...data.images import BATCH_SIZE, WORKERS, ImageList
 from ...data.inputs import list_items
-from ...errors import BadInput, NotFound
-from ...files import folder_lock
+from ...errors import BadInput
+from ...files import folder_lock, read_lines
 from ...inference.encode import encode_images, encode_texts
 from ...models import CLIP
 from ...progress import Progress
@@ -61,9 +61,7 @@ def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: st
 def embed_texts(model: CLIP, texts_file: Path, out: Path, model_name: str, shard_size: int = 4096,
                 batch_size: int = 256, show_progress: bool = True) -> Store:
     """One text per line of `texts_file`; each row's key is the text itself. OUT is locked while it runs."""
-    if not Path(texts_file).is_file():
-        raise NotFound(f"{texts_file}: no such file (--texts wants one text a line)")
-    texts = [line.strip() for line in Path(texts_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = read_lines(texts_file, "--texts wants one text a line")
     if not texts:
         raise BadInput(f"{texts_file}: no texts in it (one text a line)")
     Store(Path(out)).check_out()
