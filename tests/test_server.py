@@ -190,3 +190,63 @@ def test_requests_that_arrive_together_share_forward_passes(server_world, scene)
 
     assert asyncio.run(many()) == [200] * 12
     assert models.images.batches < 12  # batched: fewer forward passes than requests
+
+
+def _gate(app, headers: dict[str, str]) -> tuple[int, bool]:
+    """A raw POST through the app: its status, and whether any of its body was asked for."""
+    asked, sent = [], []
+
+    async def receive():
+        asked.append(True)
+        return {"type": "http.request", "body": b"x" * 100, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/classify", "raw_path": b"/classify", "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()], "http_version": "1.1",
+             "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1), "root_path": ""}
+    asyncio.run(app(scope, receive, send))
+    return next(m["status"] for m in sent if m["type"] == "http.response.start"), bool(asked)
+
+
+def test_a_request_is_refused_before_its_body_is_read(server_world):
+    """Without the key, without a length, or with a length over the limit: answered at once, the
+    body never read (a 1 GB upload to a server of 1 MB uploads is not spooled to disk first)."""
+    app = create_app(ServerSettings(model=str(server_world / "model"), device="cpu", api_key="s3cret",
+                                    max_upload_mb=1, max_images=2))
+    assert _gate(app, {"content-length": "100"}) == (401, False)
+    assert _gate(app, {"content-length": "100", "x-api-key": "wrong"}) == (401, False)
+    assert _gate(app, {"x-api-key": "s3cret"}) == (411, False)
+    assert _gate(app, {"content-length": str(10 ** 9), "x-api-key": "s3cret"}) == (413, False)
+    status, asked = _gate(app, {"content-length": "100", "x-api-key": "s3cret",
+                                "content-type": "multipart/form-data; boundary=b"})
+    assert asked and status in (400, 422)  # within the limits the body is read (this one is no valid form)
+
+
+def test_a_request_of_more_images_than_the_limit_is_refused(server_world, scene):
+    with _client(server_world, max_images=2) as c:
+        files = [("images", (f"{i}.png", scene, "image/png")) for i in range(3)]
+        answer = c.post("/classify", files=files, data={"labels": "a,b"})
+        assert answer.status_code == 413 and "over the server's limit of 2" in answer.json()["detail"]
+        assert c.post("/classify", files=files[:2], data={"labels": "a,b"}).status_code == 200
+
+
+def test_a_file_name_that_is_not_utf8_is_answered_not_a_500(server_world, tmp_path):
+    import os
+
+    from grounding.saved import load
+    from grounding.tasks.retrieval.embed import embed_images
+    from grounding.tasks.retrieval.index import build_index
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    os.link(server_world / "scenes" / "scene0.png", os.fsencode(folder) + b"/caf\xe9.png")
+    embed_images(load(server_world / "model"), str(folder), tmp_path / "store", str(server_world / "model"),
+                 workers=0, show_progress=False)
+    build_index(tmp_path / "store")
+    with TestClient(create_app(ServerSettings(model=str(server_world / "model"), index=str(tmp_path / "store"),
+                                              device="cpu"))) as c:
+        answer = c.get("/search", params={"q": "a red circle"})
+        assert answer.status_code == 200 and answer.json()["hits"][0]["name"] == "caf\ufffd.png"
+        assert c.get("/thumbnail/0").status_code == 200

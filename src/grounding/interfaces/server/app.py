@@ -92,6 +92,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     models = models or Models(settings)
     app = FastAPI(title="grounding", version=__version__,
                   description="Zero-shot classification, search, phrase grounding, VQA and captioning.")
+    app.add_middleware(BodyGate, settings=settings)
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
     @app.exception_handler(GroundingError)
@@ -158,6 +159,9 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
                        templates: str = Form("default", description="A built-in template set."),
                        top_k: int = Form(5, ge=1, le=1000)) -> dict:
         """The top labels of each image, with probabilities (zero-shot)."""
+        if len(images) > settings.max_images:
+            raise HTTPException(413, f"{len(images)} images is over the server's limit of {settings.max_images} a "
+                                     "request")
         names = parse_labels(labels)
         if templates not in TEMPLATE_SETS:
             raise HTTPException(400, f"unknown template set {templates!r}: use one of {', '.join(TEMPLATE_SETS)}")
@@ -181,7 +185,8 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
 
     def hits(rows: list[tuple[int, float]]) -> list[dict]:
         index = need_index()
-        return [{"id": r, "name": Path(index.keys[r]).name, "score": s, "caption": index.captions[r],
+        return [{"id": r, "name": _printable(Path(index.keys[r]).name), "score": s,
+                 "caption": index.captions[r] and _printable(index.captions[r]),
                  "thumbnail": f"/thumbnail/{r}" if index.kind == "image" else None} for r, s in rows]
 
     @app.get("/search", dependencies=guarded)
@@ -263,6 +268,37 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.models = models
     return app
+
+
+class BodyGate:
+    """Before any body is read: a request that writes (POST) must carry the API key, if the
+    server has one, and a declared length within the server's limit (a whole request's images at
+    their limit), so that no upload is read, spooled or parsed only to be refused afterwards."""
+
+    def __init__(self, app, settings: ServerSettings):
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope["headers"])
+            key, length = headers.get(b"x-api-key", b""), headers.get(b"content-length", b"").decode("latin-1")
+            refusal = None
+            if self.settings.api_key and not secrets.compare_digest(key, self.settings.api_key.encode()):
+                refusal = (401, "this server wants an API key: send it in the X-API-Key header")
+            elif not length.isdigit():
+                refusal = (411, "say the length of the request (Content-Length); a body of unknown length is refused")
+            elif int(length) > self.settings.max_request_bytes:
+                refusal = (413, f"a request of {int(length):,} bytes is over the server's limit of "
+                                f"{self.settings.max_request_bytes:,}")
+            if refusal:
+                await JSONResponse({"detail": refusal[1]}, status_code=refusal[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _printable(text: str) -> str:
+    """A name as JSON can carry it: bytes that were not UTF-8 in a file name become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _png(image: Image.Image) -> bytes:

@@ -20,6 +20,7 @@ class ServerSettings:
     max_upload_mb: float = option(10.0, "The largest upload accepted, in MiB (413 above).")
     max_pixels: int = option(40_000_000, "The most pixels an uploaded image may have (413 above).")
     max_labels: int = option(1000, "The most labels one classify request may give.")
+    max_images: int = option(16, "The most images one request may send.")
     max_batch: int = option(32, "Images encoded together at most (requests are batched).")
     max_wait_ms: float = option(10.0, "How long a request waits for others to batch with.")
     device: str = option("auto", "cpu, cuda (or cuda:N), or auto: a GPU when PyTorch sees one.")
@@ -36,3 +37,8 @@ class ServerSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2 ** 20)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """A whole request's body at most: its images at their limit, and room for the form's fields."""
+        return self.max_images * self.max_upload_bytes + 2 ** 20
