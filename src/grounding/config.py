@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -121,6 +122,28 @@ class ModelConfig:
         for part, tower in (("vision", self.vision), ("text", self.text)):
             if tower.kind in ("vit", "transformer") and tower.width % tower.heads:
                 raise BadInput(f"{part}.width {tower.width} is not a multiple of {part}.heads {tower.heads}")
+        if min(self.vision.std) <= 0:
+            raise BadInput(f"vision.std is {self.vision.std}; each must be above 0 (the pixels are divided by it)")
+        for name, value, most in (("vision.image_size", self.vision.image_size, MAX_IMAGE_SIZE),
+                                  ("text.context_length", self.text.context_length, MAX_CONTEXT)):
+            if value > most:
+                raise BadInput(f"{name} is {value:,}; at most {most:,}")
+        count, memory = self.parameter_estimate(), _memory_bytes()
+        if memory and 4 * count > memory:
+            raise BadInput(f"this config makes a model of about {count / 1e9:.1f} billion parameters "
+                           f"({4 * count / 2 ** 30:,.0f} GiB in fp32), more than this machine's "
+                           f"{memory / 2 ** 30:,.0f} GiB of memory; check its widths and layers")
+
+    def parameter_estimate(self) -> int:
+        """About how many parameters the towers hold (blocks, embeddings), from the config alone,
+        so that a size no machine can hold is refused before anything is allocated."""
+        v, t = self.vision, self.text
+        depth = sum(v.layers) * 4 if isinstance(v.layers, tuple) else v.layers  # a ResNet's blocks, roughly
+        block = lambda width, ratio: (4 + 2 * ratio) * width * width  # noqa: E731 (attention, MLP)
+        grid = (v.image_size // max(v.patch_size, 1)) ** 2
+        vision = depth * block(v.width, v.mlp_ratio) + grid * v.width + 3 * v.patch_size ** 2 * v.width
+        text = t.layers * block(t.width, t.mlp_ratio) + (t.vocab_size + t.context_length) * t.width
+        return int(vision + text + (v.width + t.width) * self.embed_dim)
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -138,6 +161,17 @@ class ModelConfig:
             return cls.from_dict(raw)
         except (TypeError, ValueError) as e:
             raise BadInput(f"{path}: {e}") from None
+
+
+MAX_IMAGE_SIZE, MAX_CONTEXT = 4096, 16384  # beyond these no tower here can run
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 class TaskConfig:
@@ -189,8 +223,10 @@ def preset(name: str) -> ModelConfig:
     return PRESETS[name]()
 
 
-def resolve_config(spec: str | dict, image_tower: str | None = None, text_tower: str | None = None) -> ModelConfig:
-    """A preset name, a JSON config file or a config's dict, with the towers optionally swapped."""
+def resolve_config(spec: str | dict, image_tower: str | None = None, text_tower: str | None = None,
+                   option: str = "--architecture") -> ModelConfig:
+    """A preset name, a JSON config file or a config's dict, with the towers optionally swapped;
+    `option` names where the spec came from, in the error."""
     if isinstance(spec, dict):
         config = ModelConfig.from_dict(spec)
     elif spec in PRESETS:
@@ -198,7 +234,7 @@ def resolve_config(spec: str | dict, image_tower: str | None = None, text_tower:
     elif Path(spec).is_file():
         config = ModelConfig.from_json(spec)
     else:
-        raise BadInput(f"--model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
+        raise BadInput(f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file", option)
     if image_tower:
         config.vision.kind = image_tower
         if image_tower == "resnet" and isinstance(config.vision.layers, int):

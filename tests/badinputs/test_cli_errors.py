@@ -43,7 +43,8 @@ def world(tmp_path_factory, saved_tiny) -> Path:
     Image.new("RGB", (32, 32), (255, 0, 0)).save(root / "image.png")
     config = json.loads((saved_tiny / "config.json").read_text())
     for name, change in (("not-json", None), ("zero-heads", ("vision", "heads", 0)),
-                         ("string-width", ("text", "width", "big"))):
+                         ("string-width", ("text", "width", "big")), ("huge", ("vision", "layers", 100_000_000)),
+                         ("zero-std", ("vision", "std", [0.5, 0.0, 0.5])), ("wide", ("vision", "image_size", 10 ** 6))):
         folder = root / name
         shutil.copytree(saved_tiny, folder)
         if change is None:
@@ -146,6 +147,16 @@ ROWS = [
     (["demo", "--steps", "0", "--out", "{w}/demo"], 2, "--steps"),
     (["demo", "--examples", "-3", "--out", "{w}/demo"], 2, "--examples"),
     (["ground", "{w}/image.png", "a red thing", "--model", "{w}/model", "--window", "-4"], 2, "--window"),
+    # refused once the run has begun making its folder: the folder goes again
+    (["train", "--architecture", "nonexist", "--out", "{w}/run"], 2, "--architecture: 'nonexist' is neither"),
+    (["train", "--architecture", "tiny", "--init", "{w}/missing", "--out", "{w}/run"], 2, "no config.json here"),
+    (TRAIN + ["--eval-data", "folder:{w}/missing", "--eval-every", "1"], 2, "no such folder"),
+    (["train-caption", "--decoder", "bogus", "--towers", "tiny", "--out", "{w}/run"], 2, "unknown decoder"),
+    (["train-vqa", "--towers", "nonexist", "--out", "{w}/run"], 2, "--towers: 'nonexist' is neither"),
+    # sizes no machine holds, refused before anything is allocated; a std that divides by zero
+    (["classify", "{w}/image.png", "--model", "{w}/huge", "--labels", "a,b"], 2, "billion parameters"),
+    (["classify", "{w}/image.png", "--model", "{w}/zero-std", "--labels", "a,b"], 2, "vision.std is"),
+    (["classify", "{w}/image.png", "--model", "{w}/wide", "--labels", "a,b"], 2, "vision.image_size is 1,000,000"),
     # text files that are not UTF-8, folders given as files, a CSV with no rows, a tar that is none
     (["classify", "{w}/image.png", "--model", "{w}/model", "--labels-file", "{w}/latin1.txt"], 2,
      "latin1.txt: line 2 is not UTF-8 text (byte 0xe9)"),

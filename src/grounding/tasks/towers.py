@@ -20,7 +20,7 @@ def tower_config(spec: str, image_tower: str | None = None, text_tower: str | No
                  ) -> tuple[ModelConfig, Tokenizer]:
     """A preset or JSON config; a ViT keeps 8-pixel patches at 64 px, since counting and
     relations need a finer grid than 16 tokens."""
-    config = resolve_config(spec, image_tower, text_tower)
+    config = resolve_config(spec, image_tower, text_tower, "--towers")
     if config.vision.kind == "vit" and config.vision.image_size <= 64:
         config.vision.patch_size = min(config.vision.patch_size, 8)
     return config, build_tokenizer(config)

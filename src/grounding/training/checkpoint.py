@@ -20,12 +20,14 @@ import json
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
-from ..errors import BadInput
-from ..files import atomic_path, refuse_foreign, write_json_atomic, write_text_atomic
+from ..errors import BadInput, GroundingError
+from ..files import atomic_path, folder_lock, refuse_foreign, write_json_atomic, write_text_atomic
 from ..saved import WEIGHTS_FILE, load_weights, save_weights
 
 STATE_FILE, MANIFEST_FILE, TRAIN_FILE = "state.pt", "manifest.json", "train.json"
@@ -70,6 +72,20 @@ class RunFolder:
         model, someone's data), unless `overwrite`: a run writes model.safetensors and config.json."""
         refuse_foreign(self.out, overwrite or (self.out / TRAIN_FILE).is_file(), RUN_START_FILES,
                        "it is not a training run: pass --overwrite to write into it anyway, or choose another --out")
+
+    @contextmanager
+    def claimed(self, what: str) -> Iterator[None]:
+        """The folder locked for a job (`what` names it to a second writer). A folder this job
+        made and left as a job leaves it on beginning (the lock, the config, the tokenizer) when
+        the job is refused is removed again: a refused run leaves nothing behind."""
+        new = not self.out.exists()
+        try:
+            with folder_lock(self.out, what):
+                yield
+        except GroundingError:
+            if new and self.out.is_dir() and all(p.name in RUN_START_FILES | {".lock"} for p in self.out.iterdir()):
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
 
     def candidates(self) -> list[tuple[int, Path]]:
         """The finished checkpoints, newest first, as (step, folder)."""

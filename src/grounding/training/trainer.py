@@ -18,7 +18,6 @@ from ..config import ModelConfig, resolve_config
 from ..data.pairs import ListSource, Mixture, StreamPosition, SyntheticSource, open_pairs
 from ..data.synthetic import synthetic_corpus
 from ..errors import AlreadyExists, BadInput, NotFound
-from ..files import folder_lock
 from ..losses import contrastive_loss
 from ..models import CLIP
 from ..runtime import Runtime, autocast, device_of
@@ -155,7 +154,7 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
         cfg = dataclasses.replace(cfg, steps=steps_for(mixture, cfg))
     if not world.main:
         return _run(run, cfg, model_config, mixture, held_out, runtime, resume, False, world)
-    with folder_lock(run.out, "grounding train"):  # nothing is written before this
+    with run.claimed("grounding train"):  # nothing is written before this
         return _run(run, cfg, model_config, mixture, held_out, runtime, resume, show_progress, world)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ...files import folder_lock, write_json_atomic
+from ...files import write_json_atomic
 from ...training.checkpoint import RunFolder
 from ..options import CaptionOptions
 from .data import SyntheticCaptions, caption_examples, open_captions
@@ -28,7 +28,7 @@ def run_train_caption(options: CaptionOptions, out: str | Path, eval_spec: str |
     `pool_size` scenes training saw). OUT is locked while it runs, and refused if it holds other
     files than a run's, unless `overwrite`."""
     RunFolder(out).check_out(overwrite)
-    with folder_lock(out, "grounding train-caption"):
+    with RunFolder(out).claimed("grounding train-caption"):
         return _train_and_evaluate(options, Path(out), eval_spec, pool_size, show_progress, decoding)
 
 

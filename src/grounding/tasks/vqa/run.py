@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ...files import folder_lock, write_json_atomic
+from ...files import write_json_atomic
 from ...training.checkpoint import RunFolder
 from ..options import VQAOptions
 from .data import SyntheticQA, csv_questions, open_qa
@@ -25,7 +25,7 @@ def run_train_vqa(options: VQAOptions, out: str | Path, eval_spec: str | None = 
     of a training CSV that were held out of training. OUT is locked while it runs, and refused if
     it holds other files than a run's, unless `overwrite`."""
     RunFolder(out).check_out(overwrite)
-    with folder_lock(out, "grounding train-vqa"):
+    with RunFolder(out).claimed("grounding train-vqa"):
         return _train_and_evaluate(options, Path(out), eval_spec, baselines, show_progress)
 
 
