@@ -211,3 +211,16 @@ def test_classify_command_prints_top_labels(tmp_path):
     assert result.exit_code == 1 and "bad.png" in result.output
     result = runner.invoke(app, ["classify", str(tmp_path / "x.png"), "--model", str(tmp_path / "m"), "--labels", " , "])
     assert result.exit_code != 0 and "empty" in result.output
+
+
+def test_a_file_name_that_is_not_utf8_reaches_the_report_as_its_own_bytes(tiny_model, tmp_path):
+    import os
+
+    for label, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (tmp_path / "f" / label).mkdir(parents=True)
+        Image.new("RGB", (16, 16), colour).save(os.fsencode(tmp_path / "f" / label) + b"/caf\xe9.png", format="PNG")
+    summary = evaluate_zero_shot(tiny_model, open_dataset(f"folder:{tmp_path / 'f'}"), ("a {}.",), tmp_path / "out",
+                                 workers=0, cache=False, show_progress=False)
+    assert summary["examples"] == 2
+    assert b"caf\xe9.png" in (tmp_path / "out" / "report.html").read_bytes()
+    assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == 2

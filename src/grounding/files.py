@@ -87,8 +87,9 @@ def stamp(path: str | Path) -> str:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
+    """UTF-8; a file name that was not UTF-8 (held as surrogates) is written back as its own bytes."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
