@@ -23,6 +23,7 @@ import atexit
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable, Iterator, TypeVar
 
 import torch
@@ -112,8 +113,23 @@ def start(device: str) -> World:
             torch.cuda.set_device(world.local_rank)
         dist.init_process_group("nccl" if gpu else "gloo", store=_attempt_store(world), rank=world.rank,
                                 world_size=world.size)
-        atexit.register(dist.destroy_process_group)  # gloo aborts at exit if its threads are left running
+        atexit.register(_leave)
     return world
+
+
+def _leave() -> None:
+    """Every rank leaves the group together: gloo aborts a process ("terminate called without an
+    active exception") whose group is torn down, or left running at exit, while a peer still
+    talks to it. A peer that is gone is waited for a minute at most."""
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=60), wait_all_ranks=True)
+        else:
+            dist.barrier()
+    except RuntimeError:
+        pass  # a rank that died: nothing to wait for
+    finally:
+        dist.destroy_process_group()
 
 
 def _attempt_store(world: World) -> dist.Store:
