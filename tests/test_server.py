@@ -250,3 +250,9 @@ def test_a_file_name_that_is_not_utf8_is_answered_not_a_500(server_world, tmp_pa
         answer = c.get("/search", params={"q": "a red circle"})
         assert answer.status_code == 200 and answer.json()["hits"][0]["name"] == "caf\ufffd.png"
         assert c.get("/thumbnail/0").status_code == 200
+
+
+def test_a_key_that_is_not_ascii_is_refused_not_a_500(server_world):
+    with _client(server_world, api_key="s3cret") as c:
+        assert c.get("/info", headers={"X-API-Key": b"caf\xe9"}).status_code == 401
+        assert c.post("/classify", headers={"X-API-Key": b"caf\xe9"}, data={"labels": "a"}).status_code == 401

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, NotFound, need
+from ..files import read_lines
 from .examples import CaptionedImages, Dataset
 from .images import ImageRef, listed
 from .specs import Spec
@@ -95,8 +96,7 @@ def _wds_samples(root: Path, split: str, beside: str) -> list[tuple[str, ImageRe
         for name, member in members.items():
             key = name.rsplit(".", 1)[0]
             if listed(name) and key in extra:
-                ref = ImageRef(shard, member=name, offset=member.offset_data, length=member.size)
-                samples.append((f"{shard}:{key}", ref, extra[key]))
+                samples.append((f"{shard}:{key}", ImageRef.of_member(shard, member), extra[key]))
     return samples
 
 
@@ -104,11 +104,9 @@ def wds(spec: Spec) -> Dataset:
     root, split = _wds_layout(spec, "classification")
     if not (root / "classnames.txt").is_file():
         raise NotFound(f"{root}: no classnames.txt, which a classification set of CLIP_benchmark's layout holds")
-    classes = [line.strip() for line in (root / "classnames.txt").read_text(encoding="utf-8").splitlines()
-               if line.strip()]
+    classes = read_lines(root / "classnames.txt", "a class name a line")
     templates_file = root / "zeroshot_classification_templates.txt"
-    templates = tuple(line.strip() for line in templates_file.read_text(encoding="utf-8").splitlines()
-                      if line.strip()) if templates_file.is_file() else "default"
+    templates = tuple(read_lines(templates_file, "a template a line")) if templates_file.is_file() else "default"
     samples = _wds_samples(root, split, ".cls")
     targets = [(_class_index(label, len(classes), f"{key}.cls"),) for key, _, label in samples]
     return Dataset(f"wds:{root.name}:{split}", classes, [key for key, _, _ in samples], targets, templates,

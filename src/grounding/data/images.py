@@ -152,7 +152,12 @@ class ImageRef:
                 info = tar.getmember(member)
         except (OSError, tarfile.TarError, KeyError) as e:
             raise BadImageError(f"{key}: cannot find {member} in the shard {path} ({e})") from None
-        return cls(path, member=member, offset=info.offset_data, length=info.size)
+        return cls.of_member(path, info)
+
+    @classmethod
+    def of_member(cls, shard: Path, info) -> ImageRef:
+        """A member of a tar shard (its `tarfile.TarInfo`), read later by offset, not by reopening."""
+        return cls(Path(shard), member=info.name, offset=info.offset_data, length=info.size)
 
     def thumbnail(self, size: int = 160, format: str = "JPEG") -> bytes:
         """The image shrunk to fit size x size, encoded (JPEG for the server, PNG for reports)."""

@@ -79,5 +79,5 @@ def _tar_items(shard: Path) -> list[Item]:
     except (OSError, tarfile.TarError) as e:
         raise BadInput(f"{shard}: not a readable tar shard ({e}); make it again (grounding data shard) or leave it "
                        "out of the pattern") from None
-    return [Item(ImageRef(shard, member=m.name, offset=m.offset_data, length=m.size),
-                 captions.get(m.name.rsplit(".", 1)[0])) for m in members if listed(m.name)]
+    return [Item(ImageRef.of_member(shard, m), captions.get(m.name.rsplit(".", 1)[0])) for m in members
+            if listed(m.name)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import lru_cache, partial
@@ -101,8 +100,8 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         return JSONResponse({"detail": str(error)}, status_code=error.http_status)
 
     def authorised(key: str | None = Security(header)) -> None:
-        if settings.api_key and not (key and secrets.compare_digest(key, settings.api_key)):
-            raise HTTPException(401, "this server wants an API key: send it in the X-API-Key header")
+        if not settings.admits(key):
+            raise HTTPException(401, NO_KEY)
 
     guarded = [Depends(authorised)]
 
@@ -270,6 +269,9 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     return app
 
 
+NO_KEY = "this server wants an API key: send it in the X-API-Key header"
+
+
 class BodyGate:
     """Before any body is read: a request that writes (POST) must carry the API key, if the
     server has one, and a declared length within the server's limit (a whole request's images at
@@ -281,10 +283,10 @@ class BodyGate:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             headers = dict(scope["headers"])
-            key, length = headers.get(b"x-api-key", b""), headers.get(b"content-length", b"").decode("latin-1")
+            length = headers.get(b"content-length", b"").decode("latin-1")
             refusal = None
-            if self.settings.api_key and not secrets.compare_digest(key, self.settings.api_key.encode()):
-                refusal = (401, "this server wants an API key: send it in the X-API-Key header")
+            if not self.settings.admits(headers.get(b"x-api-key")):
+                refusal = (401, NO_KEY)
             elif not length.isdigit():
                 refusal = (411, "say the length of the request (Content-Length); a body of unknown length is refused")
             elif int(length) > self.settings.max_request_bytes:

@@ -3,6 +3,7 @@ which the command line's options read (interfaces/commands/serve.py) and the app
 FastAPI, so that the command line can show them without it."""
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, fields
 
 from ...errors import BadInput
@@ -33,6 +34,15 @@ class ServerSettings:
                 least = "at least 0" if spec.name == "max_wait_ms" else "above 0"
                 raise BadInput(f"--{spec.name.replace('_', '-')} {value}: must be {least}",
                                f"--{spec.name.replace('_', '-')}")
+
+    def admits(self, key: str | bytes | None) -> bool:
+        """Whether a request's X-API-Key lets it in (always, where the server has no key): the
+        header's bytes (a str as HTTP decodes headers, latin-1) against the key's UTF-8, in constant
+        time, so any header value is an answer, never an error."""
+        if not self.api_key:
+            return True
+        given = key.encode("latin-1", "replace") if isinstance(key, str) else key or b""
+        return secrets.compare_digest(given, self.api_key.encode("utf-8", "surrogateescape"))
 
     @property
     def max_upload_bytes(self) -> int:
