@@ -130,3 +130,41 @@ def server_world(tmp_path_factory):
     train_captioner(CaptionOptions(loop=loop, towers="tiny", width=32, layers=1), root / "caption",
                     show_progress=False)
     return root
+
+
+SIGLIP_WORDS = ["red", "blue", "green", "circle", "square", "a", "photo", "of", "the", "small", "large", "triangle"]
+
+
+@pytest.fixture(scope="session")
+def siglip_folder(tmp_path_factory):
+    """transformers' SiglipModel from a tiny random config (context 16), saved as Google's hub
+    repos hold it: config.json, model.safetensors and a SentencePiece spiece.model trained here as
+    SigLIP's was (NFKC, pad 0, </s> 1, <unk> 2, no start token), no tokenizer.json.
+    Returns (the model, the folder)."""
+    import random
+
+    transformers = pytest.importorskip("transformers", reason="install the test extra: pip install -e '.[test]'")
+    spm = pytest.importorskip("sentencepiece", reason="install the siglip extra: pip install -e '.[siglip]'")
+    folder = tmp_path_factory.mktemp("siglip")
+    rng = random.Random(0)
+    corpus = tmp_path_factory.mktemp("spiece") / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(SIGLIP_WORDS) for _ in range(rng.randint(2, 8)))
+                                for _ in range(2000)))
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(corpus.parent / "spiece"), vocab_size=40, hard_vocab_limit=False,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, normalization_rule_name="nmt_nfkc",
+        minloglevel=2)
+    (folder / "spiece.model").write_bytes((corpus.parent / "spiece.model").read_bytes())
+    vocab = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model")).get_piece_size()
+    config = transformers.SiglipConfig(
+        text_config=dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=16, pad_token_id=1, eos_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8))
+    torch.manual_seed(0)
+    model = transformers.SiglipModel(config).eval()
+    with torch.no_grad():
+        model.logit_bias.fill_(-3.0)
+        model.logit_scale.fill_(2.0)
+    model.save_pretrained(folder)
+    return model, folder

@@ -133,6 +133,11 @@ def test_stanford_cars_as_torchvision_lays_it_out(tiny_model, tmp_path):
     order = np.argsort(labels, kind="stable")
     folder = _as_folder(tmp_path / "folder", classes, [(pictures[i], labels[i]) for i in order])
     _agree(tiny_model, data.subset(order), folder)
+    (root / "cars_train").mkdir()  # the training split: its annotations live in the devkit
+    Image.fromarray(pictures[0]).save(root / "cars_train" / "00001.jpg", "PNG")
+    scipy_io.savemat(root / "devkit" / "cars_train_annos.mat", {"annotations": rows[:1]})
+    train = open_dataset(f"cars:{tmp_path}:train")
+    assert train.keys == [str(root / "cars_train" / "00001.jpg")] and train.targets == [(labels[0],)]
 
 
 def test_country211_as_torchvision_lays_it_out(tiny_model, tmp_path):
@@ -178,6 +183,37 @@ def test_cifar_archives_read_without_running_their_pickles(tiny_model, tmp_path,
     order = np.argsort(labels, kind="stable")
     _agree(tiny_model, dataset.subset(order), _as_folder(tmp_path / "f", expected,
                                                          [(pictures[i], labels[i]) for i in order]))
+
+
+def test_a_probe_on_a_benchmark_trains_on_its_own_training_split(tiny_model, tmp_path):
+    """CIFAR-10's five training batches are the probe's pool (not half of the test set); a
+    Country211 folder with a train split offers it; a test split alone falls back to halves."""
+    from grounding.data.benchmarks import training_split
+    from grounding.data.specs import parse_spec
+    from grounding.evaluation.run import run_probe
+
+    folder, rng = "cifar-10-batches-py", np.random.default_rng(4)
+    batches = {"test_batch": 6, **{f"data_batch_{i}": 4 for i in range(1, 6)}}
+    archive = tmp_path / "cifar10.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        contents = {name: {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": [i % 3 for i in range(n)]}
+                    for name, n in batches.items()}
+        contents["batches.meta"] = {b"label_names": [b"airplane", b"automobile", b"bird"]}
+        for name, content in contents.items():
+            blob = pickle.dumps(content, protocol=2)
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    train = open_dataset(f"cifar10:{archive}:train")
+    assert len(train) == 20 and train.name == "cifar10:train"
+    assert np.array_equal(np.asarray(train.image(4)), contents["data_batch_2"][b"data"][0].reshape(3, 32, 32)
+                          .transpose(1, 2, 0))
+    results = run_probe(tiny_model, f"cifar10:{archive}", [None], workers=0)
+    assert results[0]["train_examples"] == 20 - 20 // 5  # a fifth of the pool chooses the L2 strength
+    (tmp_path / "country211" / "test").mkdir(parents=True)
+    assert training_split(parse_spec(f"country211:{tmp_path}", "dataset")) is None
+    (tmp_path / "country211" / "train").mkdir()
+    assert training_split(parse_spec(f"country211:{tmp_path}", "dataset")) == f"country211:{tmp_path}:train"
 
 
 def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):

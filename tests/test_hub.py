@@ -89,8 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A tiny CLIP model in the hub's two layouts, a repo of pickles alone, and one that is no CLIP."""
+def served(tmp_path_factory, siglip_folder):
+    """A tiny CLIP model in the hub's two layouts, a tiny SigLIP as Google's repos hold it (its
+    vocabulary a spiece.model), a repo of pickles alone, and one that is no CLIP."""
     root = tmp_path_factory.mktemp("hub")
     torch.manual_seed(0)
     model = create_model(preset("tiny")).eval()
@@ -101,7 +102,8 @@ def served(tmp_path_factory):
     torch.save({"w": torch.zeros(1)}, root / "pickled" / "pytorch_model.bin")
     (root / "bert").mkdir()
     (root / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    server = Hub({"org/tiny-clip": root / "hf", "org/tiny-open-clip": root / "open_clip",
+    server = Hub({"org/tiny-clip": root / "hf", "org/tiny-open-clip": root / "open_clip", "google/tiny-siglip":
+                  siglip_folder[1],
                   "org/pickled": root / "pickled", "org/bert": root / "bert"})
     threading.Thread(target=server.serve_forever, daemon=True).start()
     image = root / "scene.png"
@@ -159,6 +161,18 @@ def test_models_lists_the_published_names_and_marks_those_in_the_cache(served, t
     assert listed()["Tiny:test"].endswith("cached")
 
 
+def test_a_siglip_repo_loads_with_its_sentencepiece_vocabulary(served, siglip_folder, tmp_path):
+    """Google's layout: no tokenizer.json, a spiece.model; the answers are the folder's own
+    (sigmoids: they need not sum to one)."""
+    import grounding
+
+    server, _, image = served
+    answers = _classify(image, "google/tiny-siglip", tmp_path / "hf", server.url)
+    own = _models_own(grounding.load(siglip_folder[1]), image)
+    assert [answers[label] for label in LABELS] == pytest.approx(own, abs=1e-5) and abs(sum(own) - 1) > 1e-3
+    assert list((tmp_path / "hf").rglob("spiece.model"))
+
+
 def test_a_download_cut_halfway_resumes(served, tmp_path):
     server, model, image = served
     server.cut.add("model.safetensors")
@@ -194,6 +208,7 @@ def test_names_resolve_to_repos_and_local_paths_stay_local(tmp_path, monkeypatch
     assert hub.repo_of("ViT-B/32") == hub.repo_of("ViT-B-32:openai") == "openai/clip-vit-base-patch32"
     assert hub.repo_of("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K") == "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
     assert hub.repo_of("org/name") == "org/name"
+    assert hub.repo_of("ViT-B-16-SigLIP:webli") == "google/siglip-base-patch16-224"
     assert hub.repo_of("runs") is None and hub.repo_of("./runs/demo") is None and hub.repo_of("a/b/c") is None
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()

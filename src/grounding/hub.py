@@ -13,12 +13,13 @@ from pathlib import Path
 from .errors import BadInput, NotFound
 from .formats.huggingface import HF_CONFIG, HF_WEIGHTS, is_hf_folder
 from .formats.openai import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
+from .formats.sentencepiece import SPIECE_FILE
 
 # Each layout's config, and its (safetensors, pickle) weights.
 LAYOUTS = {OPEN_CLIP_CONFIG: OPEN_CLIP_WEIGHTS[:2], HF_CONFIG: HF_WEIGHTS}
 # Read where present: the preprocessing (HF layout) and the tokenizer (either layout).
 OPTIONAL = ("preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-            "vocab.json", "merges.txt")
+            "vocab.json", "merges.txt", SPIECE_FILE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ PUBLISHED = {
     "ViT-B-16:laion2b_s34b_b88k": Published("laion/CLIP-ViT-B-16-laion2B-s34B-b88K", "gelu", 224, "LAION-2B"),
     "ViT-L-14:laion2b_s32b_b82k": Published("laion/CLIP-ViT-L-14-laion2B-s32B-b82K", "gelu", 224, "LAION-2B"),
     "ViT-H-14:laion2b_s32b_b79k": Published("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "gelu", 224, "LAION-2B"),
+    # SigLIP under open_clip's names, read from Google's own Hugging Face repos (the same weights)
+    "ViT-B-16-SigLIP:webli": Published("google/siglip-base-patch16-224", "gelu_tanh", 224, "WebLI"),
+    "ViT-B-16-SigLIP-256:webli": Published("google/siglip-base-patch16-256", "gelu_tanh", 256, "WebLI"),
+    "ViT-B-16-SigLIP-384:webli": Published("google/siglip-base-patch16-384", "gelu_tanh", 384, "WebLI"),
+    "ViT-B-16-SigLIP-512:webli": Published("google/siglip-base-patch16-512", "gelu_tanh", 512, "WebLI"),
+    "ViT-L-16-SigLIP-256:webli": Published("google/siglip-large-patch16-256", "gelu_tanh", 256, "WebLI"),
+    "ViT-L-16-SigLIP-384:webli": Published("google/siglip-large-patch16-384", "gelu_tanh", 384, "WebLI"),
+    "ViT-SO400M-14-SigLIP:webli": Published("google/siglip-so400m-patch14-224", "gelu_tanh", 224, "WebLI"),
+    "ViT-SO400M-14-SigLIP-384:webli": Published("google/siglip-so400m-patch14-384", "gelu_tanh", 384, "WebLI"),
 }
 OPENAI_NAMES = {"ViT-B/32": "ViT-B-32:openai", "ViT-B/16": "ViT-B-16:openai", "ViT-L/14": "ViT-L-14:openai",
                 "ViT-L/14@336px": "ViT-L-14-336:openai"}  # as clip.load() names them

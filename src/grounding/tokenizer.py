@@ -156,18 +156,21 @@ class MissingVocabulary:
 class Tokenizer:
     """Turns strings into (batch, context_length) id tensors: start token, BPE ids, end token,
     then padding. Over-long text is an error unless `truncate=True`, which keeps the end token.
-    A BERT WordPiece `tokenizer.json` works too ([CLS] and [SEP] play start and end), and a
-    SentencePiece one (SigLIP's: no start token, `</s>` ends, `<pad>` pads)."""
+    A BERT WordPiece `tokenizer.json` works too ([CLS] and [SEP] play start and end), and SigLIP's
+    SentencePiece one (no start token; `</s>` ends the text and pads it, as SigLIP was trained;
+    its own normalizer cleans the text, so `clean` is not applied)."""
 
     def __init__(self, bpe: _Tokenizer, context_length: int = 77):
         self.bpe = bpe
         self.context_length = context_length
-        self.byte_level = bpe.token_to_id(START) is not None
-        start, end, pad = (START, END, PAD) if self.byte_level else ("[CLS]", "[SEP]", "[PAD]") \
-            if bpe.token_to_id("[CLS]") is not None else (None, "</s>", "<pad>")
+        self.kind = "bpe" if bpe.token_to_id(START) is not None else \
+            "wordpiece" if bpe.token_to_id("[CLS]") is not None else "sentencepiece"
+        self.byte_level = self.kind == "bpe"
+        start, end, pad = {"bpe": (START, END, PAD), "wordpiece": ("[CLS]", "[SEP]", "[PAD]"),
+                           "sentencepiece": (None, "</s>", "</s>")}[self.kind]
         self.sot_token_id = None if start is None else bpe.token_to_id(start)
         self.eot_token_id = bpe.token_to_id(end)
-        if self.eot_token_id is None or (start is not None and self.sot_token_id is None):
+        if self.eot_token_id is None:
             raise BadInput(f"the tokenizer has neither {START}/{END}, [CLS]/[SEP] nor SentencePiece's </s>")
         pad = bpe.token_to_id(pad)
         # OpenAI's vocabulary has no pad token and pads with id 0; padding is never read.
@@ -217,6 +220,14 @@ class Tokenizer:
         merges = learn_merges(words, vocab_size - len(base))
         tokens = base + ["".join(m) for m in merges]
         return cls.from_vocab_and_merges({t: i for i, t in enumerate(tokens)}, merges, context_length)
+
+    @classmethod
+    def from_sentencepiece(cls, path: str | Path, context_length: int = 64) -> "Tokenizer":
+        """SigLIP's `spiece.model` (formats/sentencepiece.py), splitting as transformers'
+        SiglipTokenizer does."""
+        from .formats.sentencepiece import read_spiece
+
+        return cls(read_spiece(path), context_length)
 
     @classmethod
     def from_file(cls, path: str | Path, context_length: int = 77) -> "Tokenizer":
@@ -272,9 +283,14 @@ class Tokenizer:
     def __len__(self) -> int:
         return self.bpe.get_vocab_size()
 
+    def prepare(self, text: str) -> str:
+        """The text as the vocabulary is given it: `clean`ed, except for SentencePiece, whose
+        normalizer does SigLIP's own cleaning."""
+        return text if self.kind == "sentencepiece" else clean(text)
+
     def encode(self, text: str) -> list[int]:
         """BPE ids of one text, without start and end tokens."""
-        return self.bpe.encode(clean(text), add_special_tokens=False).ids
+        return self.bpe.encode(self.prepare(text), add_special_tokens=False).ids
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ids up to the end token, with special tokens dropped."""
@@ -303,7 +319,7 @@ class Tokenizer:
         if isinstance(texts, str):
             texts = [texts]
         length = context_length or self.context_length
-        encoded = self.bpe.encode_batch([clean(t) for t in texts], add_special_tokens=False)
+        encoded = self.bpe.encode_batch([self.prepare(t) for t in texts], add_special_tokens=False)
         out = torch.full((len(texts), length), self.pad_token_id, dtype=torch.long)
         cut = []
         for row, (text, enc) in enumerate(zip(texts, encoded)):

@@ -185,19 +185,24 @@ def imagenet(spec: Spec) -> Dataset:
 
 
 def cars(spec: Spec) -> Dataset:
+    """Stanford Cars' test split (or `:train`), with the labels of torchvision's layout."""
     scipy_io = need("scipy.io", "benchmarks", "reading Stanford Cars' .mat annotations")
-    root = _folder(Path(spec.argument), "Stanford Cars as torchvision lays it out")
+    path, split = _path_and_split(spec)
+    root = _folder(path, "Stanford Cars as torchvision lays it out")
     root = root / "stanford_cars" if (root / "stanford_cars").is_dir() else root
-    meta, annotations = root / "devkit" / "cars_meta.mat", root / "cars_test_annos_withlabels.mat"
-    for path in (meta, annotations):
-        if not path.is_file():
-            raise NotFound(f"{path}: missing (Stanford Cars as torchvision lays it out: stanford_cars/cars_test, "
-                           "devkit/cars_meta.mat, cars_test_annos_withlabels.mat)")
+    meta = root / "devkit" / "cars_meta.mat"
+    annotations = root / "devkit" / "cars_train_annos.mat" if split == "train" else \
+        root / "cars_test_annos_withlabels.mat"
+    for needed in (meta, annotations):
+        if not needed.is_file():
+            raise NotFound(f"{needed}: missing (Stanford Cars as torchvision lays it out: stanford_cars/cars_test, "
+                           "devkit/cars_meta.mat, cars_test_annos_withlabels.mat; for :train, cars_train and "
+                           "devkit/cars_train_annos.mat)")
     classes = [str(name[0]) for name in scipy_io.loadmat(meta, squeeze_me=False)["class_names"][0]]
-    rows = scipy_io.loadmat(annotations, squeeze_me=True)["annotations"]
-    files = [(root / "cars_test" / str(row["fname"]), int(row["class"]) - 1) for row in rows]
-    return Dataset("cars", classes, [str(p) for p, _ in files], [(i,) for _, i in files], "cars",
-                   [ImageRef(p) for p, _ in files])
+    rows = np.atleast_1d(scipy_io.loadmat(annotations, squeeze_me=True)["annotations"])  # one row squeezes to 0-d
+    files = [(root / f"cars_{split}" / str(row["fname"]), int(row["class"]) - 1) for row in rows]
+    return Dataset(f"cars:{split}" if split != "test" else "cars", classes, [str(p) for p, _ in files],
+                   [(i,) for _, i in files], "cars", [ImageRef(p) for p, _ in files])
 
 
 def country211(spec: Spec) -> Dataset:
@@ -216,18 +221,40 @@ def country211(spec: Spec) -> Dataset:
 
 
 def cifar(spec: Spec) -> Dataset:
-    """The test set of CIFAR-10 or CIFAR-100, from its python archive or that archive unpacked."""
+    """The test set of CIFAR-10 or CIFAR-100 (or `:train`, its 50,000 training images), from its
+    python archive or that archive unpacked."""
     fine = spec.kind == "cifar100"
-    path = Path(spec.argument)
-    names = ("cifar-100-python/test", "cifar-100-python/meta") if fine else \
-        ("cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta")
-    test, meta = (_read_pickled(path, name) for name in names)
+    path, split = _path_and_split(spec)
+    folder, meta_name = ("cifar-100-python", "meta") if fine else ("cifar-10-batches-py", "batches.meta")
+    batches = ([split] if fine else ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)])
+    if split not in ("test", "train"):
+        raise BadInput(f"{spec}: CIFAR has a test and a train split, not {split!r}")
+    parts = [_read_pickled(path, f"{folder}/{name}") for name in batches]
+    meta = _read_pickled(path, f"{folder}/{meta_name}")
     label_key, names_key = (b"fine_labels", b"fine_label_names") if fine else (b"labels", b"label_names")
-    pixels = np.asarray(test[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    pixels = np.concatenate([np.asarray(part[b"data"], dtype=np.uint8) for part in parts]
+                            ).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    labels = [int(t) for part in parts for t in part[label_key]]
     classes = [name.decode().replace("_", " ") for name in meta[names_key]]
-    keys = [f"{spec.kind}/test/{i:05d}" for i in range(len(pixels))]
-    return Dataset(spec.kind, classes, keys, [(int(t),) for t in test[label_key]], "cifar",
-                   [ImageRef(pixels=p, name=k) for p, k in zip(pixels, keys)])
+    keys = [f"{spec.kind}/{split}/{i:05d}" for i in range(len(pixels))]
+    return Dataset(spec.kind if split == "test" else f"{spec.kind}:{split}", classes, keys, [(t,) for t in labels],
+                   "cifar", [ImageRef(pixels=p, name=k) for p, k in zip(pixels, keys)])
+
+
+def training_split(spec: Spec) -> str | None:
+    """The spec of the benchmark's own training split where the data on disk has one (a linear
+    probe trains there and is tested on the spec's split), else None."""
+    if spec.kind not in ("wds", "country211", "cars", "cifar10", "cifar100"):
+        return None
+    path, split = _path_and_split(spec)
+    if split == "train":
+        return None
+    there = {"wds": lambda: (path / "train" / "nshards.txt").is_file(),
+             "country211": lambda: (path / "train").is_dir() or (path / "country211" / "train").is_dir(),
+             "cars": lambda: any((root / "devkit" / "cars_train_annos.mat").is_file()
+                                 for root in (path, path / "stanford_cars")),
+             }.get(spec.kind, lambda: True)  # a CIFAR archive holds both splits
+    return f"{spec.kind}:{path}:train" if there() else None
 
 
 def _read_pickled(path: Path, name: str) -> dict:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.benchmarks import training_split
 from ..data.datasets import open_dataset
 from ..data.examples import Dataset
 from ..data.images import BATCH_SIZE, WORKERS
@@ -48,6 +49,8 @@ def _train_split(spec: str, dataset: Dataset, seed: int) -> tuple[Dataset, Datas
     parsed = parse_spec(spec, "dataset")
     if parsed.kind == "fashion-mnist":
         return open_dataset("fashion-mnist:train"), dataset
+    if own := training_split(parsed):
+        return open_dataset(own), dataset
     if parsed.kind == "synthetic":
         return open_dataset(str(parsed.with_options(seed=parsed.option("seed", 1) + 1000))), dataset
     order = np.random.default_rng(seed).permutation(len(dataset))

@@ -8,7 +8,9 @@ TorchScript, beside what they need around them.
     OUT/tokenizer.json       a `tokenizers` file that cleans, splits, adds the start and end
                              tokens and pads to the context: ids straight from text
     OUT/preprocess.json      image size, mean, std, how to resize, the context, the logit scale
-                             (and bias), the activation that turns logits into probabilities
+                             (and bias), the activation that turns logits into probabilities,
+                             whether text is `clean`ed first and whether padding may be cut
+                             (not for SigLIP, whose text tower pools the last position)
 
 The features are the model's own, before normalisation, as `encode_image` and `encode_text`
 give them (TorchScript: image_encoder.pt and text_encoder.pt instead)."""
@@ -82,6 +84,7 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
                    "squash": "bicubic resize to image_size x image_size"}[vision.resize],
         "resize_mode": vision.resize,
         "context_length": context, "pad_token_id": model.tokenizer.pad_token_id,
+        "clean_text": model.tokenizer.kind != "sentencepiece", "cut_padding": model.config.text.kind != "siglip",
         "logit_scale": model.logit_scale.detach().exp().item(), "activation": model.activation,
         "logit_bias": None if model.logit_bias is None else model.logit_bias.item(), "embed_dim": model.config.embed_dim,
         "inputs": {"image_encoder": "pixels", "text_encoder": "ids"}, "outputs": "features"})
@@ -89,18 +92,23 @@ def export(model: CLIP, out: str | Path, format: str = "onnx") -> list[Path]:
 
 
 def standalone_tokenizer(model: CLIP):
-    """The model's tokenizer as a `tokenizers` object that does everything on its own: lowercases
-    and collapses whitespace (as `clean` does, less ftfy's repairs of broken unicode), adds the
-    start and end tokens, truncates keeping the end token, and pads to the context length."""
+    """The model's tokenizer as a `tokenizers` object that does everything on its own: cleans the
+    text (BPE: lowercases and collapses whitespace, as `clean` does, less ftfy's repairs of broken
+    unicode; SentencePiece: its own normalizer already does SigLIP's cleaning), adds the start
+    and end tokens, truncates keeping the end token, and pads to the context length."""
     tokenizer = model.tokenizer
     bpe = type(tokenizer.bpe).from_str(tokenizer.bpe.to_str())
     context = model.config.text.context_length
-    if tokenizer.byte_level:
+    end = tokenizer.bpe.id_to_token(tokenizer.eot_token_id)
+    if tokenizer.kind == "bpe":
         bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
                                                normalizers.Strip(), normalizers.Lowercase()])
-        start, end = tokenizer.bpe.id_to_token(tokenizer.sot_token_id), tokenizer.bpe.id_to_token(tokenizer.eot_token_id)
+        start = tokenizer.bpe.id_to_token(tokenizer.sot_token_id)
         bpe.post_processor = processors.TemplateProcessing(
             single=f"{start} $A {end}", special_tokens=[(start, tokenizer.sot_token_id), (end, tokenizer.eot_token_id)])
+    elif tokenizer.kind == "sentencepiece":
+        bpe.post_processor = processors.TemplateProcessing(single=f"$A {end}",
+                                                           special_tokens=[(end, tokenizer.eot_token_id)])
     bpe.enable_truncation(context)
     bpe.enable_padding(length=context, pad_id=tokenizer.pad_token_id,
                        pad_token=tokenizer.bpe.id_to_token(tokenizer.pad_token_id) or "")

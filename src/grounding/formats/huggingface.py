@@ -18,6 +18,7 @@ from ..errors import BadInput, NotFound
 from ..files import atomic_path, write_json_atomic
 from ..models import CLIP
 from ..tokenizer import MissingVocabulary, Tokenizer
+from .sentencepiece import SPIECE_FILE, write_spiece
 from ..vocabulary import folder_tokenizer, tie_tokenizer
 
 _BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
@@ -279,6 +280,10 @@ def _write_siglip_folder(model, hf_config: dict, folder: Path) -> None:
         "do_rescale": True, "resample": 3})
     with atomic_path(folder / "tokenizer.json") as tmp:
         model.tokenizer.save(tmp)
+    if write_spiece(model.tokenizer.bpe, folder / SPIECE_FILE):  # what transformers' SiglipTokenizer reads
+        write_json_atomic(folder / "tokenizer_config.json", {
+            "tokenizer_class": "SiglipTokenizer", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>",
+            "model_max_length": model.config.text.context_length, "do_lower_case": True})
 
 
 def load_hf_folder(folder: Path) -> CLIP:
@@ -298,13 +303,17 @@ def load_hf_folder(folder: Path) -> CLIP:
 
 
 def _siglip_tokenizer(folder: Path, config: ModelConfig):
-    """The folder's SentencePiece vocabulary as `tokenizers` reads it (tokenizer.json)."""
+    """The folder's SentencePiece vocabulary: its tokenizer.json where it has one (ours), else
+    the spiece.model that Google's repos ship."""
     config.tokenizer = "tokenizer.json"
-    if not (folder / "tokenizer.json").is_file():
-        return MissingVocabulary(f"{folder} has no tokenizer.json, so its text side cannot encode (write one where "
-                                 "transformers is installed: AutoTokenizer.from_pretrained(FOLDER).save_pretrained("
-                                 "FOLDER))", config.text.vocab_size, config.text.context_length)
-    return tie_tokenizer(config, Tokenizer.from_file(folder / "tokenizer.json", config.text.context_length))
+    length = config.text.context_length
+    if (folder / "tokenizer.json").is_file():
+        return tie_tokenizer(config, Tokenizer.from_file(folder / "tokenizer.json", length))
+    if (folder / SPIECE_FILE).is_file():
+        return tie_tokenizer(config, Tokenizer.from_sentencepiece(folder / SPIECE_FILE, length))
+    return MissingVocabulary(f"{folder} has neither tokenizer.json nor {SPIECE_FILE}, so its text side cannot "
+                             "encode: download the folder's spiece.model beside its config.json",
+                             config.text.vocab_size, length)
 
 
 def _read_hf_eos(folder: Path, default: int) -> int:

@@ -52,6 +52,8 @@ class ExportedModel:
             self.logit_bias = float(settings.get("logit_bias") or 0.0)  # folders exported before SigLIP had none
             self.activation = settings.get("activation", "softmax")
             self.embed_dim = int(settings["embed_dim"])
+            # folders exported before SigLIP: BPE or WordPiece text, pooled at the end token
+            self.clean_text, self.cut_padding = settings.get("clean_text", True), settings.get("cut_padding", True)
             self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
             self.image, self.text = (onnxruntime.InferenceSession(str(self.folder / f"{name}.onnx"),
                                                                   providers=["CPUExecutionProvider"])
@@ -64,12 +66,16 @@ class ExportedModel:
         """Unit image embeddings of preprocessed (batch, 3, S, S) pixels."""
         return _unit(self.image.run(None, {"pixels": pixels.astype(np.float32)})[0])
 
+    def prepare(self, text: str) -> str:
+        return clean(text) if self.clean_text else text
+
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Unit text embeddings; each batch is cut after its longest text (padding changes nothing)."""
+        """Unit text embeddings; each batch is cut after its longest text where padding changes
+        nothing (not for SigLIP, which pools the last position)."""
         rows = []
         for start in range(0, len(texts), batch_size):
-            encoded = self.tokenizer.encode_batch([clean(t) for t in texts[start:start + batch_size]])
-            length = max(sum(e.attention_mask) for e in encoded)
+            encoded = self.tokenizer.encode_batch([self.prepare(t) for t in texts[start:start + batch_size]])
+            length = max(sum(e.attention_mask) for e in encoded) if self.cut_padding else len(encoded[0].ids)
             ids = np.array([e.ids[:length] for e in encoded], dtype=np.int64)
             rows.append(self.text.run(None, {"ids": ids})[0])
         return _unit(np.concatenate(rows))
@@ -84,7 +90,7 @@ class ExportedModel:
             embeddings = self.encode_texts(texts)
             return _unit(embeddings.reshape(len(labels), len(templates), -1).mean(axis=1)).T
 
-        return cached_array(classifier_path(identity, [clean(t) for t in texts], len(templates), "float32"),
+        return cached_array(classifier_path(identity, [self.prepare(t) for t in texts], len(templates), "float32"),
                             (self.embed_dim, len(labels)), build, "classifier")
 
     def classify_files(self, paths: Sequence, classifier: np.ndarray, batch_size: int = BATCH_SIZE
