@@ -97,8 +97,8 @@ def test_webdataset_shards_with_captions(tiny_model, tmp_path):
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
     spec = f"tar:{tmp_path}/shard-{{000..001}}.tar"
-    items = list_items(spec)
-    assert len(items) == 6 and all(item.caption.startswith("a ") for item in items)
+    items, left_out = list_items(spec)
+    assert len(items) == 6 and not left_out and all(item.caption.startswith("a ") for item in items)
     store = embed_images(tiny_model, spec, tmp_path / "e", "tiny", workers=0, show_progress=False)
     vectors, keys, captions, skipped = store.read()
     assert vectors.shape == (6, 32) and not skipped and captions == [item.caption for item in items]

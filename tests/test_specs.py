@@ -52,7 +52,7 @@ def test_one_captioned_list_reads_alike_for_training_retrieval_and_embedding(tmp
     spec = f"csv:{tmp_path / 'pairs.csv'}"
     train = [(str(p.image), p.captions[0]) for p in listed_pairs(spec)]
     pairs = open_retrieval(spec)
-    items = [(i.key, i.caption) for i in list_items(spec)]
+    items = [(i.key, i.caption) for i in list_items(spec)[0]]
     assert train == [(key, caption) for key, (caption,) in zip(pairs.keys, pairs.captions)] == items
     assert len(train) == 3
 

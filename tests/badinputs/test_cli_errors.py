@@ -168,7 +168,7 @@ ROWS = [
     (["zeroshot", "--model", "{w}/model", "--dataset", "csv:{w}/header-only.csv", "--out", "{w}/zs"], 2,
      "a header and no rows"),
     (["embed", "--model", "{w}/model", "--images", "tar:{w}/garbage.tar", "--out", "{w}/e"], 2,
-     "garbage.tar: not a readable tar shard"),
+     "garbage.tar: unreadable"),
 ]
 
 

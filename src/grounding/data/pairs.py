@@ -151,10 +151,16 @@ class ShardSource:
         wds = need("webdataset", "shards", "reading tar shards")
 
         def note(error: Exception) -> bool:
-            where = str(error.args[-1] if error.args else "") or self.name  # webdataset puts the shard last
-            what = error.args[0] if error.args else error
-            problems.append({"key": where, "reason": f"{where}: unreadable from here on ({what}); the shard is "
-                                                     "cut short or corrupt"})
+            last = error.args[-1] if len(error.args) > 1 else None  # webdataset puts the shard last, when it knows it
+            where = last if isinstance(last, str) and last else self.name
+            what = str(error.args[0] if error.args else error)
+            if isinstance(error, ValueError) and "duplicate file name" in what:  # a key repeated in a row
+                member = what.split(":")[0]
+                problems.append({"key": f"{where}:{member}", "reason": f"{where}: {member} appears twice in a row "
+                                 "(one key for two samples); the repeat is skipped: give each sample its own key"})
+            else:
+                problems.append({"key": where, "reason": f"{where}: unreadable from here on ({what}); the shard is "
+                                                         "cut short or corrupt"})
             return True  # keep reading
 
         epoch, skip = position.epoch, position.read

@@ -23,17 +23,19 @@ from .store import Store, items_manifest
 def embed_images(model: CLIP, spec: str, out: Path, model_name: str, shard_size: int = 4096,
                  batch_size: int = BATCH_SIZE, workers: int = WORKERS, show_progress: bool = True) -> Store:
     """Encodes the collection SPEC into the store OUT (locked while it runs)."""
-    items = list_items(spec)
+    items, left_out = list_items(spec)
     if not items:
-        raise BadInput(f"{spec}: no images found")
+        raise BadInput(f"{spec}: no images found" + (f" ({left_out[0]})" if left_out else ""))
     Store(Path(out)).check_out()
     with folder_lock(out, "grounding embed"):
-        return _embed_images(model, items, spec, Path(out), model_name, shard_size, batch_size, workers, show_progress)
+        return _embed_images(model, items, left_out, spec, Path(out), model_name, shard_size, batch_size, workers,
+                             show_progress)
 
 
 @torch.no_grad()
-def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: str, shard_size: int,
-                  batch_size: int, workers: int, show_progress: bool) -> Store:
+def _embed_images(model: CLIP, items: list, left_out: list[str], spec: str, out: Path, model_name: str,
+                  shard_size: int, batch_size: int, workers: int, show_progress: bool) -> Store:
+    """`left_out`: what listing the collection skipped, kept with the first shard's skipped files."""
     store = Store(Path(out))
     store.begin({"kind": "image", "source": spec, "model": reference(model_name), "model_fingerprint": fingerprint(model),
                  "embed_dim": model.config.embed_dim, "shard_size": shard_size, **items_manifest([i.key for i in items])})
@@ -44,7 +46,7 @@ def _embed_images(model: CLIP, items: list, spec: str, out: Path, model_name: st
         began, count = time.perf_counter(), 0
         for start in todo:
             shard = items[start:start + shard_size]
-            vectors, keep, skipped = [], [], []
+            vectors, keep, skipped = [], [], left_out if start == 0 else []
             for features, index, errors in encode_images(model, ImageList([i.ref for i in shard]), batch_size, workers):
                 if features is not None:
                     vectors.append(features.cpu().numpy())
