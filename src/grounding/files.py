@@ -157,6 +157,19 @@ class FolderError(BadInput):
     """An output folder that cannot be used (a file, not writable, someone else's files)."""
 
 
+@contextmanager
+def reading(path: str | Path, fix: str) -> Iterator[None]:
+    """Any failure to read or parse `path` inside the block becomes one BadInput naming the
+    file, what went wrong, and `fix` (a damaged store, index or run file)."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError) as e:
+        if not Path(path).exists():
+            raise NotFound(f"{path}: missing; {fix}") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[-1].rpartition("failed: ")[2]  # faiss: the gist
+        raise BadInput(f"{path}: damaged or cut short ({reason}); {fix}") from None
+
+
 def writable_folder(folder: str | Path) -> Path:
     """Makes `folder` if needed; a FolderError naming it if it is a file or cannot be written."""
     folder = Path(folder)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import BadInput, NotFound, need
-from ...files import folder_lock, write_json_atomic
+from ...files import folder_lock, reading, write_json_atomic
 from .store import Store
 
 EXACT_LIMIT = 100_000
@@ -102,11 +102,18 @@ class Index:
         folder = path / "index" if (path / "index" / "meta.json").is_file() else path
         if not (folder / "meta.json").is_file():
             raise NotFound(f"{path}: no index here; build one with `grounding index build {path}`")
-        self.meta = json.loads((folder / "meta.json").read_text())
-        items = json.loads((folder / "items.json").read_text())
-        self.keys, self.captions = items["keys"], items["captions"]
+        fix = f"build it again: grounding index build {path}"
+        with reading(folder / "meta.json", fix):
+            self.meta = json.loads((folder / "meta.json").read_text())
+            self.meta["kind"]
+        with reading(folder / "items.json", fix):
+            items = json.loads((folder / "items.json").read_text())
+            self.keys, self.captions = items["keys"], items["captions"]
         faiss = _faiss()
-        self.index = faiss.read_index(str(folder / "index.faiss"))
+        with reading(folder / "index.faiss", fix):
+            self.index = faiss.read_index(str(folder / "index.faiss"))
+        if self.index.ntotal != len(self.keys):
+            raise BadInput(f"{folder / 'index.faiss'}: {self.index.ntotal} vectors for {len(self.keys)} items; {fix}")
         if self.meta["kind"] == "hnsw":
             faiss.downcast_index(self.index).hnsw.efSearch = HNSW_EF_SEARCH
 

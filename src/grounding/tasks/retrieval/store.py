@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import BadInput, NotFound
-from ...files import atomic_path, refuse_foreign, write_json_atomic
+from ...files import atomic_path, reading, refuse_foreign, write_json_atomic
 
 MANIFEST = "manifest.json"
 
@@ -37,7 +37,8 @@ class Store:
         path = self.folder / MANIFEST
         if not path.is_file():
             raise NotFound(f"{self.folder}: no {MANIFEST}; make one with `grounding embed`")
-        return json.loads(path.read_text())
+        with reading(path, "embed into a new --out (this store cannot be resumed)"):
+            return json.loads(path.read_text())
 
     def begin(self, manifest: dict) -> None:
         """Starts a store, or checks that a resumed one was made the same way."""
@@ -85,10 +86,14 @@ class Store:
         vectors, keys, captions, skipped = [], [], [], []
         for index in self.shards():
             base = self.shard_path(index)
-            meta = json.loads(base.with_suffix(".json").read_text())
-            vectors.append(np.load(base.with_suffix(".npy")))
-            keys += meta["keys"]
-            captions += meta["captions"]
-            skipped += meta["skipped"]
+            fix = (f"delete {base.name}.json and {base.name}.npy and run the same `grounding embed` again: "
+                   "it makes that shard anew and keeps the others")
+            with reading(base.with_suffix(".json"), fix):
+                meta = json.loads(base.with_suffix(".json").read_text())
+                keys += meta["keys"]
+                captions += meta["captions"]
+                skipped += meta["skipped"]
+            with reading(base.with_suffix(".npy"), fix):
+                vectors.append(np.load(base.with_suffix(".npy"), allow_pickle=False))
         dim = self.manifest["embed_dim"]
         return (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)), keys, captions, skipped
