@@ -295,9 +295,17 @@ def test_torchscript_archive_referring_to_code_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "evil.pt", "w") as archive:
         archive.writestr("evil/data.pkl", pickle.dumps(Exploit()))
         archive.writestr("evil/code/__torch__.py", "")
-    with pytest.raises(Exception, match="refusing to load it"):
+    from typer.testing import CliRunner
+
+    from grounding.errors import BadInput
+    from grounding.interfaces.cli import app
+
+    with pytest.raises(BadInput, match="refers to posix.system.*refusing to load it"):
         grounding.load(tmp_path / "evil.pt", activation="gelu")
-    assert not Path("pwned").exists()
+    result = CliRunner().invoke(app, ["classify", str(tmp_path / "evil.pt"), "--model", str(tmp_path / "evil.pt"),
+                                      "--labels", "a,b"])
+    assert result.exit_code == 2 and "refusing to load it" in result.output and "Traceback" not in result.output
+    assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()
 
 
 def test_weights_that_are_float16_values_are_saved_in_half_the_bytes_and_load_exactly(tmp_path):

@@ -53,8 +53,8 @@ class _Unpickler(pickle.Unpickler):
             return dict
         if module == "torch" and name in _DTYPES:
             return _DTYPES[name]
-        raise pickle.UnpicklingError(f"{self.path}: the archive refers to {module}.{name}, which a "
-                                     "TorchScript checkpoint of weights never needs; refusing to load it")
+        raise BadInput(f"{self.path}: the archive refers to {module}.{name}, which a TorchScript checkpoint of "
+                       "weights never needs; refusing to load it (convert it where it is trusted, or use another)")
 
     def persistent_load(self, pid):
         kind, dtype, key, _location, _numel = pid
@@ -80,7 +80,9 @@ def read_torchscript(path: str | Path) -> dict[str, torch.Tensor]:
             pickled = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
             root = pickled.rsplit("/", 1)[0]
             tree = _Unpickler(archive.read(pickled), archive, root, path).load()
-    except (zipfile.BadZipFile, KeyError, EOFError, StopIteration, ValueError, TypeError) as e:
+    except BadInput:
+        raise
+    except (zipfile.BadZipFile, pickle.UnpicklingError, KeyError, EOFError, StopIteration, ValueError, TypeError) as e:
         raise BadInput(f"{path}: a damaged TorchScript archive ({type(e).__name__}: {e}); "
                        "download or copy it again") from None
     if not isinstance(tree, _Record):
