@@ -72,8 +72,12 @@ def cached_array(path: Path, shape: tuple[int, ...], make: Callable[[], np.ndarr
         if damaged:
             warnings.warn(f"{path}: a damaged {what} cache entry; made it again", stacklevel=2)
     array = np.ascontiguousarray(make(), dtype=np.float32)
-    with atomic_path(path) as tmp:
-        save_file({what: array}, str(tmp), metadata={"sha256": hashlib.sha256(array.tobytes()).hexdigest()})
+    try:
+        with atomic_path(path) as tmp:
+            save_file({what: array}, str(tmp), metadata={"sha256": hashlib.sha256(array.tobytes()).hexdigest()})
+    except OSError as e:  # a read-only or full cache: the answer is still right, only not kept
+        warnings.warn(f"{path.parent}: cannot keep the {what} there ({e.strerror or e}); it is made anew each "
+                      "time: set GROUNDING_CACHE to a folder you can write", stacklevel=2)
     return array
 
 
@@ -192,6 +196,12 @@ def refuse_foreign(folder: str | Path, ours: bool, allowed: set[str], fix: str) 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder}: a file, not a folder; choose a folder for the output")
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise FolderError(f"{folder}: {existing} is a file, so no folder can be made there; choose another output "
+                          "folder")
+    if not os.access(existing, os.W_OK):
+        raise FolderError(f"{folder}: cannot write in {existing} (read-only); choose a folder you can write to")
     if ours or not folder.is_dir():
         return
     others = sorted(p.name for p in folder.iterdir()

@@ -4,6 +4,7 @@ refused in one line before any work, and nothing in it changes."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -89,3 +90,41 @@ def test_ground_refuses_a_folder_as_its_picture(inputs, tmp_path):
     result = runner.invoke(app, ["ground", str(inputs / "image.png"), "a red thing", "--model", str(inputs / "model"),
                                  "--out", str(tmp_path)])
     assert result.exit_code == 2 and "is a folder; give the file to draw into" in result.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_folder_that_cannot_be_made_is_one_line_naming_it(inputs, tmp_path, name):
+    (tmp_path / "a-file").write_text("mine")
+    out = tmp_path / "a-file" / "out"  # under a file: no folder can be made there
+    result = runner.invoke(app, _args(name, inputs, out), env={"COLUMNS": "200"})
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert f"{tmp_path / 'a-file'} is a file, so no folder can be made there" in errors[0]
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["export", "zeroshot", "embed"])
+def test_a_read_only_place_is_refused_before_any_work(inputs, tmp_path, name, monkeypatch):
+    import os
+
+    # Permission bits do not stop root, who runs CI here: the check itself is made to see a read-only place.
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == tmp_path and mode == os.W_OK
+                        else real(p, mode, **kw))
+    result = runner.invoke(app, _args(name, inputs, tmp_path / "out"), env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and f"cannot write in {tmp_path} (read-only)" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cache_that_cannot_be_written_costs_time_not_answers(inputs, tmp_path, monkeypatch):
+    """classify and zeroshot answer as with a cache, and say once that nothing is kept."""
+    args = ["classify", str(inputs / "image.png"), "--model", str(inputs / "model"), "--labels", "red,blue", "--json"]
+    kept = runner.invoke(app, args)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GROUNDING_CACHE", str(tmp_path / "a-file" / "cache"))
+    unkept = runner.invoke(app, args)
+    assert kept.exit_code == unkept.exit_code == 0, unkept.output
+    assert kept.stdout.splitlines()[-1] == unkept.stdout.splitlines()[-1]
+    assert "cannot keep the classifier there" in unkept.output and "GROUNDING_CACHE" in unkept.output
+    result = runner.invoke(app, [a for a in _args("zeroshot", inputs, tmp_path / "zs") if a != "--no-cache"])
+    assert result.exit_code == 0 and (tmp_path / "zs" / "report.html").is_file(), result.output

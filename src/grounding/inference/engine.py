@@ -15,6 +15,7 @@ import numpy as np
 from ..builtin import BUILTIN
 from ..data.images import BATCH_SIZE, WORKERS
 from ..errors import BadInput, about
+from ..files import FolderError
 from . import onnx
 
 if TYPE_CHECKING:
@@ -88,9 +89,13 @@ class TorchClassifier:
         note("preparing the built-in model for onnxruntime, once (about 20 s): later runs of up to a batch of "
              "images start without PyTorch")
         began = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's own notes, of no use here
-            folder = onnx.prepare_builtin(self.model, self.spec)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the exporter's own notes, of no use here
+                folder = onnx.prepare_builtin(self.model, self.spec)
+        except FolderError as e:  # this run's answers stand; later runs stay in PyTorch
+            warnings.warn(str(e))
+            return
         note(f"prepared in {time.perf_counter() - began:.0f} s: {folder}")
 
 

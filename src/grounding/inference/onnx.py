@@ -22,7 +22,7 @@ from .. import cache
 from ..builtin import BUILTIN
 from ..data.images import BATCH_SIZE, BadImageError, Preprocess
 from ..errors import BadInput
-from ..files import cached_array, stamp
+from ..files import FolderError, cached_array, stamp
 from ..tokenizer import clean
 from .scores import classifier_path, probabilities
 from .templates import prompts
@@ -143,8 +143,12 @@ def prepare_builtin(model, name: str) -> Path:
     from ..formats.export import export
 
     target = builtin_copy(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as e:
+        raise FolderError(f"{target.parent}: cannot keep the built-in model's onnxruntime copy there ({e.strerror}); "
+                          "set GROUNDING_CACHE to a folder you can write, or run with --engine torch") from None
     try:
         export(model, scratch)
         try:
