@@ -178,3 +178,70 @@ def test_a_log_line_cut_short_by_a_crash_is_dropped_on_resume(tmp_path):
     train(None, None, out, resume=True, show_progress=False, changes={"steps": 3})
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]
+
+
+def _disk_fills_on_call(monkeypatch, target, name: str, call: int) -> None:
+    """`target.name` raises 'No space left on device' from its `call`-th call on, as a full disk does."""
+    import errno
+    import os
+
+    real, calls = getattr(target, name), []
+
+    def full(*args, **kwargs):
+        calls.append(1)
+        if len(calls) >= call:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(args[-1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, full)
+
+
+def test_a_full_disk_stops_train_in_one_line_leaves_no_half_checkpoint_and_resumes_exactly(tmp_path, whole,
+                                                                                          monkeypatch):
+    from typer.testing import CliRunner
+
+    from grounding.interfaces.cli import app
+    from grounding.training import checkpoint
+
+    args = ["train", "--architecture", "tiny", "--steps", "6", "--batch-size", "8", "--warmup", "1", "--lr", "1e-3",
+            "--save-every", "2", "--keep", "3", "--workers", "0", "--out", str(tmp_path / "run")]
+    with monkeypatch.context() as patch:
+        _disk_fills_on_call(patch, checkpoint.torch, "save", 2)  # the second checkpoint's optimizer state
+        result = CliRunner().invoke(app, args)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "No space left on device" in errors[0] and "run it again (a training run with --resume OUT" in errors[0]
+    assert not list((tmp_path / "run" / "checkpoints").glob(".step-*"))  # nothing half-written holds space
+    assert len(list((tmp_path / "run" / "checkpoints").glob("step-*"))) == 1  # the first, whole
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "run"), "--workers", "0"])
+    assert resumed.exit_code == 0, resumed.output  # space freed: the run goes on
+    again = _weights(tmp_path / "run")
+    assert all(torch.equal(again[k], whole[k]) for k in whole)
+
+
+def test_a_full_disk_stops_embed_in_one_line_and_the_same_command_finishes(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from grounding.interfaces.cli import app
+    from grounding.saved import save_model
+    from grounding.tasks.retrieval import store as stores
+
+    torch.manual_seed(0)
+    save_model(grounding.build.create_model(preset("tiny")), tmp_path / "model")
+    (tmp_path / "images").mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    args = ["embed", "--model", str(tmp_path / "model"), "--images", f"folder:{tmp_path / 'images'}", "--shard-size",
+            "2", "--workers", "0", "--out"]
+    with monkeypatch.context() as patch:
+        _disk_fills_on_call(patch, stores.np, "save", 2)
+        result = CliRunner().invoke(app, [*args, str(tmp_path / "store")])
+    assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output
+    assert stores.Store(tmp_path / "store").shards() == [0]
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.endswith(".tmp")]
+    assert CliRunner().invoke(app, [*args, str(tmp_path / "store")]).exit_code == 0
+    assert CliRunner().invoke(app, [*args, str(tmp_path / "whole")]).exit_code == 0
+    resumed, whole = (stores.Store(tmp_path / name).read() for name in ("store", "whole"))
+    assert np.array_equal(resumed[0], whole[0]) and resumed[1] == whole[1]

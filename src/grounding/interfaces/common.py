@@ -4,6 +4,7 @@ default and help come from the config dataclass that owns it), the choices typer
 from __future__ import annotations
 
 import dataclasses
+import errno
 import inspect
 from enum import Enum
 from typing import Annotated, Callable, Optional, get_args, get_type_hints
@@ -14,12 +15,16 @@ import typer.core
 from ..errors import GroundingError
 
 
+OUT_OF_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # what a user fixes by freeing space
+
+
 class Command(typer.core.TyperCommand):
     """Every command's one handler of what the library refuses: a `GroundingError` becomes one
     `Error:` line (naming its option, if it has one) and its exit code. The built-in errors that
     libraries below grounding raise for bad input (a JSON file that is not JSON, say) read the
-    same. Usage lines as click writes them (`IMAGE...`, `[QUERY]`): typer's own put every
-    required argument in braces (`{images}...`), which reads as a set."""
+    same, and a disk that fills up is one line with exit code 1. Usage lines as click writes them
+    (`IMAGE...`, `[QUERY]`): typer's own put every required argument in braces (`{images}...`),
+    which reads as a set."""
 
     def invoke(self, ctx: typer.Context):
         try:
@@ -31,6 +36,13 @@ class Command(typer.core.TyperCommand):
             raise typer.BadParameter(str(e), param_hint=e.option) from None
         except (ValueError, FileNotFoundError, FileExistsError) as e:
             raise typer.BadParameter(str(e)) from None
+        except OSError as e:
+            if e.errno not in OUT_OF_ROOM:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            typer.echo(f"Error: {where}{e.strerror or e}; free some space and run it again (a training run with "
+                       "--resume OUT goes on from its last checkpoint, embed from its last shard)", err=True)
+            raise typer.Exit(1) from None
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

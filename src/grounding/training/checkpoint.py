@@ -106,13 +106,17 @@ class RunFolder:
         final = self.checkpoints / f"step-{step:07d}"
         staging = self.checkpoints / f".step-{step:07d}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        save_weights(model, staging / WEIGHTS_FILE)
-        with atomic_path(staging / STATE_FILE) as tmp:
-            torch.save({"step": step, "optimizer": optimizer.state_dict(), "data": data or {}}, tmp)
-        # digests of the bytes read back from disk: the weights are published only once they read whole
-        files = {name: _digest(staging / name) for name in (WEIGHTS_FILE, STATE_FILE)}
-        write_json_atomic(staging / MANIFEST_FILE, {"step": step, "files": files})
+        try:
+            staging.mkdir(parents=True)
+            save_weights(model, staging / WEIGHTS_FILE)
+            with atomic_path(staging / STATE_FILE) as tmp:
+                torch.save({"step": step, "optimizer": optimizer.state_dict(), "data": data or {}}, tmp)
+            # digests of the bytes read back from disk: the weights are published only once they read whole
+            files = {name: _digest(staging / name) for name in (WEIGHTS_FILE, STATE_FILE)}
+            write_json_atomic(staging / MANIFEST_FILE, {"step": step, "files": files})
+        except BaseException:  # a full disk, a kill: the half-written checkpoint would only hold space
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)  # the checkpoint appears whole or not at all
         self._publish(final)
