@@ -2,9 +2,14 @@
 /classify requests go at concurrency 1, 8 and 32, then a mixed load with /search. Reports
 throughput, p50 and p99 latency, errors, and the server's resident memory over the run.
 
+Then a load of large but legal images: requests of --max-images 6000x6000 PNGs (116 KB each, within
+the byte and pixel limits) at concurrency 4, in rounds.
+
 Targets: no errors; throughput at concurrency 32 at least 3x that at concurrency 1 (batching);
 memory flat under a steady load (under 5% growth between the first and last quarter of the
-mixed load, which runs twice as long as the others).
+mixed load, which runs twice as long as the others); under the large images, resident memory
+above idle at most 4 bytes per pixel of the server's --max-held-pixels budget, and back within
+10% of where it was before them once they are answered.
 
     python benchmarks/serve_load.py --requests 2000          # the built-in model; about 10 minutes
     python benchmarks/serve_load.py --requests 300 --model tiny-run-folder
@@ -36,6 +41,35 @@ def resident_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def large_png(side: int = 6000) -> bytes:
+    """A side x side gradient: tiny as a PNG, 3 bytes a pixel decoded."""
+    from PIL import Image
+
+    row = np.linspace(0, 255, side, dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(np.stack([np.tile(row, (side, 1))] * 3, axis=-1)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def large_load(base: str, rounds: int, concurrency: int, images: int, pid: int) -> dict:
+    """Rounds of `concurrency` requests of `images` large PNGs each: resident memory before, at
+    its peak during, and after."""
+    data, statuses, peak = large_png(), [], 0.0
+    before = resident_mib(pid)
+    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+        for _ in range(rounds):
+            tasks = [asyncio.create_task(client.post(
+                "/classify", files=[("images", (f"{i}.png", data, "image/png")) for i in range(images)],
+                data={"labels": LABELS})) for _ in range(concurrency)]
+            while not all(t.done() for t in tasks):
+                peak = max(peak, resident_mib(pid))
+                await asyncio.sleep(0.05)
+            statuses += [t.result().status_code for t in tasks]
+    await asyncio.sleep(1)
+    return {"before": before, "peak": peak, "after": resident_mib(pid), "errors": sum(s != 200 for s in statuses),
+            "requests": len(statuses), "png_kb": len(data) / 1024}
 
 
 def scene_png(i: int) -> bytes:
@@ -121,6 +155,13 @@ def main() -> None:
                       f"quarter of the steady load, {last:.0f} MiB in the last ({last / first - 1:+.1%}; target under +5%); "
                       f"errors {sum(r['errors'] for r in results.values())} (target 0)")
         console.print("(memory: the mixed load's first and last quarter)")
+        held, images = 80_000_000, 16  # the server's defaults (server/settings.py)
+        large = asyncio.run(large_load(base, 3, 4, images, server.pid))
+        allowed = 4 * held / 2 ** 20
+        console.print(f"large images: {large['requests']} requests of {images} 6000x6000 PNGs ({large['png_kb']:.0f} KB "
+                      f"each; {large['errors']} errors): resident {large['before']:.0f} MiB before, peak "
+                      f"{large['peak']:.0f} (+{large['peak'] - large['before']:.0f}; target at most +{allowed:.0f}), "
+                      f"{large['after']:.0f} after ({large['after'] / large['before'] - 1:+.1%}; target within 10%)")
     finally:
         server.terminate()
         server.wait(30)

@@ -256,3 +256,47 @@ def test_a_key_that_is_not_ascii_is_refused_not_a_500(server_world):
     with _client(server_world, api_key="s3cret") as c:
         assert c.get("/info", headers={"X-API-Key": b"caf\xe9"}).status_code == 401
         assert c.post("/classify", headers={"X-API-Key": b"caf\xe9"}, data={"labels": "a"}).status_code == 401
+
+
+def test_the_pixels_held_at_once_never_pass_the_budget_and_every_holder_gets_its_turn():
+    from grounding.interfaces.server.app import PixelBudget
+
+    budget, held, most = PixelBudget(100), [0], [0]
+
+    async def hold(count: int) -> None:
+        async with budget.pixels(count):
+            held[0] += min(count, 100)
+            most[0] = max(most[0], held[0])
+            await asyncio.sleep(0.001)
+            held[0] -= min(count, 100)
+
+    async def many() -> None:
+        await asyncio.gather(*[hold(count) for count in [60, 30, 50, 250, 10, 100, 40] * 5])
+
+    asyncio.run(many())
+    assert most[0] == 100 and held[0] == 0 and budget.held == 0  # full at times, never over; an image over it ran alone
+
+
+def test_requests_of_images_over_the_pixel_budget_wait_their_turn_and_all_answer(server_world, scene):
+    """A budget of one image's pixels: twelve requests of three images each are answered one image
+    at a time, each with the probabilities it gets alone."""
+    import httpx
+
+    alone = _client(server_world).post("/classify", files={"images": ("s.png", scene, "image/png")},
+                                       data={"labels": "a,b"}).json()["results"][0]["top"]
+    width, height = Image.open(io.BytesIO(scene)).size
+    app = create_app(ServerSettings(model=str(server_world / "model"), device="cpu", max_held_pixels=width * height))
+
+    async def many() -> list:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await asyncio.gather(*[
+                c.post("/classify", files=[("images", (f"{i}.png", scene, "image/png")) for i in range(3)],
+                       data={"labels": "a,b"}) for _ in range(12)])
+
+    answers = asyncio.run(many())
+    assert [a.status_code for a in answers] == [200] * 12
+    for answer in answers:
+        for result in answer.json()["results"]:
+            assert [t["label"] for t in result["top"]] == [t["label"] for t in alone]
+            assert all(abs(t["probability"] - u["probability"]) < 1e-5 for t, u in zip(result["top"], alone))

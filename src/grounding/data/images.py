@@ -85,7 +85,8 @@ def _decode(data: bytes, name: str) -> Image.Image:
                     image.verify()
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
-                return flatten(ImageOps.exif_transpose(image))
+                ImageOps.exif_transpose(image, in_place=True)  # no copy of a photo's pixels: one is enough
+                return flatten(image)
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -183,7 +184,7 @@ def flatten(image: Image.Image) -> Image.Image:
         scale = 255 / 65535 if sixteen_bit else 255.0 if image.mode == "F" and peak <= 1 else 1.0
         grey = np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _normalised(image: Image.Image, mean: tuple, std: tuple) -> np.ndarray:

@@ -25,6 +25,8 @@ def serve(
     max_upload_mb: Optional[float] = default_of(ServerSettings, "max_upload_mb"),
     max_pixels: Optional[int] = default_of(ServerSettings, "max_pixels"),
     max_labels: Optional[int] = default_of(ServerSettings, "max_labels"),
+    max_images: Optional[int] = default_of(ServerSettings, "max_images"),
+    max_held_pixels: Optional[int] = default_of(ServerSettings, "max_held_pixels"),
     max_batch: Optional[int] = default_of(ServerSettings, "max_batch"),
     max_wait_ms: Optional[float] = default_of(ServerSettings, "max_wait_ms"),
     device: Optional[str] = default_of(ServerSettings, "device"),
@@ -35,11 +37,12 @@ def serve(
     try:
         import uvicorn
 
-        from ..server.app import create_app
+        from ..server.app import create_app, return_freed_memory
     except ImportError:
         raise MissingDependency("the server needs FastAPI and uvicorn: pip install 'grounding[serve]'") from None
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         warnings.warn(f"serving on {host} without --api-key: anyone who can reach this machine can use the server")
+    return_freed_memory()
     application = create_app(settings)
     typer.echo(f"serving {settings.model} on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")

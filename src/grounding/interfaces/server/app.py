@@ -10,9 +10,11 @@ import asyncio
 import base64
 import io
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from .settings import ServerSettings
 
 STATIC = Path(__file__).parent / "static"
 CLASSIFIERS_KEPT = 64  # label sets whose classifiers stay in memory
+T = TypeVar("T")
 
 
 class Models:
@@ -53,6 +56,10 @@ class Models:
     async def run(self, work, *args):
         """`work(*args)` on the model thread."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, partial(work, *args))
+
+    def run_here(self, work, *args):
+        """`work(*args)` on the model thread, waited for from another thread (an image's)."""
+        return self.executor.submit(work, *args).result()
 
     @torch.no_grad()  # grad mode is per thread: the batcher's thread needs it said here
     def _encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -89,6 +96,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     from ...inference.templates import TEMPLATE_SETS
 
     models = models or Models(settings)
+    held = PixelBudget(settings.max_held_pixels)
     app = FastAPI(title="grounding", version=__version__,
                   description="Zero-shot classification, search, phrase grounding, VQA and captioning.")
     app.add_middleware(BodyGate, settings=settings)
@@ -105,7 +113,11 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
 
     guarded = [Depends(authorised)]
 
-    async def read_image(upload: UploadFile) -> Image.Image:
+    async def read_image(upload: UploadFile, use: Callable[[Image.Image], T]) -> T:
+        """`use(the decoded image)`, in a thread, while the image counts against the pixels the
+        server may hold (so requests of huge images wait their turn instead of piling up); the
+        image is let go when `use` returns, so keep from it only what is small (its pixels for
+        the model, an answer)."""
         name = upload.filename or "the upload"
         if upload.content_type and not upload.content_type.startswith("image/") \
                 and upload.content_type != "application/octet-stream":
@@ -124,7 +136,12 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         if width * height > settings.max_pixels:
             raise HTTPException(413, f"{name}: {width}x{height} pixels is over the server's limit of "
                                      f"{settings.max_pixels:,}")
-        return await asyncio.to_thread(decode_image, data, name)
+        async with held.pixels(width * height):
+            return await asyncio.to_thread(lambda: use(decode_image(data, name)))
+
+    async def preprocessed(upload: UploadFile) -> torch.Tensor:
+        """The image as the CLIP model's input: all a classify or search request keeps of it."""
+        return await read_image(upload, models.clip.preprocess)
 
     def parse_labels(labels: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(x.strip() for x in labels.replace("\n", ",").split(",") if x.strip()))
@@ -134,9 +151,8 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
             raise HTTPException(400, f"{len(names)} labels is over the server's limit of {settings.max_labels}")
         return names
 
-    async def unit_features(images: list[Image.Image]) -> torch.Tensor:
-        pixels = await asyncio.to_thread(lambda: torch.stack([models.clip.preprocess(i) for i in images]))
-        return await models.images(pixels)
+    async def unit_features(pixels: list[torch.Tensor]) -> torch.Tensor:
+        return await models.images(torch.stack(pixels))
 
     @app.get("/health")
     def health() -> dict:
@@ -164,9 +180,9 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         names = parse_labels(labels)
         if templates not in TEMPLATE_SETS:
             raise HTTPException(400, f"unknown template set {templates!r}: use one of {', '.join(TEMPLATE_SETS)}")
-        decoded = [await read_image(upload) for upload in images]
+        pixels = [await preprocessed(upload) for upload in images]  # one full-size image held at a time
         classifier = await models.run(models.classifier, names, templates)
-        features = await unit_features(decoded)
+        features = await unit_features(pixels)
         probs = models.probabilities(features, classifier)
         k = min(top_k, len(names))
         results = []
@@ -201,7 +217,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
     async def search_image(image: UploadFile = File(...), k: int = Form(20, ge=1, le=500)) -> dict:
         """The index's items nearest to an image."""
         index = need_index()
-        vector = await unit_features([await read_image(image)])
+        vector = await unit_features([await preprocessed(image)])
         return {"query": image.filename, "hits": hits(index.search_rows(vector.numpy(), k)[0])}
 
     @app.get("/thumbnail/{row}", dependencies=guarded)
@@ -223,10 +239,12 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
 
         if not phrase.strip():
             raise HTTPException(400, "an empty phrase: say what to look for")
-        picture = await read_image(image)
-        heat, box, view = await models.run(torch.no_grad()(locate), models.clip, picture, phrase)
-        png = await asyncio.to_thread(lambda: _png(overlay(view, heat, box)))
-        return {"phrase": phrase, "box": list(box), "view_size": view.size[0],
+        def draw(picture: Image.Image) -> tuple[bytes, tuple, int]:
+            heat, box, view = models.run_here(torch.no_grad()(locate), models.clip, picture, phrase)
+            return _png(overlay(view, heat, box)), box, view.size[0]
+
+        png, box, view_size = await read_image(image, draw)
+        return {"phrase": phrase, "box": list(box), "view_size": view_size,
                 "heatmap": "data:image/png;base64," + base64.b64encode(png).decode()}
 
     @app.post("/vqa", dependencies=guarded)
@@ -239,8 +257,8 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
             raise HTTPException(400, "an empty question")
         from ...tasks.vqa.evaluate import top_answers
 
-        picture = await read_image(image)
-        answers = await models.run(top_answers, models.vqa, picture, question, top)
+        answers = await read_image(image, lambda picture: models.run_here(top_answers, models.vqa, picture, question,
+                                                                          top))
         return {"question": question, "answers": [{"answer": a, "probability": p} for a, p in answers]}
 
     @app.post("/caption", dependencies=guarded)
@@ -251,14 +269,12 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         if models.captioner is None:
             raise HTTPException(404, "this server has no captioning model: start it with --caption-model "
                                      "(grounding train-caption)")
-        picture = await read_image(image)
-
         @torch.no_grad()
-        def describe() -> str:
+        def describe(picture: Image.Image) -> str:
             pixels = models.captioner.preprocess(picture)[None].to(models.runtime.device)
-            return generate(models.captioner, pixels)[0]
+            return models.run_here(lambda: generate(models.captioner, pixels)[0])
 
-        return {"caption": await models.run(describe)}
+        return {"caption": await read_image(image, describe)}
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -270,6 +286,44 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
 
 
 NO_KEY = "this server wants an API key: send it in the X-API-Key header"
+
+
+class PixelBudget:
+    """The decoded pixels all requests together may hold at once: a request whose image does not
+    fit waits until others let theirs go (an image larger than the whole budget waits for all
+    the rest, then runs alone). Bounds the server's memory under any number of large images."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+        self.changed: asyncio.Condition | None = None  # made on the event loop, at first use
+
+    @asynccontextmanager
+    async def pixels(self, count: int):
+        self.changed = self.changed or asyncio.Condition()
+        count = min(count, self.limit)
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.held + count <= self.limit)
+            self.held += count
+        try:
+            yield
+        finally:
+            async with self.changed:
+                self.held -= count
+                self.changed.notify_all()
+
+
+def return_freed_memory() -> None:
+    """Makes glibc give freed image buffers back to the system. Without it, the heap grows to the
+    largest burst of decoded images and stays there (ten 6000x6000 PNGs kept 2 GB resident after
+    their request); with a fixed mmap threshold every buffer over 4 MiB is a mapping of its own,
+    unmapped when freed. Elsewhere than glibc it does nothing."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 4 * 2 ** 20)  # M_MMAP_THRESHOLD (fixing it also stops glibc raising it)
 
 
 class BodyGate:

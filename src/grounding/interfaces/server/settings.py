@@ -22,6 +22,8 @@ class ServerSettings:
     max_pixels: int = option(40_000_000, "The most pixels an uploaded image may have (413 above).")
     max_labels: int = option(1000, "The most labels one classify request may give.")
     max_images: int = option(16, "The most images one request may send.")
+    max_held_pixels: int = option(80_000_000, "The most decoded pixels the server holds at once, all requests "
+                                              "together (about 3 bytes each); requests wait their turn above.")
     max_batch: int = option(32, "Images encoded together at most (requests are batched).")
     max_wait_ms: float = option(10.0, "How long a request waits for others to batch with.")
     device: str = option("auto", "cpu, cuda (or cuda:N), or auto: a GPU when PyTorch sees one.")
