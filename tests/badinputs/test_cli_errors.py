@@ -53,6 +53,11 @@ def world(tmp_path_factory, saved_tiny) -> Path:
             bad = json.loads(json.dumps(config))
             bad[change[0]][change[1]] = change[2]
             (folder / "config.json").write_text(json.dumps(bad))
+    (root / "absurd-export").mkdir()  # only its preprocess.json is read before the sizes are refused
+    for name in ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json"):
+        (root / "absurd-export" / name).write_bytes(b"")
+    (root / "absurd-export" / "preprocess.json").write_text(json.dumps(
+        {"image_size": 10 ** 9, "mean": [0.5] * 3, "std": [0.5] * 3, "logit_scale": 100.0, "embed_dim": 32}))
     shutil.copytree(saved_tiny, root / "truncated")
     weights = (root / "truncated" / "model.safetensors").read_bytes()
     (root / "truncated" / "model.safetensors").write_bytes(weights[:len(weights) // 2])
@@ -169,6 +174,11 @@ ROWS = [
      "a header and no rows"),
     (["embed", "--model", "{w}/model", "--images", "tar:{w}/garbage.tar", "--out", "{w}/e"], 2,
      "garbage.tar: unreadable"),
+    # sizes that cannot work, in an exported folder's preprocess.json and in ground's window
+    (["classify", "{w}/image.png", "--model", "{w}/absurd-export", "--labels", "a,b"], 2,
+     "preprocess.json: image_size 1000000000"),
+    (["ground", "{w}/image.png", "a red square", "--model", "{w}/model", "--window", "100000", "--out", "{w}/g.png"],
+     2, "--window 100000: give 1 to 16 pixels"),
 ]
 
 
@@ -256,7 +266,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_error_line(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "cannot write here" in errors[0] and "Traceback" not in result.stderr
+    assert len(errors) == 1 and "(read-only); choose a folder you can write to" in errors[0] and "Traceback" not in result.stderr
     assert list((tmp_path / "read-only").iterdir()) == []
 
 

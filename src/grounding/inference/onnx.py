@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import cache
 from ..builtin import BUILTIN
+from ..config import MAX_IMAGE_SIZE
 from ..data.images import BATCH_SIZE, BadImageError, Preprocess
 from ..errors import BadInput
 from ..files import FolderError, cached_array, stamp
@@ -46,6 +47,9 @@ class ExportedModel:
         self.folder = Path(folder)
         try:
             settings = json.loads((self.folder / "preprocess.json").read_text())
+            if not 1 <= int(settings["image_size"]) <= MAX_IMAGE_SIZE or not 0 < float(settings["logit_scale"]) < 1e4:
+                raise ValueError(f"preprocess.json: image_size {settings['image_size']} or logit_scale "
+                                 f"{settings['logit_scale']} out of range")
             self.preprocess = Preprocess(settings["image_size"], tuple(settings["mean"]), tuple(settings["std"]),
                                          settings.get("resize_mode", "shortest"))
             self.logit_scale = float(settings["logit_scale"])

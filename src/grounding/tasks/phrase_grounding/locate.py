@@ -85,6 +85,9 @@ def heat_maps(model: CLIP, pixels: torch.Tensor, phrases: list[str], method: str
         grid = torch.einsum("bhwd,bd->bhw", patch_embeddings(model, images), text)
     elif method == "occlusion":
         window = window or default_window(model)
+        if not 1 <= window <= images.shape[-1] // 2:
+            raise BadInput(f"--window {window}: give 1 to {images.shape[-1] // 2} pixels (half the model's "
+                           f"{images.shape[-1]}-pixel view at most, so that there are windows to compare)", "--window")
         if pixels.dim() == 3 or bool((images == images[:1]).all()):
             grid = occlusion_grid(model, images[0], text, window)
         else:
