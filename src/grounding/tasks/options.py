@@ -1,5 +1,5 @@
-"""Every option of the task trainers (train-vqa, train-caption), with its default and the help
-the command line shows: one home for each, importable without torch."""
+"""Every option of the task trainers (train-vqa, train-caption, train-detect), with its default
+and the help the command line shows: one home for each, importable without torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,6 +20,12 @@ class TaskOptions:
     text_tower: str | None = option(None, "transformer or lstm, overriding the preset's.")
     init: str | None = option(None, "Start the towers (and the tokenizer) from this CLIP model instead.")
     freeze: bool = option(False, "With --init: keep the towers fixed, train only what is new.")
+
+
+@dataclass
+class FusionOptions(TaskOptions):
+    """The trainers whose new part is layers over both towers' tokens (VQA, captioning)."""
+
     width: int = option(256, "Width of the cross-attention layers (or the decoder).")
     layers: int = option(2, "How many cross-attention (or decoder) layers.")
     heads: int = option(4, "Attention heads of those layers.")
@@ -34,13 +40,19 @@ class TaskOptions:
 
 
 @dataclass
-class VQAOptions(TaskOptions):
+class VQAOptions(FusionOptions):
     data: str = option("synthetic", "synthetic, or csv:PATH with columns image,question,answer[,type] (answers "
                        "'a|b|c' from several annotators give VQA soft scores).")
 
 
 @dataclass
-class CaptionOptions(TaskOptions):
+class CaptionOptions(FusionOptions):
     data: str = option("synthetic", "synthetic, csv:PATH (columns image,caption), or tuxpaint (Debian "
                        "tuxpaint-stamps-default; GPL, so do not ship what it trains).")
     decoder: str = option("transformer", "transformer (cross-attention, KV cache) or lstm (with attention).")
+
+
+@dataclass
+class DetectOptions(TaskOptions):
+    data: str = option("synthetic", "synthetic: the built-in world's scenes and boxes (the seen colour-shape pairs "
+                       "only; the held-out pairs are left for evaluation).")

@@ -1,4 +1,4 @@
-"""Saving and loading the task models (VQA, captioning): a folder with config.json (which names
+"""Saving and loading the task models (VQA, captioning, detection): a folder with config.json (which names
 its task), tokenizer.json and model.safetensors, each written atomically, like a CLIP model's."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..data.images import Preprocess
 from ..errors import BadInput, NotFound
 from ..files import atomic_path, write_json_atomic
 from ..models.captioner import Captioner, CaptionerConfig
+from ..models.detector import Detector, DetectorConfig
 from ..models.vqa import VQAConfig, VQAModel
 from ..saved import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load_weights, save_weights
 from ..tokenizer import Tokenizer
@@ -35,7 +36,7 @@ class TaskModel(Protocol):
 
 
 TASKS: dict[str, tuple[Callable[..., TaskModel], type[TaskConfig]]] = {
-    "vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig)}
+    "vqa": (VQAModel, VQAConfig), "caption": (Captioner, CaptionerConfig), "detect": (Detector, DetectorConfig)}
 
 
 def save_task_model(model: TaskModel, folder: str | Path, weights: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""The task commands: train-vqa, vqa, train-caption, caption."""
+"""The task commands: train-vqa, vqa, train-caption, caption, train-detect, detect, detect-eval."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ...tasks.options import CaptionOptions, VQAOptions
+from ...tasks.options import CaptionOptions, DetectOptions, VQAOptions
 from ...training.options import TaskLoopOptions
 from ..common import App, Device, ImageTower, TextTower, default_of, given, options_of
 
@@ -24,17 +24,16 @@ def _options(cls, values: dict):
     return cls(loop, **given(values, cls))
 
 
-def _task_options(cls):
-    """The options both task trainers take, declared once: their data, where the towers come from,
-    and the loop's (defaults and help: tasks/options.py, training/options.py)."""
-    towers = options_of(cls, ("data", "towers", "image_tower", "init", "freeze", "width", "layers"),
-                        {"image_tower": ImageTower})
+def _task_options(cls, *more: str):
+    """The options every task trainer takes, declared once: its data, where the towers come from,
+    the loop's, and `more` of its own (defaults and help: tasks/options.py, training/options.py)."""
+    towers = options_of(cls, ("data", "towers", "image_tower", "init", "freeze", *more), {"image_tower": ImageTower})
     loop = options_of(TaskLoopOptions, ("steps", "batch_size", "lr", "seed", "save_every"))
     return lambda command: loop(towers(command))
 
 
 @app.command("train-vqa", short_help="Train and evaluate a VQA model.")
-@_task_options(VQAOptions)
+@_task_options(VQAOptions, "width", "layers")
 def train_vqa_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints, OUT/blind (the baseline), OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH to evaluate on; by default held-out synthetic "
@@ -81,7 +80,7 @@ def vqa_command(
 
 
 @app.command("train-caption", short_help="Train and evaluate a captioner.")
-@_task_options(CaptionOptions)
+@_task_options(CaptionOptions, "width", "layers")
 def train_caption_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints and OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH or tuxpaint to evaluate on; by default held-out "
@@ -139,3 +138,111 @@ def caption_command(
         captions = generate(captioner, pixels)
     for path, caption in zip(images, captions):
         typer.echo(f"{path}: {caption}")
+
+
+@app.command("train-detect", short_help="Train and evaluate an open-vocabulary detector.")
+@_task_options(DetectOptions)
+def train_detect_command(
+    out: Path = typer.Option(..., help="Run folder: the model, checkpoints and OUT/eval/summary.json."),
+    text_tower: Optional[TextTower] = default_of(DetectOptions, "text_tower"),
+    overwrite: Overwrite = False,
+    eval_images: int = typer.Option(500, min=1, help="New scenes of each kind the detector is evaluated on."),
+    **options,
+) -> None:
+    """Train a detector (a box and an embedding per patch token, scored against the queries'
+    text embeddings) on the built-in world's seen colour-shape pairs, then report COCO mAP on new
+    scenes, the held-out pairs apart. Run it again to resume."""
+    from ...tasks.detection.run import run_train_detect
+
+    results = run_train_detect(_options(DetectOptions, {**locals(), **options}), out, overwrite=overwrite,
+                               eval_size=eval_images)
+    _print_map(results)
+    typer.echo(f"model in {out}; figures in {out}/eval/summary.json")
+
+
+def _print_map(results: dict) -> None:
+    table = Table("scenes", "queries", "mAP@[.5:.95]", "mAP@.5")
+    for name, report in results.items():
+        for group in ("all", "seen pairs", "held-out pairs"):
+            table.add_row(f"{name} ({report['images']})", group,
+                          *("-" if report[group][m] is None else f"{report[group][m]:.3f}" for m in ("map", "map50")))
+    Console().print(table)
+
+
+@app.command("detect-eval", short_help="COCO mAP of a detector on new scenes of the built-in world.")
+def detect_eval_command(
+    model: Path = typer.Option(..., help="A folder written by grounding train-detect."),
+    images: int = typer.Option(500, min=1, help="New scenes of each kind."),
+    seed: int = typer.Option(0, min=0, help="Seeds the scenes (the evaluation draws from seed + 1000)."),
+    device: Device = "auto",
+) -> None:
+    """mAP@[.5:.95] and mAP@.5 on new scenes of seen colour-shape pairs and on scenes holding a
+    held-out pair, each queried with every pair (pycocotools)."""
+    from ...runtime import Runtime
+    from ...tasks.detection.run import evaluate_detector
+    from ...tasks.saved import load_task_model
+
+    detector = load_task_model(model, "detect").to(Runtime.resolve(device).device)
+    _print_map(evaluate_detector(detector, seed, images))
+
+
+@app.command("detect", short_help="Boxes for every object the queries name.")
+def detect_command(
+    images: list[str] = typer.Argument(..., metavar="IMAGE", help="Image files, folders (searched recursively) or "
+                                                                  "patterns such as 'photos/*.png'."),
+    queries: str = typer.Option(..., help='What to find, comma-separated, e.g. "red circle,blue square".'),
+    model: Path = typer.Option(..., help="A folder written by grounding train-detect."),
+    threshold: float = typer.Option(0.3, min=0.0, max=1.0, help="The least score a box is reported with."),
+    out: Optional[Path] = typer.Option(None, help="A folder for each image with its boxes drawn (NAME.png)."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per image."),
+    csv_output: bool = typer.Option(False, "--csv", help="A CSV: path, query, score, x0, y0, x1, y1."),
+    device: Device = "auto",
+) -> None:
+    """Find every object each query names: its box (in the image's own pixels), query and score.
+    Exit code 1 when some images could not be read (each is named on stderr)."""
+    import csv
+    import json
+
+    from ...data.images import BadImageError, load_image
+    from ...data.inputs import expand_inputs
+    from ...errors import BadInput
+    from ...files import refuse_foreign, writable_folder
+    from ...runtime import Runtime
+    from ...tasks.detection.evaluate import detect_pixels, draw, in_image
+    from ...tasks.saved import load_task_model
+
+    names = list(dict.fromkeys(q.strip() for q in queries.split(",") if q.strip()))
+    if not names:
+        raise BadInput("no queries: give some, separated by commas", "--queries")
+    if json_output and csv_output:
+        raise BadInput("choose one of --json and --csv", "--csv")
+    if out is not None:
+        refuse_foreign(out, False, {"*.png"}, "choose an empty or new --out for the drawn images")
+        writable_folder(out)
+    detector = load_task_model(model, "detect").to(Runtime.resolve(device).device)
+    writer = csv.writer(typer.get_text_stream("stdout")) if csv_output else None
+    if writer:
+        writer.writerow(["path", "query", "score", "x0", "y0", "x1", "y1"])
+    failed = 0
+    for path in expand_inputs(images):
+        try:
+            image = load_image(path)
+        except BadImageError as e:
+            typer.echo(f"skipped {e}", err=True)
+            failed += 1
+            continue
+        found = [(d, in_image(d.box, image.size, detector.config.towers.vision.resize))
+                 for d in detect_pixels(detector, detector.preprocess(image)[None], names, threshold)[0]]
+        if out is not None:
+            draw(image, [(box, f"{d.query} {d.score:.0%}") for d, box in found]).save(out / f"{path.stem}.png")
+        if writer:
+            for d, box in found:
+                writer.writerow([str(path), d.query, f"{d.score:.4f}", *(f"{v:.1f}" for v in box)])
+        elif json_output:
+            typer.echo(json.dumps({"path": str(path), "detections": [
+                {"query": d.query, "score": round(d.score, 4), "box": [round(v, 1) for v in box]} for d, box in found]}))
+        else:
+            listed = "; ".join(f"{d.query} {d.score:.0%} at ({', '.join(f'{v:.0f}' for v in box)})" for d, box in found)
+            typer.echo(f"{path}: {listed or 'nothing over the threshold'}")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,91 @@
+"""Open-vocabulary detection in OWL-ViT's manner, over this project's towers: the image tower's
+patch tokens are not pooled; each, scaled by the class token and normalised, predicts one box
+(an MLP's offset from the patch's own place, through a sigmoid) and one embedding, scored
+against the text tower's embedding of each query with a learned per-patch shift and scale.
+A query is any text, so the classes are whatever the user names."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig, TaskConfig
+from ..errors import BadInput
+from .clip import CLIP
+
+
+@dataclass
+class DetectorConfig(TaskConfig):
+    towers: ModelConfig
+    task: str = "detect"
+
+
+def _logit(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(1e-4, 1 - 1e-4)
+    return torch.log(x / (1 - x))
+
+
+def grid_boxes(grid: int) -> torch.Tensor:
+    """(grid * grid, 4) boxes (cx, cy, w, h) in [0, 1]: each patch's own square, row by row; the
+    box head predicts offsets from them, in logit space."""
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+    cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+    size = torch.full_like(cx, 1 / grid)
+    return torch.stack([cx, cy, size, size], dim=-1).reshape(-1, 4)
+
+
+class Detector(nn.Module):
+    def __init__(self, config: DetectorConfig):
+        super().__init__()
+        if config.towers.vision.kind != "vit":
+            raise BadInput(f"a detector needs a ViT image tower (its patch tokens are the candidate boxes), not "
+                           f"{config.towers.vision.kind!r}: use --towers with a ViT, or --init a ViT CLIP model")
+        self.config = config
+        towers = CLIP(config.towers)
+        self.visual, self.text = towers.visual, towers.text
+        width, dim = config.towers.vision.width, config.towers.embed_dim
+        self.ln = nn.LayerNorm(width)
+        self.class_head = nn.Linear(width, dim)
+        self.logit_shift, self.logit_scale = nn.Linear(width, 1), nn.Linear(width, 1)
+        self.box_head = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
+                                      nn.Linear(width, 4))
+        grid = config.towers.vision.image_size // config.towers.vision.patch_size
+        self.register_buffer("box_bias", _logit(grid_boxes(grid)), persistent=False)
+        self.tokenizer = None  # attached when built or loaded
+        self.preprocess = None
+
+    def queries(self, ids: torch.Tensor) -> torch.Tensor:
+        """Unit embeddings of the queries' token ids, (queries, embed_dim)."""
+        return F.normalize(self.text(ids).float(), dim=-1)
+
+    def forward(self, pixels: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (batch, patches, queries), boxes (batch, patches, 4) as cx, cy, w, h in [0, 1])
+        for preprocessed images and unit query embeddings."""
+        tokens = self.visual.forward_tokens(pixels)
+        patches = self.ln(tokens[:, 1:] * tokens[:, :1])
+        boxes = torch.sigmoid(self.box_head(patches) + self.box_bias)
+        embeds = F.normalize(self.class_head(patches), dim=-1)
+        logits = embeds @ queries.t().to(embeds.dtype)
+        return (logits + self.logit_shift(patches)) * (F.elu(self.logit_scale(patches)) + 1), boxes
+
+
+def corners(boxes: torch.Tensor) -> torch.Tensor:
+    """(cx, cy, w, h) -> (x0, y0, x1, y1)."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) generalised IoU of corner boxes (Rezatofighi et al., 2019): IoU less the
+    share of the enclosing box that neither covers. (torchvision has it, but its PyPI build does
+    not import beside PyTorch's CPU build.)"""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    low, high = torch.max(a[:, None, :2], b[None, :, :2]), torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (high - low).clamp(min=0).prod(-1)
+    union = area_a[:, None] + area_b[None] - inter
+    iou = inter / union.clamp(min=1e-9)
+    hull = (torch.max(a[:, None, 2:], b[None, :, 2:]) - torch.min(a[:, None, :2], b[None, :, :2])).clamp(min=0).prod(-1)
+    return iou - (hull - union) / hull.clamp(min=1e-9)

@@ -1,0 +1,121 @@
+"""Detections and their scores: each candidate box keeps its best query; a query's detections are
+the boxes over the threshold. mAP is COCO's, computed by pycocotools (mAP@[.5:.95], mAP@.5, and
+each class's AP), for all classes and for the seen and held-out colour-shape pairs apart."""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ...errors import need
+from ...models.detector import Detector, corners
+from ...runtime import device_of
+from ..towers import pixels_of
+from .data import BoxedImage
+
+KEEP = 100  # detections kept per image for mAP, as COCO keeps
+
+
+@dataclass
+class Detection:
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 as shares of the image's side
+    query: str
+    score: float
+
+
+@torch.no_grad()
+def detect_pixels(model: Detector, pixels: torch.Tensor, queries: Sequence[str], threshold: float = 0.0,
+                  keep: int = KEEP) -> list[list[Detection]]:
+    """Per image, its boxes scoring over `threshold` for their best query, best first."""
+    ids = model.tokenizer(list(queries), truncate=True).to(device_of(model))
+    logits, boxes = model(pixels.to(device_of(model)), model.queries(ids))
+    scores, best = torch.sigmoid(logits.float()).max(dim=-1)
+    found = []
+    for image_scores, image_best, image_boxes in zip(scores, best, corners(boxes.float()).clamp(0, 1)):
+        order = image_scores.argsort(descending=True)[:keep]
+        found.append([Detection(tuple(image_boxes[i].tolist()), queries[image_best[i]], float(image_scores[i]))
+                      for i in order if image_scores[i] > threshold])
+    return found
+
+
+def detect_examples(model: Detector, examples: Sequence[BoxedImage], queries: Sequence[str],
+                    batch_size: int = 64) -> list[list[Detection]]:
+    model.eval()
+    found = []
+    for start in range(0, len(examples), batch_size):
+        found += detect_pixels(model, pixels_of(model, examples[start:start + batch_size]), queries)
+    return found
+
+
+def average_precision(examples: Sequence[BoxedImage], found: Sequence[Sequence[Detection]], classes: Sequence[str],
+                      groups: dict[str, Sequence[str]] | None = None) -> dict:
+    """COCO's mAP@[.5:.95] and mAP@.5 over `classes` (and over each group of them), and each
+    class's AP@.5, from pycocotools; boxes on a 1000-pixel canvas (COCO's area ranges are in
+    pixels; only 'all' is reported). None where there is no object of those classes to find."""
+    coco_module = need("pycocotools.coco", "detect", "mAP")
+    cocoeval = need("pycocotools.cocoeval", "detect", "mAP")
+    side = 1000.0
+    index = {c: i + 1 for i, c in enumerate(classes)}
+    gt = {"images": [{"id": i + 1, "width": side, "height": side} for i in range(len(examples))],
+          "categories": [{"id": i, "name": c} for c, i in index.items()], "annotations": []}
+    for n, example in enumerate(examples):
+        for box, label in zip(example.boxes, example.labels):
+            x0, y0, x1, y1 = (float(v) * side for v in box)
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": n + 1, "category_id": index[label],
+                                      "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                                      "iscrowd": 0})
+    results = [{"image_id": n + 1, "category_id": index[d.query], "score": d.score,
+                "bbox": [d.box[0] * side, d.box[1] * side, (d.box[2] - d.box[0]) * side, (d.box[3] - d.box[1]) * side]}
+               for n, image in enumerate(found) for d in image]
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
+        truth = coco_module.COCO()
+        truth.dataset = gt
+        truth.createIndex()
+        predicted = truth.loadRes(results) if results else None
+
+        def evaluate(category_ids: list[int]) -> np.ndarray:
+            if predicted is None:
+                return np.zeros(12)  # nothing detected: every AP is 0
+            run = cocoeval.COCOeval(truth, predicted, "bbox")
+            run.params.catIds = category_ids
+            run.evaluate()
+            run.accumulate()
+            run.summarize()
+            return run.stats
+
+        report = {}
+        for name, members in {"all": classes, **(groups or {})}.items():
+            stats = evaluate([index[c] for c in members])  # -1: no object of these classes to find
+            report[name] = {"map": None if stats[0] < 0 else float(stats[0]),
+                            "map50": None if stats[1] < 0 else float(stats[1])}
+        per_class = {c: None if (ap := float(evaluate([index[c]])[1])) < 0 else ap for c in classes}
+    report["per_class_ap50"] = per_class
+    return report
+
+
+def in_image(box: tuple[float, float, float, float], size: tuple[int, int], resize: str) -> tuple[float, ...]:
+    """A box given as shares of the model's view, in the original image's pixels: the view is the
+    whole image squashed ("squash") or its centred square ("shortest")."""
+    width, height = size
+    if resize == "squash":
+        return box[0] * width, box[1] * height, box[2] * width, box[3] * height
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return left + box[0] * side, top + box[1] * side, left + box[2] * side, top + box[3] * side
+
+
+def draw(image, boxes: Sequence[tuple[tuple[float, ...], str]]):
+    """A copy of the image with each box outlined and labelled."""
+    from PIL import ImageDraw
+
+    picture = image.convert("RGB")
+    pen = ImageDraw.Draw(picture)
+    width = max(2, round(max(picture.size) / 200))
+    for box, label in boxes:
+        pen.rectangle(box, outline=(255, 0, 170), width=width)
+        pen.text((box[0] + width, box[1] + width), label, fill=(255, 0, 170))
+    return picture

@@ -1,0 +1,47 @@
+"""Training a detector into a run folder (running the same command again resumes it): the
+built-in world's scenes, queried with every seen colour-shape pair at each step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...build import attach
+from ...models.detector import Detector, DetectorConfig
+from ...runtime import device_of
+from ...training.loop import fit
+from ..options import DetectOptions
+from ..saved import run_model
+from ..towers import copy_towers, freeze_towers, pixels_of, towers_for
+from .data import SyntheticBoxes, targets
+from .loss import detection_loss
+
+
+def new_model(options: DetectOptions) -> Detector:
+    torch.manual_seed(options.loop.seed)
+    towers, tokenizer, clip = towers_for(options)
+    model = attach(Detector(DetectorConfig(towers)), tokenizer)
+    if clip is not None:
+        copy_towers(model, clip)
+    return model
+
+
+def train_detector(options: DetectOptions, out: str | Path, data: SyntheticBoxes | None = None,
+                   show_progress: bool = True) -> Detector:
+    out = Path(out)
+    data = data or SyntheticBoxes(seed=options.loop.seed)
+    model = run_model(out, "detect", lambda: new_model(options), options.loop.seed)
+    if options.freeze:
+        freeze_towers(model)
+    classes = data.classes
+
+    def backward_at(step: int) -> float:
+        examples = data.batch(step, options.loop.batch_size)
+        pixels = pixels_of(model, examples)
+        ids = model.tokenizer(classes).to(device_of(model))
+        logits, boxes = model(pixels, model.queries(ids))
+        loss = detection_loss(logits, boxes, targets(examples, classes, pixels.device))
+        loss.backward()
+        return loss.item()
+
+    return fit(model, backward_at, options.loop, out, "train-detect", show_progress=show_progress)
