@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from grounding.data.images import ImageRef
 from grounding.interfaces.cli import app
-from grounding.models.detector import corners, generalized_iou, grid_boxes
+from grounding.models.detector import box_bias, corners, generalized_iou
 from grounding.tasks.detection.data import BoxedImage, SyntheticBoxes, targets
 from grounding.tasks.detection.evaluate import Detection, average_precision, in_image
 from grounding.tasks.detection.loss import match
@@ -29,7 +29,7 @@ def test_generalized_iou_of_boxes_worked_by_hand():
     expected = torch.tensor([[1 / 7 - 2 / 9, 1.0, -3 / 8]])
     assert torch.allclose(generalized_iou(a, b), expected, atol=1e-6)
     assert torch.allclose(corners(torch.tensor([[0.5, 0.5, 0.2, 0.4]])), torch.tensor([[0.4, 0.3, 0.6, 0.7]]))
-    assert torch.allclose(grid_boxes(2)[3], torch.tensor([0.75, 0.75, 0.5, 0.5]))
+    assert torch.allclose(torch.sigmoid(box_bias(2)[1]), torch.tensor([1.0, 0.5, 0.5, 0.5]), atol=1e-3)  # row 0, col 1
 
 
 def test_each_object_is_matched_to_the_prediction_that_fits_it():

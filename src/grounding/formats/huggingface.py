@@ -251,11 +251,7 @@ def write_hf_folder(model, folder: Path) -> None:
         return _write_siglip_folder(model, hf_config, folder)
     tokenizer, state = model.tokenizer, dict(model.state_dict())
     if tokenizer.eot_token_id == LEGACY_EOS_ID:
-        last = len(tokenizer) - 1
-        tokenizer = tokenizer.swapped(LEGACY_EOS_ID, last)
-        rows = state["text.token_embedding.weight"].clone()
-        rows[[LEGACY_EOS_ID, last]] = rows[[last, LEGACY_EOS_ID]]
-        state["text.token_embedding.weight"] = rows
+        tokenizer, state = end_token_last(tokenizer, state)
     hf_config["text_config"].update(eos_token_id=tokenizer.eot_token_id, bos_token_id=tokenizer.sot_token_id,
                                     pad_token_id=tokenizer.pad_token_id)
     write_json_atomic(folder / "config.json", hf_config)
@@ -267,6 +263,17 @@ def write_hf_folder(model, folder: Path) -> None:
         "size": {"shortest_edge": v.image_size}, "crop_size": {"height": v.image_size, "width": v.image_size},
         "do_resize": True, "do_center_crop": True, "do_normalize": True, "resample": 3})
     tokenizer.save_hf_files(folder)
+
+
+def end_token_last(tokenizer: Tokenizer, state: dict[str, torch.Tensor]) -> tuple[Tokenizer, dict]:
+    """The vocabulary with its end token's id exchanged with the last id, and the embedding rows
+    with them: for readers that pool at the largest id in a row rather than at the end token."""
+    end, last = tokenizer.eot_token_id, len(tokenizer) - 1
+    if end == last:
+        return tokenizer, state
+    rows = state["text.token_embedding.weight"].clone()
+    rows[[end, last]] = rows[[last, end]]
+    return tokenizer.swapped(end, last), {**state, "text.token_embedding.weight": rows}
 
 
 def _write_siglip_folder(model, hf_config: dict, folder: Path) -> None:
@@ -295,7 +302,7 @@ def load_hf_folder(folder: Path) -> CLIP:
     if is_siglip(config):
         tokenizer = _siglip_tokenizer(folder, config)
     else:
-        tokenizer = folder_tokenizer(folder, config, _read_hf_eos(folder, config.text.vocab_size - 1))
+        tokenizer = folder_tokenizer(folder, config, read_hf_eos(folder, config.text.vocab_size - 1))
     model = attach(CLIP(config), tokenizer)
     state = hf_to_state(hf_state, config, str(folder))
     model.load_state_dict(state)
@@ -316,6 +323,6 @@ def _siglip_tokenizer(folder: Path, config: ModelConfig):
                              config.text.vocab_size, length)
 
 
-def _read_hf_eos(folder: Path, default: int) -> int:
+def read_hf_eos(folder: Path, default: int) -> int:
     eos = json.loads((folder / "config.json").read_text()).get("text_config", {}).get("eos_token_id", default)
     return default if eos == LEGACY_EOS_ID else eos  # transformers' legacy value: OpenAI's end token is the last id

@@ -22,18 +22,15 @@ class DetectorConfig(TaskConfig):
     task: str = "detect"
 
 
-def _logit(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(1e-4, 1 - 1e-4)
-    return torch.log(x / (1 - x))
-
-
-def grid_boxes(grid: int) -> torch.Tensor:
-    """(grid * grid, 4) boxes (cx, cy, w, h) in [0, 1]: each patch's own square, row by row; the
-    box head predicts offsets from them, in logit space."""
-    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
-    cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+def box_bias(grid: int) -> torch.Tensor:
+    """(grid * grid, 4) logits of each patch's prior box (cx, cy, w, h), row by row: OWL-ViT's
+    priors, whose centre is the patch's lower-right corner, (i + 1) / grid, and whose size is one
+    patch (kept exactly, so that OWL-ViT's weights give its boxes here)."""
+    steps = torch.arange(1, grid + 1, dtype=torch.float32) / grid
+    cy, cx = torch.meshgrid(steps, steps, indexing="ij")
     size = torch.full_like(cx, 1 / grid)
-    return torch.stack([cx, cy, size, size], dim=-1).reshape(-1, 4)
+    prior = torch.stack([cx, cy, size, size], dim=-1).reshape(-1, 4)
+    return torch.log(prior + 1e-4) - torch.log1p(-prior + 1e-4)
 
 
 class Detector(nn.Module):
@@ -52,7 +49,7 @@ class Detector(nn.Module):
         self.box_head = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
                                       nn.Linear(width, 4))
         grid = config.towers.vision.image_size // config.towers.vision.patch_size
-        self.register_buffer("box_bias", _logit(grid_boxes(grid)), persistent=False)
+        self.register_buffer("box_bias", box_bias(grid), persistent=False)
         self.tokenizer = None  # attached when built or loaded
         self.preprocess = None
 

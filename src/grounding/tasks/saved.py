@@ -78,6 +78,12 @@ def run_model(out: Path, task: str, create: Callable[[], TaskModel], seed: int) 
 
 
 def load_task_model(folder: str | Path, task: str) -> TaskModel:
+    """A folder written by grounding train-TASK (a detector may also be a Hugging Face OWL-ViT
+    folder)."""
+    from ..formats.owlvit import is_owlvit_folder, load_owlvit_folder
+
+    if task == "detect" and is_owlvit_folder(folder):
+        return load_owlvit_folder(folder)
     model = build_task_model(folder, task)
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():
