@@ -103,13 +103,14 @@ def trained_tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def server_world(tmp_path_factory):
     """For the server's tests: a tiny CLIP model, an index of 8 scenes embedded with it, and tiny
-    VQA and caption models."""
+    VQA, caption and detection models."""
     import numpy as np
 
     from grounding.data.synthetic import World
     from grounding.saved import load, save_model
     from grounding.tasks.captioning.train import train_captioner
-    from grounding.tasks.options import CaptionOptions, VQAOptions
+    from grounding.tasks.detection.train import train_detector
+    from grounding.tasks.options import CaptionOptions, DetectOptions, VQAOptions
     from grounding.tasks.retrieval.embed import embed_images
     from grounding.tasks.retrieval.index import build_index
     from grounding.tasks.vqa.train import train_vqa
@@ -129,6 +130,7 @@ def server_world(tmp_path_factory):
     train_vqa(VQAOptions(loop=loop, towers="tiny", width=32, layers=1), root / "vqa", show_progress=False)
     train_captioner(CaptionOptions(loop=loop, towers="tiny", width=32, layers=1), root / "caption",
                     show_progress=False)
+    train_detector(DetectOptions(loop=loop, towers="tiny"), root / "detect", show_progress=False)
     return root
 
 

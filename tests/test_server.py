@@ -28,7 +28,7 @@ def _png(image: Image.Image) -> bytes:
 def _client(server_world, **changes) -> TestClient:
     settings = ServerSettings(model=str(server_world / "model"), index=str(server_world / "store"),
                               vqa_model=str(server_world / "vqa"), caption_model=str(server_world / "caption"),
-                              device="cpu", **changes)
+                              detect_model=str(server_world / "detect"), device="cpu", **changes)
     return TestClient(create_app(settings))
 
 
@@ -300,3 +300,31 @@ def test_requests_of_images_over_the_pixel_budget_wait_their_turn_and_all_answer
         for result in answer.json()["results"]:
             assert [t["label"] for t in result["top"]] == [t["label"] for t in alone]
             assert all(abs(t["probability"] - u["probability"]) < 1e-5 for t, u in zip(result["top"], alone))
+
+
+def test_detect_gives_the_detectors_own_boxes_in_the_images_pixels_and_a_drawing(client, server_world, scene):
+    from grounding.tasks.detection.evaluate import detect_pixels, in_image
+    from grounding.tasks.saved import load_task_model
+
+    answer = client.post("/detect", files={"image": ("s.png", scene, "image/png")},
+                         data={"queries": "red circle, blue square", "threshold": "0"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    detector = load_task_model(server_world / "detect", "detect")
+    picture = Image.open(io.BytesIO(scene)).convert("RGB")
+    own = detect_pixels(detector, detector.preprocess(picture)[None], ["red circle", "blue square"], 0.0)[0]
+    assert [d["query"] for d in body["detections"]] == [d.query for d in own]
+    assert all(abs(a["score"] - d.score) < 1e-5 for a, d in zip(body["detections"], own))
+    first = in_image(own[0].box, picture.size, detector.config.towers.vision.resize)
+    assert body["detections"][0]["box"] == pytest.approx(first, abs=0.06)
+    drawn = Image.open(io.BytesIO(base64.b64decode(body["image"].split(",", 1)[1])))
+    assert drawn.size == picture.size
+    empty = client.post("/detect", files={"image": ("s.png", scene, "image/png")}, data={"queries": " , "})
+    assert empty.status_code == 400 and "no queries" in empty.json()["detail"]
+
+
+def test_a_server_without_a_detector_says_how_to_get_one(server_world, scene):
+    with TestClient(create_app(ServerSettings(model=str(server_world / "model"), device="cpu"))) as bare:
+        answer = bare.post("/detect", files={"image": ("s.png", scene, "image/png")}, data={"queries": "a"})
+        assert answer.status_code == 404 and "--detect-model" in answer.json()["detail"]
+        assert bare.get("/info").json()["detect"] is False

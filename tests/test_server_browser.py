@@ -1,6 +1,7 @@
 """The page in a real browser: Playwright drives Debian's chromium (headless, as the system's
 executable) against the server on loopback. It uploads an image, types labels and sees the bars,
-searches a word and sees the grid, and sees an error in plain words; screenshots are saved."""
+searches a word and sees the grid, asks for every red circle and sees the boxes drawn, and sees an
+error in plain words; screenshots are saved."""
 from __future__ import annotations
 
 import os
@@ -25,7 +26,8 @@ def server(server_world):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(ServerSettings(model=str(server_world / "model"), index=str(server_world / "store"), device="cpu"))
+    app = create_app(ServerSettings(model=str(server_world / "model"), index=str(server_world / "store"),
+                                    detect_model=str(server_world / "detect"), device="cpu"))
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -65,8 +67,15 @@ def test_the_page_classifies_searches_and_says_what_went_wrong(server, server_wo
         assert len(page.query_selector_all("#grid figure")) == 8
         page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
         page.screenshot(path=str(tmp_path / "search.png"))
+
+        page.set_input_files("#detect-file", str(server_world / "scenes" / "scene1.png"))
+        page.fill("#detect-queries", "red circle, blue square")
+        page.press("#detect-queries", "Enter")
+        page.wait_for_function("document.getElementById('detections').naturalWidth > 0")
+        assert page.inner_text("#detect-hint").strip() and page.is_hidden("#error")
+        page.screenshot(path=str(tmp_path / "detect.png"))
         if os.environ.get("GROUNDING_SCREENSHOTS"):  # to look at them: GROUNDING_SCREENSHOTS=folder
-            for name in ("classify.png", "search.png"):
+            for name in ("classify.png", "search.png", "detect.png"):
                 shutil.copy(tmp_path / name, os.environ["GROUNDING_SCREENSHOTS"])
         browser.close()
     assert offline == []  # the page fetched nothing from anywhere but the server

@@ -19,6 +19,7 @@ def serve(
     index: Optional[str] = default_of(ServerSettings, "index"),
     vqa_model: Optional[str] = default_of(ServerSettings, "vqa_model"),
     caption_model: Optional[str] = default_of(ServerSettings, "caption_model"),
+    detect_model: Optional[str] = default_of(ServerSettings, "detect_model"),
     host: str = typer.Option("127.0.0.1", help="The address to listen on (0.0.0.0 opens it to the network)."),
     port: int = typer.Option(8000, min=1, max=65535, help="The port to listen on."),
     api_key: Optional[str] = default_of(ServerSettings, "api_key", envvar="GROUNDING_API_KEY"),
@@ -32,7 +33,7 @@ def serve(
     device: Optional[str] = default_of(ServerSettings, "device"),
     precision: Optional[str] = default_of(ServerSettings, "precision"),
 ) -> None:
-    """Serve the web page and the HTTP API (classify, search, ground, ask, caption; docs at /docs)."""
+    """Serve the web page and the HTTP API (classify, search, ground, detect, ask, caption; docs at /docs)."""
     settings = ServerSettings(**given(locals(), ServerSettings))
     try:
         import uvicorn

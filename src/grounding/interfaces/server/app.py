@@ -49,6 +49,8 @@ class Models:
         self.vqa = load_task_model(settings.vqa_model, "vqa").to(self.runtime.device) if settings.vqa_model else None
         self.captioner = (load_task_model(settings.caption_model, "caption").to(self.runtime.device)
                           if settings.caption_model else None)
+        self.detector = (load_task_model(settings.detect_model, "detect").to(self.runtime.device)
+                         if settings.detect_model else None)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.images = MicroBatcher(self._encode_images, self.executor, settings.max_batch, settings.max_wait_ms / 1000)
         self.classifiers: dict[tuple, torch.Tensor] = {}
@@ -143,12 +145,12 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         """The image as the CLIP model's input: all a classify or search request keeps of it."""
         return await read_image(upload, models.clip.preprocess)
 
-    def parse_labels(labels: str) -> tuple[str, ...]:
+    def parse_labels(labels: str, what: str = "labels") -> tuple[str, ...]:
         names = tuple(dict.fromkeys(x.strip() for x in labels.replace("\n", ",").split(",") if x.strip()))
         if not names:
-            raise HTTPException(400, "no labels: give some, separated by commas or new lines")
+            raise HTTPException(400, f"no {what}: give some, separated by commas or new lines")
         if len(names) > settings.max_labels:
-            raise HTTPException(400, f"{len(names)} labels is over the server's limit of {settings.max_labels}")
+            raise HTTPException(400, f"{len(names)} {what} is over the server's limit of {settings.max_labels}")
         return names
 
     async def unit_features(pixels: list[torch.Tensor]) -> torch.Tensor:
@@ -165,7 +167,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         return {"version": __version__, "model": settings.model, "fingerprint": models.fingerprint,
                 "embed_dim": models.clip.config.embed_dim, "device": str(models.runtime.device),
                 "precision": models.runtime.precision, "index": index, "vqa": models.vqa is not None,
-                "caption": models.captioner is not None, "template_sets": list(TEMPLATE_SETS),
+                "caption": models.captioner is not None, "detect": models.detector is not None, "template_sets": list(TEMPLATE_SETS),
                 "limits": {k: v for k, v in asdict(settings).items() if k.startswith("max_")}}
 
     @app.post("/classify", dependencies=guarded)
@@ -246,6 +248,32 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         png, box, view_size = await read_image(image, draw)
         return {"phrase": phrase, "box": list(box), "view_size": view_size,
                 "heatmap": "data:image/png;base64," + base64.b64encode(png).decode()}
+
+    @app.post("/detect", dependencies=guarded)
+    async def detect(image: UploadFile = File(...),
+                     queries: str = Form(..., description="What to find, separated by commas or new lines."),
+                     threshold: float = Form(0.3, ge=0.0, le=1.0)) -> dict:
+        """Every box whose score for a query passes the threshold (in the image's own pixels),
+        and the image with them drawn (a PNG data URL)."""
+        from ...tasks.detection.evaluate import detect_pixels, draw, in_image
+
+        if models.detector is None:
+            raise HTTPException(404, "this server has no detector: start it with --detect-model (grounding "
+                                     "train-detect, or an OWL-ViT folder)")
+        names = parse_labels(queries, "queries")
+        detector = models.detector
+
+        def find(picture: Image.Image) -> tuple[list[dict], bytes]:
+            pixels = detector.preprocess(picture)[None]
+            found = models.run_here(detect_pixels, detector, pixels, list(names), threshold)[0]
+            boxes = [(d, in_image(d.box, picture.size, detector.config.towers.vision.resize)) for d in found]
+            drawn = draw(picture, [(box, f"{d.query} {d.score:.0%}") for d, box in boxes])
+            return [{"query": d.query, "score": d.score, "box": [round(v, 1) for v in box]} for d, box in boxes], \
+                _png(drawn)
+
+        detections, png = await read_image(image, find)
+        return {"queries": list(names), "detections": detections,
+                "image": "data:image/png;base64," + base64.b64encode(png).decode()}
 
     @app.post("/vqa", dependencies=guarded)
     async def vqa(image: UploadFile = File(...), question: str = Form(..., min_length=1, max_length=300),

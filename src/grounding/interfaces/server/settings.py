@@ -16,6 +16,8 @@ class ServerSettings:
     index: str | None = option(None, "An embedding store with a built index, for search.")
     vqa_model: str | None = option(None, "A folder written by grounding train-vqa, for /vqa.")
     caption_model: str | None = option(None, "A folder written by grounding train-caption, for /caption.")
+    detect_model: str | None = option(None, "A folder written by grounding train-detect, or a Hugging Face OWL-ViT "
+                                            "folder, for /detect.")
     api_key: str | None = option(None, "Require this key (header X-API-Key) on every endpoint but /health; or set "
                                        "GROUNDING_API_KEY.")
     max_upload_mb: float = option(10.0, "The largest upload accepted, in MiB (413 above).")

@@ -99,6 +99,18 @@ async function ground(event) {
   $("heatmap").hidden = false;
 }
 
+async function detect(event) {
+  event.preventDefault();
+  const file = $("detect-file").files[0];
+  if (!file) throw new Error("pick an image to look in");
+  const answer = await call("/detect", { method: "POST", body: form({ image: file, queries: $("detect-queries").value }) });
+  $("detections").src = answer.image;
+  $("detections").hidden = false;
+  $("detect-hint").textContent = answer.detections.length
+    ? answer.detections.map((d) => `${d.query} ${(d.score * 100).toFixed(0)}%`).join(", ")
+    : "nothing over the threshold";
+}
+
 async function ask(event) {
   event.preventDefault();
   const file = $("ask-file").files[0];
@@ -125,6 +137,7 @@ async function start() {
   $("search-form").onsubmit = (e) => guarded(() => searchWords(e));
   $("ground-form").onsubmit = (e) => guarded(() => ground(e));
   $("ask-form").onsubmit = (e) => guarded(() => ask(e));
+  $("detect-form").onsubmit = (e) => guarded(() => detect(e));
   $("caption-run").onclick = () => guarded(caption);
   await guarded(async () => {
     const info = await call("/info");
@@ -132,6 +145,7 @@ async function start() {
       (info.index ? ` · index of ${info.index.count} ${info.index.kind}s` : " · no index");
     if (!info.index) $("search-hint").textContent = "start the server with --index to search";
     $("ask").hidden = !info.vqa && !info.caption;
+    $("detect").hidden = !info.detect;
   });
 }
 
