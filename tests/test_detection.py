@@ -115,3 +115,58 @@ def test_detect_reports_draws_and_skips_by_name(detector, tmp_path):
 def test_detect_eval_prints_the_map_table(detector):
     result = runner.invoke(app, ["detect-eval", "--model", str(detector), "--images", "20"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "held-out combinations (20)" in result.output and "mAP@.5" in result.output
+
+
+def _coco(tmp_path, count: int = 10) -> tuple:
+    """A COCO instances file beside rendered scenes, with each kind of bad annotation too."""
+    data = SyntheticBoxes(seed=7)
+    examples = data.batch(0, count)
+    images, annotations = [], []
+    for n, example in enumerate(examples):
+        example.ref.read(64).save(tmp_path / f"{n}.png")
+        images.append({"id": n, "file_name": f"{n}.png", "width": 64, "height": 64})
+        for box, label in zip(example.boxes, example.labels):
+            x0, y0, x1, y1 = (float(v) * 64 for v in box)
+            annotations.append({"id": len(annotations), "image_id": n, "category_id": data.seen.index(label),
+                                "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0})
+    bad = [{"id": 900, "image_id": 0, "category_id": 999, "bbox": [1, 1, 5, 5]},      # unknown category
+           {"id": 901, "image_id": 77, "category_id": 0, "bbox": [1, 1, 5, 5]},       # unknown image
+           {"id": 902, "image_id": 0, "category_id": 0, "bbox": [70, 70, 5, 5]},      # outside its image
+           {"id": 903, "image_id": 0, "category_id": 0, "bbox": [1, 1, 5, 5], "iscrowd": 1},
+           {"id": 904, "image_id": 1, "category_id": 0, "bbox": [60, 60, 10, 10]}]    # clipped to 4 x 4
+    images.append({"id": 50, "file_name": "missing.png", "width": 64, "height": 64})
+    categories = [{"id": i, "name": name} for i, name in enumerate(data.seen)]
+    (tmp_path / "instances.json").write_text(json.dumps({"images": images, "annotations": annotations + bad,
+                                                         "categories": categories}))
+    return tmp_path / "instances.json", examples, data.seen
+
+
+def test_coco_instances_are_read_with_bad_annotations_left_out_and_said(tmp_path):
+    from grounding.tasks.detection.data import coco_boxes
+
+    path, examples, classes = _coco(tmp_path)
+    with pytest.warns(UserWarning, match=r"left out 5 annotations or images \(annotation 900: category 999"):
+        read, names = coco_boxes(path)
+    assert names == classes and len(read) == len(examples)  # the missing file's image is left out
+    assert read[0].labels == examples[0].labels and np.allclose(read[0].boxes, examples[0].boxes, atol=1e-5)
+    assert read[1].labels[-1] == classes[0] and np.allclose(read[1].boxes[-1], [60 / 64, 60 / 64, 1, 1])
+    (tmp_path / "empty.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(ValueError, match="no categories in it"):
+        coco_boxes(tmp_path / "empty.json")
+    (tmp_path / "cut.json").write_text(path.read_text()[:100])
+    with pytest.raises(ValueError, match="cut.json: damaged or cut short"):
+        coco_boxes(tmp_path / "cut.json")
+
+
+@pytest.mark.slow
+def test_train_detect_and_detect_eval_on_a_coco_file(tmp_path):
+    path, _, _ = _coco(tmp_path, count=20)
+    out = tmp_path / "run"
+    trained = runner.invoke(app, ["train-detect", "--towers", "tiny", "--data", f"coco:{path}", "--steps", "4",
+                                  "--batch-size", "4", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads((out / "eval" / "summary.json").read_text())["results"]
+    assert summary["held-out images"]["images"] == 4 and "all" in summary["held-out images"]
+    evaluated = runner.invoke(app, ["detect-eval", "--model", str(out), "--dataset", f"coco:{path}"],
+                              env={"COLUMNS": "200"})
+    assert evaluated.exit_code == 0 and "(20)" in evaluated.output, evaluated.output

@@ -6,7 +6,8 @@ takes in each; a kind, option or value outside it is one error that says what is
 
 Roles: `train` (training pairs: train --data, data shard, train-caption), `pairs` (images with
 one caption each: retrieval-eval), `dataset` (labelled images: zeroshot, probe, --eval-data),
-`images` (a collection to embed), `qa` (questions about images: train-vqa)."""
+`images` (a collection to embed), `qa` (questions about images: train-vqa), `boxes` (images
+with labelled boxes: train-detect, detect-eval)."""
 from __future__ import annotations
 
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ..errors import BadInput
 
-ROLES = ("train", "pairs", "dataset", "images", "qa")
+ROLES = ("train", "pairs", "dataset", "images", "qa", "boxes")
 # The options that take whole numbers, and the least each may be.
 COUNTS = {"n": 1, "per_label": 1, "size": 8, "seed": 0}
 
@@ -40,8 +41,8 @@ class Kind:
 
 LISTED = ("train", "pairs", "images")  # kinds that list captioned images serve all of these
 KINDS = {kind.name: kind for kind in (
-    Kind("synthetic", "OPTIONS", ("train", "pairs", "dataset", "qa"),
-         {"train": (), "qa": (), "pairs": ("n", "seed", "size"), "dataset": ("per_label", "seed", "size", "multi")}),
+    Kind("synthetic", "OPTIONS", ("train", "pairs", "dataset", "qa", "boxes"),
+         {"train": (), "qa": (), "boxes": (), "pairs": ("n", "seed", "size"), "dataset": ("per_label", "seed", "size", "multi")}),
     Kind("csv", "PATH", (*LISTED, "dataset", "qa")),
     Kind("folder", "PATH", (*LISTED, "dataset")),
     Kind("tar", "PATTERN", ("train", "images")),
@@ -55,13 +56,13 @@ KINDS = {kind.name: kind for kind in (
     Kind("photos", "[demo]", ("dataset",)),
     # the standard benchmarks, in the layouts they download in (data/benchmarks.py)
     Kind("wds", "DIR[:SPLIT]", ("dataset", "pairs")),
-    Kind("coco", "JSON[:SPLIT]", ("pairs",)),
+    Kind("coco", "JSON[:SPLIT]", ("pairs", "boxes")),  # captions for pairs, instances (boxes) for boxes
     Kind("flickr30k", "JSON[:SPLIT]", ("pairs",)),
     Kind("imagenet", "DIR", ("dataset",)),
-    Kind("cars", "DIR", ("dataset",)),
+    Kind("cars", "DIR[:SPLIT]", ("dataset",)),
     Kind("country211", "DIR[:SPLIT]", ("dataset",)),
-    Kind("cifar10", "PATH", ("dataset",)),
-    Kind("cifar100", "PATH", ("dataset",)),
+    Kind("cifar10", "PATH[:SPLIT]", ("dataset",)),
+    Kind("cifar100", "PATH[:SPLIT]", ("dataset",)),
 )}
 
 

@@ -55,4 +55,5 @@ class CaptionOptions(FusionOptions):
 @dataclass
 class DetectOptions(TaskOptions):
     data: str = option("synthetic", "synthetic: the built-in world's scenes and boxes (the seen colour-shape pairs "
-                       "only; the held-out pairs are left for evaluation).")
+                       "only; the held-out pairs are left for evaluation); or coco:JSON, COCO instances with the "
+                       "images beside the JSON (a fifth of them kept out for evaluation).")

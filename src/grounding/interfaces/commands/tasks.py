@@ -146,7 +146,7 @@ def train_detect_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints and OUT/eval/summary.json."),
     text_tower: Optional[TextTower] = default_of(DetectOptions, "text_tower"),
     overwrite: Overwrite = False,
-    eval_images: int = typer.Option(500, min=1, help="New scenes of each kind the detector is evaluated on."),
+    eval_images: int = typer.Option(500, min=1, help="synthetic data: new scenes of each kind it is evaluated on."),
     **options,
 ) -> None:
     """Train a detector (a box and an embedding per patch token, scored against the queries'
@@ -163,27 +163,37 @@ def train_detect_command(
 def _print_map(results: dict) -> None:
     table = Table("scenes", "queries", "mAP@[.5:.95]", "mAP@.5")
     for name, report in results.items():
-        for group in ("all", "seen pairs", "held-out pairs"):
+        for group in [g for g in ("all", "seen pairs", "held-out pairs") if g in report]:
             table.add_row(f"{name} ({report['images']})", group,
                           *("-" if report[group][m] is None else f"{report[group][m]:.3f}" for m in ("map", "map50")))
     Console().print(table)
 
 
-@app.command("detect-eval", short_help="COCO mAP of a detector on new scenes of the built-in world.")
+@app.command("detect-eval", short_help="COCO mAP of a detector.")
 def detect_eval_command(
-    model: Path = typer.Option(..., help="A folder written by grounding train-detect."),
-    images: int = typer.Option(500, min=1, help="New scenes of each kind."),
-    seed: int = typer.Option(0, min=0, help="Seeds the scenes (the evaluation draws from seed + 1000)."),
+    model: Path = typer.Option(..., help="A folder written by grounding train-detect, or an OWL-ViT folder."),
+    dataset: str = typer.Option("synthetic", help="synthetic (new scenes of the built-in world), or coco:JSON (COCO "
+                                "instances, images beside the JSON)."),
+    images: int = typer.Option(500, min=1, help="synthetic: new scenes of each kind."),
+    seed: int = typer.Option(0, min=0, help="synthetic: seeds the scenes (drawn from seed + 1000)."),
     device: Device = "auto",
 ) -> None:
-    """mAP@[.5:.95] and mAP@.5 on new scenes of seen colour-shape pairs and on scenes holding a
-    held-out pair, each queried with every pair (pycocotools)."""
+    """mAP@[.5:.95] and mAP@.5 (pycocotools): on new scenes of seen colour-shape pairs and on
+    scenes holding a held-out pair, each queried with every pair; or on every image of a COCO
+    file, queried with its categories."""
+    from ...data.specs import parse_spec
     from ...runtime import Runtime
-    from ...tasks.detection.run import evaluate_detector
+    from ...tasks.detection.data import coco_boxes
+    from ...tasks.detection.run import evaluate_boxes, evaluate_detector
     from ...tasks.saved import load_task_model
 
+    spec = parse_spec(dataset, "boxes", "--dataset")
     detector = load_task_model(model, "detect").to(Runtime.resolve(device).device)
-    _print_map(evaluate_detector(detector, seed, images))
+    if spec.kind == "synthetic":
+        _print_map(evaluate_detector(detector, seed, images))
+    else:
+        examples, classes = coco_boxes(spec.argument)
+        _print_map({spec.argument: evaluate_boxes(detector, examples, classes)["held-out images"]})
 
 
 @app.command("detect", short_help="Boxes for every object the queries name.")

@@ -1,15 +1,23 @@
 """Images with boxes: the built-in world's scenes, each object's box and its colour-shape phrase
-known exactly. A detector trains on the seen colour-shape pairs only; the held-out pairs stay
-unseen as queries too, so that finding them measures composition, not memory."""
+known exactly (a detector trains on the seen colour-shape pairs only; the held-out pairs stay
+unseen as queries too, so that finding them measures composition, not memory), or a user's
+boxes in COCO's instances format, which labelling tools export."""
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...data.images import ImageRef
+from ...data.specs import parse_spec
+from ...data.streams import ListStream, split_off
 from ...data.synthetic import COLOURS, SHAPES, SPLITS, World
+from ...errors import BadInput
+from ...files import reading
 
 
 @dataclass
@@ -46,6 +54,75 @@ class SyntheticBoxes:
             boxes = np.array([obj.box(1) for obj in scene.objects], dtype=np.float32).clip(0, 1)
             examples.append(BoxedImage(ImageRef(scene=scene), boxes, [phrase(o.colour, o.shape) for o in scene.objects]))
         return examples
+
+
+def coco_boxes(path: str | Path) -> tuple[list[BoxedImage], list[str]]:
+    """COCO's instances JSON (`images` with file_name, width and height; `annotations` with
+    image_id, category_id and bbox as x, y, width, height in pixels; `categories` with id and
+    name), image files relative to the JSON's folder. Boxes are clipped to their image; a box
+    with no area left, an unknown image or category, and crowd regions are left out, said in one
+    warning; images without boxes stay (they teach what is not there). Returns the images and
+    the class names."""
+    path = Path(path)
+    with reading(path, "export the annotations again as COCO JSON"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        categories = {c["id"]: c["name"] for c in data["categories"]}
+        images = {i["id"]: (i["file_name"], float(i["width"]), float(i["height"])) for i in data["images"]}
+        annotations = data.get("annotations", [])
+    if not categories or not images:
+        raise BadInput(f"{path}: {'no categories' if not categories else 'no images'} in it; is it COCO's instances "
+                       "format (images, annotations, categories)?")
+    boxes: dict[int, list] = {i: [] for i in images}
+    left_out = []
+    for a in annotations:
+        where = f"annotation {a.get('id', '?')}"
+        if a.get("image_id") not in images:
+            left_out.append(f"{where}: image {a.get('image_id')!r} is not among the images")
+            continue
+        if a.get("category_id") not in categories:
+            left_out.append(f"{where}: category {a.get('category_id')!r} is not among the categories")
+            continue
+        if a.get("iscrowd"):
+            left_out.append(f"{where}: a crowd region, not one object")
+            continue
+        _, width, height = images[a["image_id"]]
+        x, y, w, h = (float(v) for v in a["bbox"])
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+        if x1 <= x0 or y1 <= y0:
+            left_out.append(f"{where}: box {a['bbox']} has no area inside its {width:.0f}x{height:.0f} image")
+            continue
+        boxes[a["image_id"]].append(([x0 / width, y0 / height, x1 / width, y1 / height], categories[a["category_id"]]))
+    missing = [name for name, _, _ in images.values() if not (path.parent / name).is_file()]
+    if missing:
+        left_out.append(f"{len(missing)} image files are not beside the JSON ({missing[0]}...)")
+    examples = [BoxedImage(ImageRef(path.parent / name), np.array([b for b, _ in boxes[i]], np.float32).reshape(-1, 4),
+                           [label for _, label in boxes[i]]) for i, (name, _, _) in images.items() if name not in missing]
+    if left_out:
+        warnings.warn(f"{path}: left out {len(left_out)} annotations or images ({left_out[0]}" +
+                      (f"; and {len(left_out) - 1} more)" if len(left_out) > 1 else ")"), stacklevel=2)
+    if not examples:
+        raise BadInput(f"{path}: none of its images is beside it; image file_names are read relative to the JSON's "
+                       "folder")
+    return examples, [categories[c] for c in sorted(categories)]
+
+
+class ListBoxes(ListStream[BoxedImage]):
+    """A user's boxed images, with their class names as the queries."""
+
+    def __init__(self, examples: list[BoxedImage], classes: list[str], seed: int = 0):
+        super().__init__(examples, seed)
+        self.classes = classes
+
+
+def open_boxes(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticBoxes | ListBoxes, list | None]:
+    """The training source, and for a COCO file the seeded share of its images kept out of
+    training for evaluation (None for the built-in world, whose test scenes are new draws)."""
+    parsed = parse_spec(spec, "boxes", "--data")
+    if parsed.kind == "synthetic":
+        return SyntheticBoxes(seed=seed), None
+    examples, classes = coco_boxes(parsed.argument)
+    kept, held = split_off(examples, seed, held_out)
+    return ListBoxes(kept, classes, seed), held
 
 
 def targets(examples: list[BoxedImage], classes: list[str], device: torch.device) -> list[dict[str, torch.Tensor]]:

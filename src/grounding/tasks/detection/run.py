@@ -1,6 +1,6 @@
-"""The `train-detect` job: the detector, then its mAP on new scenes of the seen colour-shape
-pairs and on scenes holding a held-out pair, each queried with all 24 pairs, written to
-OUT/eval/summary.json."""
+"""The `train-detect` job: the detector, then its mAP, written to OUT/eval/summary.json: on new
+scenes of the seen colour-shape pairs and on scenes holding a held-out pair, each queried with
+all 24 pairs; or, for a COCO file, on the fifth of its images kept out of training."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +9,15 @@ from pathlib import Path
 from ...files import write_json_atomic
 from ...training.checkpoint import RunFolder
 from ..options import DetectOptions
-from .data import SyntheticBoxes
+from .data import SyntheticBoxes, open_boxes
 from .evaluate import average_precision, detect_examples
 from .train import train_detector
+
+
+def evaluate_boxes(model, examples: list, classes: list[str]) -> dict:
+    """mAP on a user's boxed images, queried with its classes."""
+    return {"held-out images": {**average_precision(examples, detect_examples(model, examples, classes), classes),
+                                "images": len(examples)}}
 
 
 def evaluate_detector(model, seed: int, size: int = 500) -> dict:
@@ -33,8 +39,10 @@ def run_train_detect(options: DetectOptions, out: str | Path, show_progress: boo
     `overwrite`."""
     RunFolder(out).check_out(overwrite)
     with RunFolder(out).claimed("grounding train-detect"):
-        model = train_detector(options, out, show_progress=show_progress)
-        results = evaluate_detector(model, options.loop.seed, eval_size)
+        data, held = open_boxes(options.data, options.loop.seed)
+        model = train_detector(options, out, data, show_progress=show_progress)
+        results = (evaluate_detector(model, options.loop.seed, eval_size) if held is None
+                   else evaluate_boxes(model, held, data.classes))
         write_json_atomic(Path(out) / "eval" / "summary.json", {"options": dataclasses.asdict(options),
                                                                "results": results})
     return results
