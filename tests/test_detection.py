@@ -68,6 +68,21 @@ def test_training_scenes_never_show_or_ask_for_a_held_out_pair():
     assert target["boxes"].shape == (len(examples[0].labels), 4) and (target["boxes"] > 0).all()
 
 
+def test_another_renderer_draws_the_same_boxes_otherwise():
+    from grounding.tasks.detection.data import drawn_otherwise
+
+    examples = SyntheticBoxes(seed=3).batch(0, 8)
+    rng = np.random.default_rng(0)
+    other = [drawn_otherwise(e, rng) for e in examples]
+    for before, after in zip(examples, other):
+        assert np.array_equal(before.boxes, after.boxes) and before.labels == after.labels
+        drawn = np.asarray(after.ref.read(96))
+        assert drawn.shape == (96, 96, 3)
+        assert not np.array_equal(drawn, np.asarray(before.ref.read(96)))
+    corners = {tuple(np.asarray(o.ref.read(96))[0, 0]) for o in other}
+    assert len(corners) > 1  # the backgrounds differ
+
+
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
     folder = tmp_path_factory.mktemp("detect") / "run"
@@ -88,6 +103,7 @@ def test_a_tiny_detector_learns_the_world_far_past_a_fixed_box_baseline(detector
     learned = summary["held-out scenes"]["all"]["map50"]
     assert learned > baseline + 0.05, (learned, baseline)
     assert summary["held-out scenes"]["held-out pairs"]["map50"] is None  # none of them in those scenes
+    assert summary["another renderer"]["images"] == 100
 
 
 @pytest.mark.slow

@@ -56,6 +56,41 @@ class SyntheticBoxes:
         return examples
 
 
+def drawn_otherwise(example: BoxedImage, rng: np.random.Generator, size: int = 96) -> BoxedImage:
+    """The same scene drawn by another hand: another size, a random light background, no
+    anti-aliasing, shapes a little rounder or sharper, and one or two grey distractors (a star or
+    a ring, outside the vocabulary) where they overlap no object. A detector that learned the
+    renderer rather than the objects loses here."""
+    from PIL import Image, ImageDraw
+
+    from ...data.synthetic import COLOURS as PAINT
+
+    background = tuple(int(v) for v in rng.integers(200, 256, 3))
+    image = Image.new("RGB", (size, size), background)
+    pen = ImageDraw.Draw(image)
+    for obj, (x0, y0, x1, y1) in zip(example.ref.scene.objects, example.boxes * size):
+        fill, cx, cy = PAINT[obj.colour], (x0 + x1) / 2, (y0 + y1) / 2
+        if obj.shape == "circle":
+            pen.ellipse((x0, y0, x1, y1), fill=fill)
+        elif obj.shape == "square":
+            pen.rounded_rectangle((x0 + 2, y0 + 2, x1 - 2, y1 - 2), radius=size // 24, fill=fill)
+        elif obj.shape == "triangle":
+            pen.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=fill)
+        else:
+            pen.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=fill)
+    for _ in range(int(rng.integers(1, 3))):
+        r = size * 0.08
+        cx, cy = (float(v) for v in rng.uniform(r, size - r, 2))
+        if all(cx + r < x0 or cx - r > x1 or cy + r < y0 or cy - r > y1 for x0, y0, x1, y1 in example.boxes * size):
+            if rng.random() < 0.5:
+                pen.ellipse((cx - r, cy - r, cx + r, cy + r), outline=(120, 120, 120), width=max(1, size // 40))
+            else:
+                points = [(cx + (r if i % 2 == 0 else r / 2.5) * np.cos(i * np.pi / 5 - np.pi / 2),
+                           cy + (r if i % 2 == 0 else r / 2.5) * np.sin(i * np.pi / 5 - np.pi / 2)) for i in range(10)]
+                pen.polygon(points, fill=(130, 130, 130))
+    return BoxedImage(ImageRef(pixels=np.asarray(image), name=example.ref.key), example.boxes, example.labels)
+
+
 def coco_boxes(path: str | Path) -> tuple[list[BoxedImage], list[str]]:
     """COCO's instances JSON (`images` with file_name, width and height; `annotations` with
     image_id, category_id and bbox as x, y, width, height in pixels; `categories` with id and
