@@ -7,7 +7,8 @@ takes in each; a kind, option or value outside it is one error that says what is
 Roles: `train` (training pairs: train --data, data shard, train-caption), `pairs` (images with
 one caption each: retrieval-eval), `dataset` (labelled images: zeroshot, probe, --eval-data),
 `images` (a collection to embed), `qa` (questions about images: train-vqa), `boxes` (images
-with labelled boxes: train-detect, detect-eval)."""
+with labelled boxes: train-detect, detect-eval), `composition` (true captions against rearranged
+ones: compose-eval)."""
 from __future__ import annotations
 
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from ..errors import BadInput
 
-ROLES = ("train", "pairs", "dataset", "images", "qa", "boxes")
+ROLES = ("train", "pairs", "dataset", "images", "qa", "boxes", "composition")
 # The options that take whole numbers, and the least each may be.
 COUNTS = {"n": 1, "per_label": 1, "size": 8, "seed": 0}
 
@@ -41,8 +42,8 @@ class Kind:
 
 LISTED = ("train", "pairs", "images")  # kinds that list captioned images serve all of these
 KINDS = {kind.name: kind for kind in (
-    Kind("synthetic", "OPTIONS", ("train", "pairs", "dataset", "qa", "boxes"),
-         {"train": (), "qa": (), "boxes": (), "pairs": ("n", "seed", "size"), "dataset": ("per_label", "seed", "size", "multi")}),
+    Kind("synthetic", "OPTIONS", ("train", "pairs", "dataset", "qa", "boxes", "composition"),
+         {"train": (), "qa": (), "boxes": (), "composition": (), "pairs": ("n", "seed", "size"), "dataset": ("per_label", "seed", "size", "multi")}),
     Kind("csv", "PATH", (*LISTED, "dataset", "qa")),
     Kind("folder", "PATH", (*LISTED, "dataset")),
     Kind("tar", "PATTERN", ("train", "images")),
@@ -63,6 +64,9 @@ KINDS = {kind.name: kind for kind in (
     Kind("country211", "DIR[:SPLIT]", ("dataset",)),
     Kind("cifar10", "PATH[:SPLIT]", ("dataset",)),
     Kind("cifar100", "PATH[:SPLIT]", ("dataset",)),
+    # compositional benchmarks (data/composition.py)
+    Kind("winoground", "DIR", ("composition",)),
+    Kind("sugarcrepe", "DIR", ("composition",)),
 )}
 
 

@@ -91,10 +91,11 @@ class Scene:
         names = [f"a {o.phrase}" for o in ordered]
         return ", ".join(names[:-1]) + f" and {names[-1]}, from left to right"
 
-    def hard_negatives(self) -> list[str]:
-        """Captions with the same words in a wrong arrangement: two objects' colours or shapes
-        swapped, or the relation reversed. A bag-of-words model cannot tell them from the truth."""
-        objs, negatives = self.objects, []
+    def swaps(self) -> dict[str, list[str]]:
+        """Captions with the same words in a wrong arrangement, by kind: "attribute" (two objects'
+        colours or sizes exchanged), "object" (their shapes exchanged), "relation" (the relation
+        reversed). A bag-of-words model cannot tell them from the truth."""
+        objs, found = self.objects, {"attribute": set(), "object": set(), "relation": set()}
         for i in range(len(objs)):
             for j in range(i + 1, len(objs)):
                 a, b = objs[i], objs[j]
@@ -103,12 +104,16 @@ class Scene:
                         swapped = list(objs)
                         swapped[i] = replace(a, **{attr: getattr(b, attr)})
                         swapped[j] = replace(b, **{attr: getattr(a, attr)})
-                        negatives.append(Scene(tuple(swapped)).caption())
+                        found["object" if attr == "shape" else "attribute"].add(Scene(tuple(swapped)).caption())
         if len(objs) == 2 and (objs[0].colour, objs[0].shape) != (objs[1].colour, objs[1].shape):
             a, b = objs  # (two red squares would make "is the red square left of the red square?")
-            negatives.append(f"a {a.phrase} {_OPPOSITE[_relation(a, b)]} a {b.phrase}")
+            found["relation"].add(f"a {a.phrase} {_OPPOSITE[_relation(a, b)]} a {b.phrase}")
         truth = self.caption()
-        return sorted({n for n in negatives if n != truth})
+        return {kind: sorted(captions - {truth}) for kind, captions in found.items() if captions - {truth}}
+
+    def hard_negatives(self) -> list[str]:
+        """Every swap of `swaps`, whatever its kind."""
+        return sorted({caption for captions in self.swaps().values() for caption in captions})
 
     def near_miss(self, rng: np.random.Generator) -> str:
         """A caption one step from the truth: an arrangement swap where the scene has one,

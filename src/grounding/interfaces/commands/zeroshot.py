@@ -218,3 +218,36 @@ def probe(
         table.add_row(str(r["shots"]), str(r["train_examples"]), f"{r['l2']:.0e}", f"{r['test_accuracy']:.2%}",
                       f"{r['zero_shot_top1']:.2%}")
     Console().print(table)
+
+
+@app.command("compose-eval", short_help="Composition: true captions against the same words rearranged.")
+def compose_eval(
+    model: str = typer.Option("lit-minilm-effnet", help="A saved model or run folder, a published name, or a preset."),
+    dataset: str = typer.Option("synthetic", help="synthetic (the built-in world's swaps), winoground:DIR or "
+                                "sugarcrepe:DIR, in their published layouts (docs/tasks.md)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    batch_size: BatchSize = BATCH_SIZE,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+) -> None:
+    """How often the model prefers the true caption to the same words in a wrong arrangement,
+    per kind of rearrangement (the built-in world: attribute, object and relation swaps;
+    SugarCrepe: its seven files; Winoground: text, image and group scores per tag)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ...data.composition import open_contests
+    from ...evaluation.compositionality import contest_scores
+
+    contests = open_contests(dataset)
+    report = contest_scores(open_model(model, device, precision), contests, batch_size)
+    if json_output:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    metrics = [m for m in ("accuracy", "chance", "text", "image", "group") if any(m in r for r in report.values())]
+    table = Table("kind", "count", *metrics, title=f"{model} on {dataset}")
+    for kind, row in report.items():
+        table.add_row(kind, str(row["count"]), *(f"{row[m]:.1%}" if m in row else "" for m in metrics))
+    Console().print(table)

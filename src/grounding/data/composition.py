@@ -1,0 +1,90 @@
+"""Compositional benchmarks, read in the layouts they are published in: each is a list of
+`Contest`s, one image's true captions against the same words in a wrong arrangement (or, for
+Winoground, two images and two captions that use the same words).
+
+    winoground:DIR   Winoground as its Hugging Face copy lays it out: DIR/examples.jsonl (id,
+                     image_0, image_1, caption_0, caption_1, tag) and DIR/images/IMAGE.png
+    sugarcrepe:DIR   SugarCrepe's seven JSON files (add_att, add_obj, replace_att, replace_obj,
+                     replace_rel, swap_att, swap_obj: {id: {filename, caption, negative_caption}})
+                     with COCO's val2017 images in DIR/val2017 (a link to them is enough)
+    synthetic        the built-in world's two-object scenes, each caption against its colour,
+                     size, shape and relation swaps, each kind of swap reported apart"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput, NotFound
+from ..files import reading
+from .images import ImageRef
+from .synthetic import World
+
+SUGARCREPE = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
+
+
+@dataclass
+class Contest:
+    """Images and captions where caption i belongs to image i (one image: caption 0 is true and
+    the rest are not). `kind` groups the contests in the report."""
+
+    images: list[ImageRef]
+    captions: list[str]
+    kind: str
+    key: str = ""
+    negatives: list[str] = field(default_factory=list)  # one image: its wrong captions
+
+
+def winoground(root: str | Path) -> list[Contest]:
+    root = Path(root)
+    path = root / "examples.jsonl"
+    if not path.is_file():
+        raise NotFound(f"{path}: missing (Winoground as its Hugging Face copy lays it out: examples.jsonl, images/)")
+    contests = []
+    with reading(path, "download Winoground's examples.jsonl again"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for row in rows:
+            images = [ImageRef(root / "images" / f"{row[f'image_{i}']}.png") for i in (0, 1)]
+            contests.append(Contest(images, [row["caption_0"], row["caption_1"]], row.get("tag", "winoground"),
+                                    str(row["id"])))
+    return contests
+
+
+def sugarcrepe(root: str | Path) -> list[Contest]:
+    root = Path(root)
+    found = [name for name in SUGARCREPE if (root / f"{name}.json").is_file()]
+    if not found:
+        raise NotFound(f"{root}: none of SugarCrepe's files ({', '.join(n + '.json' for n in SUGARCREPE)})")
+    contests = []
+    for name in found:
+        path = root / f"{name}.json"
+        with reading(path, "download SugarCrepe's JSON files again"):
+            for key, row in json.loads(path.read_text(encoding="utf-8")).items():
+                contests.append(Contest([ImageRef(root / "val2017" / row["filename"])], [row["caption"]], name,
+                                        f"{name}/{key}", [row["negative_caption"]]))
+    return contests
+
+
+def synthetic_swaps(scenes: int = 300, seed: int = 5, split: str = "any") -> list[Contest]:
+    """Two-object scenes, a contest per kind of swap the scene allows (the true caption against
+    every swap of that kind)."""
+    rng = np.random.default_rng([seed, 9])
+    world, contests = World(), []
+    for n in range(scenes):
+        scene = world.sample(rng, split, n_objects=2)
+        for kind, negatives in scene.swaps().items():
+            contests.append(Contest([ImageRef(scene=scene)], [scene.caption()], kind, f"scene {n}", negatives))
+    return contests
+
+
+def open_contests(spec: str) -> list[Contest]:
+    from .specs import parse_spec
+
+    parsed = parse_spec(spec, "composition", "--dataset")
+    contests = {"winoground": winoground, "sugarcrepe": sugarcrepe}.get(parsed.kind)
+    found = contests(parsed.argument) if contests else synthetic_swaps()
+    if not found:
+        raise BadInput(f"{spec}: no examples in it")
+    return found

@@ -1,0 +1,83 @@
+"""Compositional benchmarks (data/composition.py, evaluation/compositionality.py): the built-in
+world's swaps by kind, and Winoground and SugarCrepe read from miniature files written in their
+published layouts, scored as a direct computation with the model's own embeddings scores them."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from grounding.data.composition import open_contests
+from grounding.data.synthetic import Scene, SceneObject
+from grounding.evaluation.compositionality import contest_scores
+from grounding.interfaces.cli import app
+
+
+def test_the_swaps_of_a_scene_by_kind():
+    scene = Scene((SceneObject("circle", "red", "small", 0.2, 0.5), SceneObject("square", "blue", "large", 0.8, 0.5)))
+    assert scene.caption() == "a small red circle left of a large blue square"
+    swaps = scene.swaps()
+    assert swaps["attribute"] == ["a large red circle left of a small blue square",
+                                  "a small blue circle left of a large red square"]
+    assert swaps["object"] == ["a small red square left of a large blue circle"]
+    assert swaps["relation"] == ["a small red circle right of a large blue square"]
+    assert scene.hard_negatives() == sorted(c for group in swaps.values() for c in group)
+
+
+def _picture(path, colour) -> None:
+    Image.new("RGB", (32, 32), colour).save(path)
+
+
+def _similarity(model, path, text: str) -> float:
+    with torch.no_grad():
+        image = model.encode_image(model.preprocess(Image.open(path))[None], normalize=True)
+        return float(image @ model.encode_text(model.tokenizer([text]), normalize=True).t())
+
+
+def test_winoground_is_read_and_scored_as_its_paper_scores_it(tiny_model, tmp_path):
+    (tmp_path / "images").mkdir()
+    rows = []
+    for n, (a, b) in enumerate([((250, 0, 0), (0, 0, 250)), ((0, 200, 0), (200, 200, 0)), ((90, 90, 90), (0, 0, 0))]):
+        _picture(tmp_path / "images" / f"ex_{n}_img_0.png", a)
+        _picture(tmp_path / "images" / f"ex_{n}_img_1.png", b)
+        rows.append({"id": n, "image_0": f"ex_{n}_img_0", "image_1": f"ex_{n}_img_1", "caption_0": "a red circle",
+                     "caption_1": "a circle that is red" if n else "a blue square", "tag": "Object" if n else "Relation"})
+    (tmp_path / "examples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    report = contest_scores(tiny_model, open_contests(f"winoground:{tmp_path}"))
+    expected = {"text": [], "image": [], "group": []}
+    for row in rows:
+        s = [[_similarity(tiny_model, tmp_path / "images" / f"{row[f'image_{i}']}.png", row[f"caption_{c}"])
+              for c in (0, 1)] for i in (0, 1)]
+        text, image = s[0][0] > s[0][1] and s[1][1] > s[1][0], s[0][0] > s[1][0] and s[1][1] > s[0][1]
+        for name, value in (("text", text), ("image", image), ("group", text and image)):
+            expected[name].append(float(value))
+    assert report["all"]["count"] == 3 and report["Object"]["count"] == 2
+    for name, values in expected.items():
+        assert report["all"][name] == pytest.approx(np.mean(values))
+
+
+def test_sugarcrepe_is_read_per_file_and_an_unreadable_image_is_counted_out(tiny_model, tmp_path):
+    (tmp_path / "val2017").mkdir()
+    _picture(tmp_path / "val2017" / "000000000001.jpg", (250, 0, 0))
+    _picture(tmp_path / "val2017" / "000000000002.jpg", (0, 0, 250))
+    (tmp_path / "swap_att.json").write_text(json.dumps({
+        "0": {"filename": "000000000001.jpg", "caption": "a red circle", "negative_caption": "a circle red"},
+        "1": {"filename": "000000000002.jpg", "caption": "a blue square", "negative_caption": "a square blue"}}))
+    (tmp_path / "add_obj.json").write_text(json.dumps({
+        "0": {"filename": "000000000001.jpg", "caption": "a red circle", "negative_caption": "a red circle and a dog"},
+        "1": {"filename": "missing.jpg", "caption": "a cat", "negative_caption": "a cat and a dog"}}))
+    report = contest_scores(tiny_model, open_contests(f"sugarcrepe:{tmp_path}"))
+    wins = [_similarity(tiny_model, tmp_path / "val2017" / f, pos) > _similarity(tiny_model, tmp_path / "val2017" / f, neg)
+            for f, pos, neg in (("000000000001.jpg", "a red circle", "a circle red"),
+                                ("000000000002.jpg", "a blue square", "a square blue"))]
+    assert report["swap_att"] == {"accuracy": pytest.approx(np.mean(wins)), "chance": 0.5, "count": 2}
+    assert report["add_obj"]["count"] == 1 and report["skipped"] == {"count": 1}
+    result = CliRunner().invoke(app, ["compose-eval", "--model", "tiny", "--dataset", f"sugarcrepe:{tmp_path}",
+                                      "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["swap_att"]["count"] == 2, result.output
+    missing = CliRunner().invoke(app, ["compose-eval", "--model", "tiny", "--dataset", f"winoground:{tmp_path}"])
+    assert missing.exit_code == 2 and "examples.jsonl: missing" in missing.output
