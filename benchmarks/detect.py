@@ -23,7 +23,7 @@ from rich.table import Table
 
 from grounding.build import attach
 from grounding.config import ModelConfig, TextConfig, VisionConfig
-from grounding.formats.owlvit import write_owlvit_folder
+from grounding.formats.owlvit import load_owlvit_folder, write_owlvit_folder
 from grounding.models.detector import Detector, DetectorConfig
 from grounding.vocabulary import build_tokenizer
 
@@ -50,16 +50,18 @@ def main() -> None:
 
     towers = ModelConfig(embed_dim=512, vision=VisionConfig(image_size=args.image_size, width=768, layers=12, heads=12,
                                                             patch_size=32, activation="quick_gelu"),
-                         text=TextConfig(context_length=16, width=512, layers=12, heads=8, activation="quick_gelu"),
-                         tokenizer="openai")
+                         text=TextConfig(context_length=16, vocab_size=49408, width=512, layers=12, heads=8,
+                                         activation="quick_gelu"),
+                         tokenizer="train")  # a vocabulary learned here: the hub's is not needed for timing
     torch.manual_seed(0)
     ours = attach(Detector(DetectorConfig(towers)), build_tokenizer(towers)).eval()
     with tempfile.TemporaryDirectory() as folder:
         write_owlvit_folder(ours, Path(folder))
         theirs = transformers.OwlViTForObjectDetection.from_pretrained(folder).eval()
+        their_ids = load_owlvit_folder(folder).tokenizer(QUERIES)  # the written vocabulary: its end token last
     pixels = torch.randn(args.batch, 3, args.image_size, args.image_size)
     ids = ours.tokenizer(QUERIES)
-    per_image = ids.repeat(args.batch, 1)
+    per_image = their_ids.repeat(args.batch, 1)
 
     @torch.no_grad()
     def run_ours(images: torch.Tensor):
@@ -75,7 +77,7 @@ def main() -> None:
     batch = {"grounding": best_of(lambda: run_ours(pixels), args.repeats),
              "transformers": best_of(lambda: run_theirs(pixels, per_image), args.repeats)}
     one = {"grounding": best_of(lambda: run_ours(pixels[:1]), args.repeats),
-           "transformers": best_of(lambda: run_theirs(pixels[:1], ids), args.repeats)}
+           "transformers": best_of(lambda: run_theirs(pixels[:1], their_ids), args.repeats)}
     table = Table("engine", f"images/s (batch {args.batch})", "one image, s", "ratio",
                   title=f"OWL-ViT B/32 shapes at {args.image_size} px, {len(QUERIES)} queries, "
                         f"{torch.get_num_threads()} threads, random weights (outputs equal to 1e-4)")
