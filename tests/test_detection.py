@@ -83,6 +83,24 @@ def test_another_renderer_draws_the_same_boxes_otherwise():
     assert len(corners) > 1  # the backgrounds differ
 
 
+def test_a_referring_expression_singles_out_its_object_by_what_it_takes():
+    from grounding.data.synthetic import Scene, SceneObject
+    from grounding.tasks.detection.data import referring_expression
+
+    rng = np.random.default_rng(0)
+    lone = Scene((SceneObject("circle", "red", "small", 0.3, 0.3),))
+    assert referring_expression(lone, rng) == ("the red circle", 0, "name")
+    sizes = Scene((SceneObject("circle", "red", "small", 0.2, 0.5), SceneObject("circle", "red", "large", 0.8, 0.5)))
+    assert {referring_expression(sizes, rng) for _ in range(20)} == {("the small red circle", 0, "size"),
+                                                                    ("the large red circle", 1, "size")}
+    twins = Scene((SceneObject("circle", "red", "small", 0.2, 0.2), SceneObject("circle", "red", "small", 0.8, 0.8),
+                   SceneObject("square", "blue", "small", 0.8, 0.2)))
+    found = {referring_expression(twins, rng) for _ in range(40)}
+    assert {("the red circle left of the blue square", 0, "relation"),
+            ("the red circle below the blue square", 1, "relation")} <= found
+    assert all(kind != "name" or text == "the blue square" for text, _, kind in found)
+
+
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
     folder = tmp_path_factory.mktemp("detect") / "run"
@@ -104,6 +122,7 @@ def test_a_tiny_detector_learns_the_world_far_past_a_fixed_box_baseline(detector
     assert learned > baseline + 0.05, (learned, baseline)
     assert summary["held-out scenes"]["held-out pairs"]["map50"] is None  # none of them in those scenes
     assert summary["another renderer"]["images"] == 100
+    assert summary["held-out combinations"]["referring"]["expressions"] >= 95  # nearly every scene has one
 
 
 @pytest.mark.slow
@@ -128,9 +147,24 @@ def test_detect_reports_draws_and_skips_by_name(detector, tmp_path):
 
 
 @pytest.mark.slow
+def test_locate_draws_the_one_box_an_expression_picks(detector, tmp_path):
+    from grounding.data.synthetic import Scene, SceneObject
+
+    Scene((SceneObject("circle", "red", "large", 0.3, 0.3),)).render(64).save(tmp_path / "one.png")
+    result = runner.invoke(app, ["locate", str(tmp_path / "one.png"), "the red circle", "--model", str(detector),
+                                 "--out", str(tmp_path / "drawn.png")])
+    assert result.exit_code == 0 and result.output.startswith("the red circle: ("), result.output
+    x0, y0, x1, y1 = (float(v) for v in result.output.split("(")[1].split(")")[0].split(","))
+    assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64 and (tmp_path / "drawn.png").is_file()
+    empty = runner.invoke(app, ["locate", str(tmp_path / "one.png"), " ", "--model", str(detector)])
+    assert empty.exit_code == 2 and "an empty expression" in empty.output
+
+
+@pytest.mark.slow
 def test_detect_eval_prints_the_map_table(detector):
     result = runner.invoke(app, ["detect-eval", "--model", str(detector), "--images", "20"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "held-out combinations (20)" in result.output and "mAP@.5" in result.output
+    assert "referring accuracy" in result.output
 
 
 def _coco(tmp_path, count: int = 10) -> tuple:

@@ -46,7 +46,7 @@ class SceneObject:
         return (cx - r, cy - r, cx + r, cy + r)
 
 
-def _relation(a: SceneObject, b: SceneObject) -> str:
+def relation(a: SceneObject, b: SceneObject) -> str:
     """Where a stands relative to b, along the axis that separates them most."""
     dx, dy = a.x - b.x, a.y - b.y
     if abs(dx) >= abs(dy):
@@ -86,7 +86,7 @@ class Scene:
         if len(objs) == 1:
             return f"a {objs[0].phrase}"
         if len(objs) == 2:
-            return f"a {objs[0].phrase} {_relation(objs[0], objs[1])} a {objs[1].phrase}"
+            return f"a {objs[0].phrase} {relation(objs[0], objs[1])} a {objs[1].phrase}"
         ordered = sorted(objs, key=lambda o: o.x)
         names = [f"a {o.phrase}" for o in ordered]
         return ", ".join(names[:-1]) + f" and {names[-1]}, from left to right"
@@ -107,7 +107,7 @@ class Scene:
                         found["object" if attr == "shape" else "attribute"].add(Scene(tuple(swapped)).caption())
         if len(objs) == 2 and (objs[0].colour, objs[0].shape) != (objs[1].colour, objs[1].shape):
             a, b = objs  # (two red squares would make "is the red square left of the red square?")
-            found["relation"].add(f"a {a.phrase} {_OPPOSITE[_relation(a, b)]} a {b.phrase}")
+            found["relation"].add(f"a {a.phrase} {_OPPOSITE[relation(a, b)]} a {b.phrase}")
         truth = self.caption()
         return {kind: sorted(captions - {truth}) for kind, captions in found.items() if captions - {truth}}
 
@@ -149,7 +149,7 @@ class Scene:
                 qa.append((f"is there a {colour} {shape}?", "yes" if present else "no", "existence"))
         if len(objs) == 2 and (objs[0].colour, objs[0].shape) != (objs[1].colour, objs[1].shape):
             a, b = objs  # (two red squares would make "is the red square left of the red square?")
-            rel = _relation(a, b)
+            rel = relation(a, b)
             qa.append((f"is the {a.colour} {a.shape} {rel} the {b.colour} {b.shape}?", "yes", "relation"))
             qa.append((f"is the {a.colour} {a.shape} {_OPPOSITE[rel]} the {b.colour} {b.shape}?", "no", "relation"))
         return qa

@@ -59,12 +59,14 @@ class Detector(nn.Module):
 
     def forward(self, pixels: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (batch, patches, queries), boxes (batch, patches, 4) as cx, cy, w, h in [0, 1])
-        for preprocessed images and unit query embeddings."""
+        for preprocessed images and unit query embeddings: (queries, dim) asked of every image,
+        or (batch, queries, dim), each image its own (a referring expression)."""
         tokens = self.visual.forward_tokens(pixels)
         patches = self.ln(tokens[:, 1:] * tokens[:, :1])
         boxes = torch.sigmoid(self.box_head(patches) + self.box_bias)
         embeds = F.normalize(self.class_head(patches), dim=-1)
-        logits = embeds @ queries.t().to(embeds.dtype)
+        queries = queries.to(embeds.dtype)
+        logits = embeds @ queries.t() if queries.dim() == 2 else torch.einsum("bpd,bqd->bpq", embeds, queries)
         return (logits + self.logit_shift(patches)) * (F.elu(self.logit_scale(patches)) + 1), boxes
 
 
@@ -74,15 +76,20 @@ def corners(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
-def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(len(a), len(b)) generalised IoU of corner boxes (Rezatofighi et al., 2019): IoU less the
-    share of the enclosing box that neither covers. (torchvision has it, but its PyPI build does
-    not import beside PyTorch's CPU build.)"""
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(len(a), len(b)) IoU of corner boxes, and their unions."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     low, high = torch.max(a[:, None, :2], b[None, :, :2]), torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (high - low).clamp(min=0).prod(-1)
     union = area_a[:, None] + area_b[None] - inter
-    iou = inter / union.clamp(min=1e-9)
+    return inter / union.clamp(min=1e-9), union
+
+
+def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) generalised IoU of corner boxes (Rezatofighi et al., 2019): IoU less the
+    share of the enclosing box that neither covers. (torchvision has it, but its PyPI build does
+    not import beside PyTorch's CPU build.)"""
+    iou, union = box_iou(a, b)
     hull = (torch.max(a[:, None, 2:], b[None, :, 2:]) - torch.min(a[:, None, :2], b[None, :, :2])).clamp(min=0).prod(-1)
     return iou - (hull - union) / hull.clamp(min=1e-9)

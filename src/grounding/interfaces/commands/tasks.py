@@ -1,4 +1,5 @@
-"""The task commands: train-vqa, vqa, train-caption, caption, train-detect, detect, detect-eval."""
+"""The task commands: train-vqa, vqa, train-caption, caption, train-detect, detect, locate,
+detect-eval."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -167,6 +168,14 @@ def _print_map(results: dict) -> None:
             table.add_row(f"{name} ({report['images']})", group,
                           *("-" if report[group][m] is None else f"{report[group][m]:.3f}" for m in ("map", "map50")))
     Console().print(table)
+    referring = {name: report["referring"] for name, report in results.items() if report.get("referring", {}).get("all")
+                 is not None}
+    if referring:
+        kinds = sorted({k for r in referring.values() for k in r if k not in ("all", "expressions")})
+        table = Table("scenes", "expressions", "referring accuracy (IoU >= 0.5)", *kinds)
+        for name, r in referring.items():
+            table.add_row(name, str(r["expressions"]), f"{r['all']:.1%}", *(f"{r[k]:.1%}" if k in r else "-" for k in kinds))
+        Console().print(table)
 
 
 @app.command("detect-eval", short_help="COCO mAP of a detector.")
@@ -194,6 +203,36 @@ def detect_eval_command(
     else:
         examples, classes = coco_boxes(spec.argument)
         _print_map({spec.argument: evaluate_boxes(detector, examples, classes)["held-out images"]})
+
+
+@app.command("locate", short_help="The one box a referring expression picks out.")
+def locate_command(
+    image: Path = typer.Argument(..., metavar="IMAGE", help="An image file."),
+    expression: str = typer.Argument(..., metavar="EXPRESSION", help='E.g. "the red circle left of the blue square".'),
+    model: Path = typer.Option(..., help="A folder written by grounding train-detect, or an OWL-ViT folder."),
+    out: Optional[Path] = typer.Option(None, help="A PNG of the image with the box drawn."),
+    device: Device = "auto",
+) -> None:
+    """The one box a referring expression picks out (the phrase's one referent), with its score,
+    in the image's own pixels. `grounding ground` shows the heat map behind such a choice."""
+    from ...data.images import load_image
+    from ...errors import BadInput
+    from ...runtime import Runtime
+    from ...tasks.detection.evaluate import draw, in_image, locate_pixels
+    from ...tasks.saved import load_task_model
+
+    if not expression.strip():
+        raise BadInput("an empty expression: say which object", "EXPRESSION")
+    if out is not None and out.is_dir():
+        raise BadInput(f"{out} is a folder; give the file to draw into", "--out")
+    detector = load_task_model(model, "detect").to(Runtime.resolve(device).device)
+    picture = load_image(image)
+    found = locate_pixels(detector, detector.preprocess(picture)[None], [expression])[0]
+    box = in_image(found.box, picture.size, detector.config.towers.vision.resize)
+    if out is not None:
+        draw(picture, [(box, f"{found.score:.0%}")]).save(out)
+    typer.echo(f"{expression}: ({', '.join(f'{v:.0f}' for v in box)}) score {found.score:.0%}" +
+               (f"; drawn in {out}" if out else ""))
 
 
 @app.command("detect", short_help="Boxes for every object the queries name.")

@@ -15,7 +15,7 @@ import torch
 from ...data.images import ImageRef
 from ...data.specs import parse_spec
 from ...data.streams import ListStream, split_off
-from ...data.synthetic import COLOURS, SHAPES, SPLITS, World
+from ...data.synthetic import COLOURS, SHAPES, SPLITS, World, relation
 from ...errors import BadInput
 from ...files import reading
 
@@ -25,6 +25,38 @@ class BoxedImage:
     ref: ImageRef
     boxes: np.ndarray  # (objects, 4) corners x0, y0, x1, y1 as shares of the side, in [0, 1]
     labels: list[str]  # each object's class, a query text
+    expression: str | None = None  # a referring expression for one object of the image
+    referent: int | None = None  # that object's index
+    expression_kind: str = ""  # name, size or relation: what it takes to single the object out
+
+
+def referring_expression(scene, rng: np.random.Generator) -> tuple[str, int, str] | None:
+    """A phrase that picks out exactly one object of the scene, and its index and kind: by its
+    colour and shape where no other object shares them ("the red circle"), by its size too
+    ("the small red circle"), or by where it is from another object singled out by colour and
+    shape ("the red circle left of the blue square"); one of those a random object allows."""
+    objs = scene.objects
+    named = lambda o: (o.colour, o.shape)  # noqa: E731
+    unique = [o for o in objs if sum(named(p) == named(o) for p in objs) == 1]
+    choices = []
+    for k, target in enumerate(objs):
+        if target in unique:
+            choices.append((f"the {target.colour} {target.shape}", k, "name"))
+        if sum((p.size, *named(p)) == (target.size, *named(target)) for p in objs) == 1 and target not in unique:
+            choices.append((f"the {target.phrase}", k, "size"))
+        for other in unique:
+            if other is target or named(other) == named(target):
+                continue
+            where = relation(target, other)
+            if sum(named(p) == named(target) and relation(p, other) == where for p in objs if p is not other) == 1:
+                choices.append((f"the {target.colour} {target.shape} {where} the {other.colour} {other.shape}", k,
+                                "relation"))
+    if not choices:
+        return None
+    kinds = sorted({kind for _, _, kind in choices})  # each kind as likely, whatever the scene allows most
+    kind = kinds[int(rng.integers(len(kinds)))]
+    pool = [c for c in choices if c[2] == kind]
+    return pool[int(rng.integers(len(pool)))]
 
 
 def phrase(colour: str, shape: str) -> str:
@@ -52,7 +84,9 @@ class SyntheticBoxes:
         for _ in range(size):
             scene = self.world.sample(rng, self.split)
             boxes = np.array([obj.box(1) for obj in scene.objects], dtype=np.float32).clip(0, 1)
-            examples.append(BoxedImage(ImageRef(scene=scene), boxes, [phrase(o.colour, o.shape) for o in scene.objects]))
+            expression = referring_expression(scene, rng)
+            examples.append(BoxedImage(ImageRef(scene=scene), boxes, [phrase(o.colour, o.shape) for o in scene.objects],
+                                       *(expression or (None, None, ""))))
         return examples
 
 
@@ -88,7 +122,8 @@ def drawn_otherwise(example: BoxedImage, rng: np.random.Generator, size: int = 9
                 points = [(cx + (r if i % 2 == 0 else r / 2.5) * np.cos(i * np.pi / 5 - np.pi / 2),
                            cy + (r if i % 2 == 0 else r / 2.5) * np.sin(i * np.pi / 5 - np.pi / 2)) for i in range(10)]
                 pen.polygon(points, fill=(130, 130, 130))
-    return BoxedImage(ImageRef(pixels=np.asarray(image), name=example.ref.key), example.boxes, example.labels)
+    return BoxedImage(ImageRef(pixels=np.asarray(image), name=example.ref.key), example.boxes, example.labels,
+                      example.expression, example.referent, example.expression_kind)
 
 
 def coco_boxes(path: str | Path) -> tuple[list[BoxedImage], list[str]]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ...errors import need
-from ...models.detector import Detector, corners
+from ...models.detector import Detector, box_iou, corners
 from ...runtime import device_of
 from ..towers import pixels_of
 from .data import BoxedImage
@@ -119,3 +119,34 @@ def draw(image, boxes: Sequence[tuple[tuple[float, ...], str]]):
         pen.rectangle(box, outline=(255, 0, 170), width=width)
         pen.text((box[0] + width, box[1] + width), label, fill=(255, 0, 170))
     return picture
+
+
+@torch.no_grad()
+def locate_pixels(model: Detector, pixels: torch.Tensor, expressions: Sequence[str]) -> list[Detection]:
+    """Per image, the one box its own referring expression picks (the patch that scores it
+    highest), with that score."""
+    ids = model.tokenizer(list(expressions), truncate=True).to(device_of(model))
+    logits, boxes = model(pixels.to(device_of(model)), model.queries(ids)[:, None])
+    scores = torch.sigmoid(logits[..., 0].float())
+    best = scores.argmax(dim=1)
+    picked = corners(boxes.float()).clamp(0, 1)[torch.arange(len(best)), best]
+    return [Detection(tuple(box.tolist()), text, float(score)) for box, text, score in
+            zip(picked, expressions, scores[torch.arange(len(best)), best])]
+
+
+def referring_accuracy(model: Detector, examples: Sequence[BoxedImage], batch_size: int = 64) -> dict:
+    """The share of expressions whose picked box overlaps its referent at IoU 0.5 or more, over
+    all and by what it takes to single the object out (name, size, relation)."""
+    model.eval()
+    asked = [e for e in examples if e.expression is not None]
+    hits: dict[str, list[bool]] = {}
+    for start in range(0, len(asked), batch_size):
+        batch = asked[start:start + batch_size]
+        for example, found in zip(batch, locate_pixels(model, pixels_of(model, batch), [e.expression for e in batch])):
+            truth = torch.as_tensor(example.boxes[example.referent], dtype=torch.float32)[None]
+            iou = float(box_iou(torch.tensor([found.box]), truth)[0][0, 0])
+            hits.setdefault(example.expression_kind, []).append(iou >= 0.5)
+    report = {kind: float(np.mean(h)) for kind, h in sorted(hits.items())}
+    report["all"] = float(np.mean([x for h in hits.values() for x in h])) if hits else None
+    report["expressions"] = len(asked)
+    return report

@@ -53,3 +53,16 @@ def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict
         objects += len(rows)
     objects = max(objects, 1)
     return (CLASS * focal_loss(logits, labels) + L1 * l1 + GIOU * giou) / objects
+
+
+def referring_loss(logits: torch.Tensor, boxes: torch.Tensor, referents: list[torch.Tensor | None]) -> torch.Tensor:
+    """Each image's expression picks one patch: cross-entropy over the patches of its expression
+    logits (batch, patches), the target the patch whose predicted box fits the referent best
+    (generalised IoU); images without an expression are left out."""
+    rows = [b for b, r in enumerate(referents) if r is not None]
+    if not rows:
+        return logits.new_zeros(())
+    with torch.no_grad():
+        wanted = torch.stack([generalized_iou(corners(boxes[b]), corners(referents[b][None]))[:, 0].argmax()
+                              for b in rows])
+    return F.cross_entropy(logits[rows], wanted)

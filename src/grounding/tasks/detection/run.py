@@ -12,7 +12,7 @@ from ...files import write_json_atomic
 from ...training.checkpoint import RunFolder
 from ..options import DetectOptions
 from .data import SyntheticBoxes, drawn_otherwise, open_boxes
-from .evaluate import average_precision, detect_examples
+from .evaluate import average_precision, detect_examples, referring_accuracy
 from .train import train_detector
 
 
@@ -37,6 +37,7 @@ def evaluate_detector(model, seed: int, size: int = 500) -> dict:
         found = detect_examples(model, examples, queries)
         report[name] = average_precision(examples, found, queries, {"seen pairs": data.seen, "held-out pairs": data.unseen})
         report[name]["images"] = size
+        report[name]["referring"] = referring_accuracy(model, examples)
     return report
 
 
