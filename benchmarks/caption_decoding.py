@@ -8,24 +8,15 @@ over the batch; the uncached one grows with the square of the length.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from rich.console import Console
 from rich.table import Table
+from timing import best_of
 
 from grounding.tasks.captioning.decode import generate
 from grounding.tasks.captioning.train import new_model
 from grounding.tasks.options import CaptionOptions
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def main() -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
+from timing import best_of
 
 from grounding.build import attach
 from grounding.config import ModelConfig, TextConfig, VisionConfig
@@ -28,15 +28,6 @@ from grounding.models.detector import Detector, DetectorConfig
 from grounding.vocabulary import build_tokenizer
 
 QUERIES = ["a photo of a cat", "a photo of a dog", "a spoon", "a red circle", "a bicycle", "a tree", "a car", "a cup"]
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def main() -> None:
