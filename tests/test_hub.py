@@ -102,8 +102,14 @@ def served(tmp_path_factory, siglip_folder):
     torch.save({"w": torch.zeros(1)}, root / "pickled" / "pytorch_model.bin")
     (root / "bert").mkdir()
     (root / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    owlvit = __import__("transformers").OwlViTConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, max_position_embeddings=16),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=64, patch_size=16), projection_dim=32)
+    __import__("transformers").OwlViTForObjectDetection(owlvit).save_pretrained(root / "owlvit")
     server = Hub({"org/tiny-clip": root / "hf", "org/tiny-open-clip": root / "open_clip", "google/tiny-siglip":
-                  siglip_folder[1],
+                  siglip_folder[1], "google/tiny-owlvit": root / "owlvit",
                   "org/pickled": root / "pickled", "org/bert": root / "bert"})
     threading.Thread(target=server.serve_forever, daemon=True).start()
     image = root / "scene.png"
@@ -171,6 +177,19 @@ def test_a_siglip_repo_loads_with_its_sentencepiece_vocabulary(served, siglip_fo
     own = _models_own(grounding.load(siglip_folder[1]), image)
     assert [answers[label] for label in LABELS] == pytest.approx(own, abs=1e-5) and abs(sum(own) - 1) > 1e-3
     assert list((tmp_path / "hf").rglob("spiece.model"))
+
+
+def test_an_owlvit_repo_detects_by_its_name(served, tmp_path, openai_bpe):
+    """A detector on the hub (google/owlvit-base-patch32's layout), named as its repo."""
+    server, _, image = served
+    args = ["detect", str(image), "--queries", "a cat,a dog", "--model", "google/tiny-owlvit", "--threshold", "0",
+            "--json"]
+    env_bpe = {"GROUNDING_OPENAI_BPE": str(openai_bpe)}
+    result = subprocess.run([sys.executable, "-m", "grounding", *args], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **env_bpe, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": server.url,
+                                 "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["detections"]  # threshold 0: every candidate box answers
 
 
 def test_a_download_cut_halfway_resumes(served, tmp_path):

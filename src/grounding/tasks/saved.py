@@ -79,11 +79,14 @@ def run_model(out: Path, task: str, create: Callable[[], TaskModel], seed: int) 
 
 def load_task_model(folder: str | Path, task: str) -> TaskModel:
     """A folder written by grounding train-TASK (a detector may also be a Hugging Face OWL-ViT
-    folder)."""
+    folder, or the hub repo that holds one)."""
     from ..formats.owlvit import is_owlvit_folder, load_owlvit_folder
+    from ..hub import fetch, repo_of
 
     if task == "detect" and is_owlvit_folder(folder):
         return load_owlvit_folder(folder)
+    if task == "detect" and not Path(folder).exists() and (repo := repo_of(str(folder))):
+        return load_owlvit_folder(fetch(repo))  # an OWL-ViT on the hub: google/owlvit-base-patch32
     model = build_task_model(folder, task)
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():

@@ -240,7 +240,8 @@ def detect_command(
     images: list[str] = typer.Argument(..., metavar="IMAGE", help="Image files, folders (searched recursively) or "
                                                                   "patterns such as 'photos/*.png'."),
     queries: str = typer.Option(..., help='What to find, comma-separated, e.g. "red circle,blue square".'),
-    model: Path = typer.Option(..., help="A folder written by grounding train-detect."),
+    model: Path = typer.Option(..., help="A folder written by grounding train-detect, an OWL-ViT folder, or a hub "
+                               "repo holding one (google/owlvit-base-patch32)."),
     threshold: float = typer.Option(0.3, min=0.0, max=1.0, help="The least score a box is reported with."),
     out: Optional[Path] = typer.Option(None, help="A folder for each image with its boxes drawn (NAME.png)."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per image."),
