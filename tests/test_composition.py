@@ -81,3 +81,28 @@ def test_sugarcrepe_is_read_per_file_and_an_unreadable_image_is_counted_out(tiny
     assert result.exit_code == 0 and json.loads(result.stdout)["swap_att"]["count"] == 2, result.output
     missing = CliRunner().invoke(app, ["compose-eval", "--model", "tiny", "--dataset", f"winoground:{tmp_path}"])
     assert missing.exit_code == 2 and "examples.jsonl: missing" in missing.output
+
+
+def test_aro_crops_each_image_to_its_box_and_groups_relations(tiny_model, tmp_path):
+    (tmp_path / "images").mkdir()
+    picture = np.zeros((40, 60, 3), np.uint8)
+    picture[:, :30] = (250, 0, 0)  # red on the left, blue on the right
+    picture[:, 30:] = (0, 0, 250)
+    Image.fromarray(picture).save(tmp_path / "images" / "1.jpg", quality=95)
+    rows = [{"image_path": "1.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 30, "bbox_h": 40, "relation_name": "on",
+             "true_caption": "the red cup is on the table", "false_caption": "the table is on the red cup"},
+            {"image_path": "1.jpg", "bbox_x": 30, "bbox_y": 0, "bbox_w": 30, "bbox_h": 40, "relation_name": "under",
+             "true_caption": "the cat is under the blue chair", "false_caption": "the blue chair is under the cat"}]
+    (tmp_path / "visual_genome_relation.json").write_text(json.dumps(rows))
+    contests = open_contests(f"aro:{tmp_path}")
+    assert [c.kind for c in contests] == ["vg-relation: on", "vg-relation: under"]
+    left = np.asarray(contests[0].images[0].read())
+    assert left.shape[:2] == (40, 30) and left[..., 0].mean() > 200 and left[..., 2].mean() < 50
+    report = contest_scores(tiny_model, contests)
+    with torch.no_grad():
+        for contest, kind in zip(contests, ("vg-relation: on", "vg-relation: under")):
+            image = tiny_model.encode_image(tiny_model.preprocess(contest.images[0].read())[None], normalize=True)
+            texts = tiny_model.encode_text(tiny_model.tokenizer([*contest.captions, *contest.negatives]),
+                                           normalize=True)
+            scores = (image @ texts.t())[0]
+            assert report[kind]["accuracy"] == float(scores[0] > scores[1])

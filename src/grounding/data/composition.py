@@ -4,6 +4,10 @@ Winoground, two images and two captions that use the same words).
 
     winoground:DIR   Winoground as its Hugging Face copy lays it out: DIR/examples.jsonl (id,
                      image_0, image_1, caption_0, caption_1, tag) and DIR/images/IMAGE.png
+    aro:DIR          ARO's VG-Relation and VG-Attribution (visual_genome_relation.json,
+                     visual_genome_attribution.json: image_path, bbox_x/y/w/h, true_caption,
+                     false_caption, relation_name or attributes) with Visual Genome's images in
+                     DIR/images; each image cropped to its box, as ARO does
     sugarcrepe:DIR   SugarCrepe's seven JSON files (add_att, add_obj, replace_att, replace_obj,
                      replace_rel, swap_att, swap_obj: {id: {filename, caption, negative_caption}})
                      with COCO's val2017 images in DIR/val2017 (a link to them is enough)
@@ -52,6 +56,26 @@ def winoground(root: str | Path) -> list[Contest]:
     return contests
 
 
+def aro(root: str | Path) -> list[Contest]:
+    """VG-Relation's contests are grouped by relation and VG-Attribution's as one kind; ARO
+    reports VG-Relation as the mean over relations (macro), which the report's kinds allow."""
+    root = Path(root)
+    files = {"vg-relation": root / "visual_genome_relation.json", "vg-attribution": root / "visual_genome_attribution.json"}
+    if not any(path.is_file() for path in files.values()):
+        raise NotFound(f"{root}: neither {', '.join(p.name for p in files.values())} (ARO's files)")
+    contests = []
+    for name, path in files.items():
+        if not path.is_file():
+            continue
+        with reading(path, "download ARO's JSON files again"):
+            for n, row in enumerate(json.loads(path.read_text(encoding="utf-8"))):
+                x, y, w, h = (float(row[f"bbox_{k}"]) for k in "xywh")
+                kind = f"vg-relation: {row['relation_name']}" if name == "vg-relation" else name
+                contests.append(Contest([ImageRef(root / "images" / row["image_path"], crop=(x, y, x + w, y + h))],
+                                        [row["true_caption"]], kind, f"{name}/{n}", [row["false_caption"]]))
+    return contests
+
+
 def sugarcrepe(root: str | Path) -> list[Contest]:
     root = Path(root)
     found = [name for name in SUGARCREPE if (root / f"{name}.json").is_file()]
@@ -83,7 +107,7 @@ def open_contests(spec: str) -> list[Contest]:
     from .specs import parse_spec
 
     parsed = parse_spec(spec, "composition", "--dataset")
-    contests = {"winoground": winoground, "sugarcrepe": sugarcrepe}.get(parsed.kind)
+    contests = {"winoground": winoground, "sugarcrepe": sugarcrepe, "aro": aro}.get(parsed.kind)
     found = contests(parsed.argument) if contests else synthetic_swaps()
     if not found:
         raise BadInput(f"{spec}: no examples in it")

@@ -101,9 +101,10 @@ def _decode(data: bytes, name: str) -> Image.Image:
 class ImageRef:
     """One image, wherever it lives: a synthetic `scene` (rendered at the size asked for), pixels
     in memory, encoded bytes, a file at `path`, or a `member` of the tar shard at `path` (its
-    `length` bytes from `offset`). `read()` is the one way every dataset, store and server view
-    gets an image; `key` is what names it in stores and reports (`SHARD.tar:MEMBER` for a tar
-    member), and `from_key` reads such a key back."""
+    `length` bytes from `offset`); of a file, a `crop` (x0, y0, x1, y1 in pixels) may be asked.
+    `read()` is the one way every dataset, store and server view gets an image; `key` is what
+    names it in stores and reports (`SHARD.tar:MEMBER` for a tar member), and `from_key` reads
+    such a key back."""
 
     path: Path | None = None
     scene: Scene | None = None
@@ -113,6 +114,7 @@ class ImageRef:
     offset: int = 0
     length: int = 0
     name: str = ""  # the key of in-memory images
+    crop: tuple[float, float, float, float] | None = None  # a region of the file (ARO's boxes)
 
     def read(self, size: int = 224) -> Image.Image:
         """The image in RGB (or BadImageError naming it); `size` is a scene's render size."""
@@ -129,14 +131,15 @@ class ImageRef:
                     return decode_image(f.read(self.length), self.key)
             except FileNotFoundError:
                 raise BadImageError(f"{self.key}: its shard {self.path} is gone") from None
-        return load_image(self.path)
+        image = load_image(self.path)
+        return image if self.crop is None else image.crop(tuple(round(v) for v in self.crop))
 
     @property
     def key(self) -> str:
         if self.member is not None:
             return f"{self.path}:{self.member}"
         if self.path is not None:
-            return str(self.path)
+            return str(self.path) + ("" if self.crop is None else f"#{','.join(f'{v:g}' for v in self.crop)}")
         return self.scene.caption() if self.scene is not None else self.name
 
     @classmethod

@@ -67,6 +67,7 @@ KINDS = {kind.name: kind for kind in (
     # compositional benchmarks (data/composition.py)
     Kind("winoground", "DIR", ("composition",)),
     Kind("sugarcrepe", "DIR", ("composition",)),
+    Kind("aro", "DIR", ("composition",)),
 )}
 
 

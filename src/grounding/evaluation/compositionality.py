@@ -41,8 +41,11 @@ def contest_scores(model: CLIP, contests: list, batch_size: int = 64) -> dict[st
     caption prefers its image) and the group score (both), chance 25%, 25% and 16.7%."""
     from ..data.images import ImageList
 
-    refs = list({ref.key: ref for c in contests for ref in c.images}.values())
-    index = {ref.key: i for i, ref in enumerate(refs)}
+    def ident(ref) -> tuple:  # two scenes can share a caption, not their objects
+        return ref.key, ref.scene
+
+    refs = list({ident(ref): ref for c in contests for ref in c.images}.values())
+    index = {ident(ref): i for i, ref in enumerate(refs)}
     features, readable = torch.zeros(len(refs), model.config.embed_dim), torch.zeros(len(refs), dtype=torch.bool)
     for batch, rows, _ in encode_images(model, ImageList(refs, model.config.vision.image_size), batch_size):
         if batch is not None:
@@ -53,7 +56,7 @@ def contest_scores(model: CLIP, contests: list, batch_size: int = 64) -> dict[st
     kinds: dict[str, list[dict[str, float]]] = {}
     skipped = 0
     for contest in contests:
-        rows = [index[ref.key] for ref in contest.images]
+        rows = [index[ident(ref)] for ref in contest.images]
         if not readable[rows].all():  # an image that cannot be read: the contest is left out, and counted
             skipped += 1
             continue
