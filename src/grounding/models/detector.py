@@ -57,17 +57,25 @@ class Detector(nn.Module):
         """Unit embeddings of the queries' token ids, (queries, embed_dim)."""
         return F.normalize(self.text(ids).float(), dim=-1)
 
-    def forward(self, pixels: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (batch, patches, queries), boxes (batch, patches, 4) as cx, cy, w, h in [0, 1])
-        for preprocessed images and unit query embeddings: (queries, dim) asked of every image,
-        or (batch, queries, dim), each image its own (a referring expression)."""
+    def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per patch of preprocessed images: its state (batch, patches, width), its unit embedding
+        (batch, patches, dim) and its box (batch, patches, 4) as cx, cy, w, h in [0, 1]."""
         tokens = self.visual.forward_tokens(pixels)
         patches = self.ln(tokens[:, 1:] * tokens[:, :1])
         boxes = torch.sigmoid(self.box_head(patches) + self.box_bias)
-        embeds = F.normalize(self.class_head(patches), dim=-1)
+        return patches, F.normalize(self.class_head(patches), dim=-1), boxes
+
+    def score(self, patches: torch.Tensor, embeds: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """(batch, patches, queries) logits of unit query embeddings: (queries, dim) asked of every
+        image, or (batch, queries, dim), each image its own."""
         queries = queries.to(embeds.dtype)
         logits = embeds @ queries.t() if queries.dim() == 2 else torch.einsum("bpd,bqd->bpq", embeds, queries)
-        return (logits + self.logit_shift(patches)) * (F.elu(self.logit_scale(patches)) + 1), boxes
+        return (logits + self.logit_shift(patches)) * (F.elu(self.logit_scale(patches)) + 1)
+
+    def forward(self, pixels: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (batch, patches, queries), boxes (batch, patches, 4)), as `score` and `encode`."""
+        patches, embeds, boxes = self.encode(pixels)
+        return self.score(patches, embeds, queries), boxes
 
 
 def corners(boxes: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from ...errors import need
 from ...models.detector import corners, generalized_iou
 
 CLASS, L1, GIOU = 2.0, 5.0, 2.0  # DETR's weights, in the cost and the loss alike
+REFERRING_SCALE = 20.0  # cosine similarities to logits for the referring expression's choice of patch
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
