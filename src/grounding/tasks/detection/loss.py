@@ -11,7 +11,6 @@ from ...errors import need
 from ...models.detector import corners, generalized_iou
 
 CLASS, L1, GIOU = 2.0, 5.0, 2.0  # DETR's weights, in the cost and the loss alike
-REFERRING_SCALE = 20.0  # cosine similarities to logits for the referring expression's choice of patch
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -55,15 +54,3 @@ def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict
     objects = max(objects, 1)
     return (CLASS * focal_loss(logits, labels) + L1 * l1 + GIOU * giou) / objects
 
-
-def referring_loss(logits: torch.Tensor, boxes: torch.Tensor, referents: list[torch.Tensor | None]) -> torch.Tensor:
-    """Each image's expression picks one patch: cross-entropy over the patches of its expression
-    logits (batch, patches), the target the patch whose predicted box fits the referent best
-    (generalised IoU); images without an expression are left out."""
-    rows = [b for b, r in enumerate(referents) if r is not None]
-    if not rows:
-        return logits.new_zeros(())
-    with torch.no_grad():
-        wanted = torch.stack([generalized_iou(corners(boxes[b]), corners(referents[b][None]))[:, 0].argmax()
-                              for b in rows])
-    return F.cross_entropy(logits[rows], wanted)

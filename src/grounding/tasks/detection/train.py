@@ -1,6 +1,8 @@
 """Training a detector into a run folder (running the same command again resumes it): each
 step's images are queried with every class of the data (the built-in world's seen colour-shape
-pairs, or a COCO file's categories)."""
+pairs, or a COCO file's categories). Referring expressions are not trained: trained beside the
+classes, through the calibrated scores or through plain similarity, they cost most of the mAP
+(docs/tasks.md)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +17,7 @@ from ..options import DetectOptions
 from ..saved import run_model
 from ..towers import copy_towers, freeze_towers, pixels_of, towers_for
 from .data import ListBoxes, SyntheticBoxes, open_boxes, targets
-from .loss import REFERRING_SCALE, detection_loss, referring_loss
+from .loss import detection_loss
 
 
 def new_model(options: DetectOptions) -> Detector:
@@ -38,21 +40,11 @@ def train_detector(options: DetectOptions, out: str | Path, data: SyntheticBoxes
     classes = data.classes
 
     def backward_at(step: int) -> float:
-        """The classes asked of every image, and each image's own referring expression (the
-        built-in world's), in one pass of the image tower. The expression picks its patch by
-        plain similarity, apart from the per-patch shift and scale that calibrate the classes'
-        scores (through them it raised its referent's score for every class: mAP@.5 fell from
-        0.95 to 0.40)."""
         examples = data.batch(step, options.loop.batch_size)
         pixels = pixels_of(model, examples)
-        device = device_of(model)
-        wanted = targets(examples, classes, device)
-        patches, embeds, boxes = model.encode(pixels)
-        logits = model.score(patches, embeds, model.queries(model.tokenizer(classes).to(device)))
-        own = model.queries(model.tokenizer([e.expression or "" for e in examples], truncate=True).to(device))
-        similarity = torch.einsum("bpd,bd->bp", embeds, own.to(embeds.dtype))
-        referents = [None if e.referent is None else wanted[b]["boxes"][e.referent] for b, e in enumerate(examples)]
-        loss = detection_loss(logits, boxes, wanted) + referring_loss(REFERRING_SCALE * similarity, boxes, referents)
+        ids = model.tokenizer(classes).to(device_of(model))
+        logits, boxes = model(pixels, model.queries(ids))
+        loss = detection_loss(logits, boxes, targets(examples, classes, pixels.device))
         loss.backward()
         return loss.item()
 
