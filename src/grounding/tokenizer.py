@@ -165,7 +165,6 @@ class Tokenizer:
         self.context_length = context_length
         self.kind = "bpe" if bpe.token_to_id(START) is not None else \
             "wordpiece" if bpe.token_to_id("[CLS]") is not None else "sentencepiece"
-        self.byte_level = self.kind == "bpe"
         start, end, pad = {"bpe": (START, END, PAD), "wordpiece": ("[CLS]", "[SEP]", "[PAD]"),
                            "sentencepiece": (None, "</s>", "</s>")}[self.kind]
         self.sot_token_id = None if start is None else bpe.token_to_id(start)
@@ -175,6 +174,11 @@ class Tokenizer:
         pad = bpe.token_to_id(pad)
         # OpenAI's vocabulary has no pad token and pads with id 0; padding is never read.
         self.pad_token_id = 0 if pad is None else pad
+
+    @property
+    def byte_level(self) -> bool:
+        """Whether this is a byte-level BPE (CLIP's kind of vocabulary)."""
+        return self.kind == "bpe"
 
     # --- construction -----------------------------------------------------------------------
 

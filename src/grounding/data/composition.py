@@ -91,14 +91,19 @@ def sugarcrepe(root: str | Path) -> list[Contest]:
     return contests
 
 
-def synthetic_swaps(scenes: int = 300, seed: int = 5, split: str = "any") -> list[Contest]:
-    """Two-object scenes, a contest per kind of swap the scene allows (the true caption against
-    every swap of that kind)."""
+def synthetic_swaps(world: World | None = None, scenes: int = 300, seed: int = 5, split: str = "any",
+                    by_kind: bool = True) -> list[Contest]:
+    """Two-object scenes that allow a swap: a contest per kind of swap (the true caption against
+    every swap of that kind), or with `by_kind=False` one per scene against all its swaps (the
+    demo's compositionality score)."""
     rng = np.random.default_rng([seed, 9])
-    world, contests = World(), []
+    world, contests = world or World(), []
     for n in range(scenes):
         scene = world.sample(rng, split, n_objects=2)
-        for kind, negatives in scene.swaps().items():
+        swaps = scene.swaps()
+        if not by_kind and swaps:
+            swaps = {"all swaps": scene.hard_negatives()}
+        for kind, negatives in swaps.items():
             contests.append(Contest([ImageRef(scene=scene)], [scene.caption()], kind, f"scene {n}", negatives))
     return contests
 

@@ -7,30 +7,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.composition import synthetic_swaps
 from ..data.synthetic import World
 from ..inference.encode import encode_images, encode_texts
 from ..models import CLIP
 
 
-@torch.no_grad()
 def compositionality_score(model: CLIP, world: World, n_scenes: int = 200, seed: int = 5,
                            split: str = "any") -> dict[str, float]:
     """The share of two-object scenes whose true caption outscores all its hard negatives, and
-    the rate a caption-blind (random) scorer would reach."""
-    rng = np.random.default_rng([seed, 9])
-    size = model.config.vision.image_size
-    wins, chance = [], []
-    for _ in range(n_scenes):
-        scene = world.sample(rng, split, n_objects=2)
-        negatives = scene.hard_negatives()
-        if not negatives:
-            continue
-        image = model.encode_image(model.preprocess(scene.render(size))[None], normalize=True)
-        texts = encode_texts(model, [scene.caption(), *negatives])
-        scores = (image @ texts.t())[0]
-        wins.append(bool(scores[0] > scores[1:].max()))
-        chance.append(1 / (1 + len(negatives)))
-    return {"score": float(np.mean(wins)), "chance": float(np.mean(chance)), "scenes": len(wins)}
+    the rate a caption-blind (random) scorer would reach: `contest_scores` over one contest a
+    scene."""
+    row = contest_scores(model, synthetic_swaps(world, n_scenes, seed, split, by_kind=False))["all"]
+    return {"score": row["accuracy"], "chance": row["chance"], "scenes": row["count"]}
 
 
 @torch.no_grad()

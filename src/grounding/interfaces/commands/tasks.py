@@ -258,7 +258,7 @@ def detect_command(
     from ...errors import BadInput
     from ...files import refuse_foreign, writable_folder
     from ...runtime import Runtime
-    from ...tasks.detection.evaluate import detect_pixels, draw, in_image
+    from ...tasks.detection.evaluate import detect_image, draw_detections
     from ...tasks.saved import load_task_model
 
     names = list(dict.fromkeys(q.strip() for q in queries.split(",") if q.strip()))
@@ -281,10 +281,9 @@ def detect_command(
             typer.echo(f"skipped {e}", err=True)
             failed += 1
             continue
-        found = [(d, in_image(d.box, image.size, detector.config.towers.vision.resize))
-                 for d in detect_pixels(detector, detector.preprocess(image)[None], names, threshold)[0]]
+        found = detect_image(detector, image, names, threshold)
         if out is not None:
-            draw(image, [(box, f"{d.query} {d.score:.0%}") for d, box in found]).save(out / f"{path.stem}.png")
+            draw_detections(image, found).save(out / f"{path.stem}.png")
         if writer:
             for d, box in found:
                 writer.writerow([str(path), d.query, f"{d.score:.4f}", *(f"{v:.1f}" for v in box)])

@@ -255,7 +255,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
                      threshold: float = Form(0.3, ge=0.0, le=1.0)) -> dict:
         """Every box whose score for a query passes the threshold (in the image's own pixels),
         and the image with them drawn (a PNG data URL)."""
-        from ...tasks.detection.evaluate import detect_pixels, draw, in_image
+        from ...tasks.detection.evaluate import detect_image, draw_detections
 
         if models.detector is None:
             raise HTTPException(404, "this server has no detector: start it with --detect-model (grounding "
@@ -264,12 +264,9 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         detector = models.detector
 
         def find(picture: Image.Image) -> tuple[list[dict], bytes]:
-            pixels = detector.preprocess(picture)[None]
-            found = models.run_here(detect_pixels, detector, pixels, list(names), threshold)[0]
-            boxes = [(d, in_image(d.box, picture.size, detector.config.towers.vision.resize)) for d in found]
-            drawn = draw(picture, [(box, f"{d.query} {d.score:.0%}") for d, box in boxes])
-            return [{"query": d.query, "score": d.score, "box": [round(v, 1) for v in box]} for d, box in boxes], \
-                _png(drawn)
+            found = models.run_here(detect_image, detector, picture, list(names), threshold)
+            return [{"query": d.query, "score": d.score, "box": [round(v, 1) for v in box]} for d, box in found], \
+                _png(draw_detections(picture, found))
 
         detections, png = await read_image(image, find)
         return {"queries": list(names), "detections": detections,

@@ -42,6 +42,14 @@ def detect_pixels(model: Detector, pixels: torch.Tensor, queries: Sequence[str],
     return found
 
 
+def detect_image(model: Detector, picture, queries: Sequence[str], threshold: float = 0.0
+                 ) -> list[tuple[Detection, tuple[float, ...]]]:
+    """One image's detections, each with its box in the image's own pixels (what `detect` and
+    the server's /detect report)."""
+    found = detect_pixels(model, model.preprocess(picture)[None], queries, threshold)[0]
+    return [(d, in_image(d.box, picture.size, model.config.towers.vision.resize)) for d in found]
+
+
 def detect_examples(model: Detector, examples: Sequence[BoxedImage], queries: Sequence[str],
                     batch_size: int = 64) -> list[list[Detection]]:
     model.eval()
@@ -106,6 +114,11 @@ def in_image(box: tuple[float, float, float, float], size: tuple[int, int], resi
     side = min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
     return left + box[0] * side, top + box[1] * side, left + box[2] * side, top + box[3] * side
+
+
+def draw_detections(image, found: Sequence[tuple[Detection, tuple[float, ...]]]):
+    """A copy of the image with `detect_image`'s boxes drawn, each labelled with its query and score."""
+    return draw(image, [(box, f"{d.query} {d.score:.0%}") for d, box in found])
 
 
 def draw(image, boxes: Sequence[tuple[tuple[float, ...], str]]):
