@@ -101,6 +101,57 @@ def test_a_referring_expression_singles_out_its_object_by_what_it_takes():
     assert all(kind != "name" or text == "the blue square" for text, _, kind in found)
 
 
+def test_an_expression_is_taken_apart_at_its_relation_and_size_words():
+    from grounding.data.relations import Expression, parse_expression
+
+    assert parse_expression("The red circle") == Expression("red circle")
+    assert parse_expression("the small red circle to the left of the large blue square") == Expression(
+        "red circle", "small", "left of", "blue square", "large")
+    assert parse_expression("a big dog under a table") == Expression("dog", "large", "below", "table")
+    assert parse_expression("man on top of the horse") == Expression("man", None, "above", "horse")
+    assert parse_expression("left of") == Expression("left of")  # nothing on either side: a phrase
+    assert parse_expression("the leftover cake") == Expression("leftover cake")  # words, not letters
+    assert parse_expression("small") == Expression("small")  # a size word alone is the subject
+
+
+class _Scored(torch.nn.Module):
+    """A stand-in detector with three boxes and a fixed score for each phrase on each box."""
+
+    boxes = torch.tensor([[0.1, 0.4, 0.3, 0.6], [0.7, 0.35, 0.99, 0.65], [0.4, 0.4, 0.6, 0.6]])  # corners
+    scores = {"red circle": [2.0, 3.0, -4.0], "blue square": [-4.0, -4.0, 3.0]}
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.texts = []
+
+    def tokenizer(self, texts, truncate):
+        self.texts = list(texts)
+        return torch.zeros(len(texts), 1)
+
+    def queries(self, ids):
+        return ids
+
+    def forward(self, pixels, queries):
+        logits = torch.tensor([self.scores.get(text, [0.0] * 3) for text in self.texts]).t()[None]
+        cx, cy = (self.boxes[:, 0] + self.boxes[:, 2]) / 2, (self.boxes[:, 1] + self.boxes[:, 3]) / 2
+        w, h = self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1]
+        return logits.repeat(len(pixels), 1, 1), torch.stack([cx, cy, w, h], dim=-1)[None].repeat(len(pixels), 1, 1)
+
+
+def test_locate_resolves_relation_and_size_words_by_the_boxes_geometry():
+    from grounding.tasks.detection.evaluate import locate_pixels
+
+    model, pixels = _Scored(), torch.zeros(4, 3, 8, 8)
+    asked = ["the red circle", "the red circle left of the blue square", "a red circle to the right of the blue square",
+             "the small red circle"]
+    picked = [found.box for found in locate_pixels(model, pixels, asked)]
+    right, left = model.boxes[1].tolist(), model.boxes[0].tolist()
+    assert [pytest.approx(box, abs=1e-6) for box in picked] == [right, left, right, left]
+    nothing_above = locate_pixels(model, pixels[:1], ["the red circle above the blue square"])[0]
+    assert nothing_above.box == pytest.approx(right, abs=1e-6)  # no pair holds it: the best circle
+
+
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
     folder = tmp_path_factory.mktemp("detect") / "run"
@@ -144,6 +195,26 @@ def test_detect_reports_draws_and_skips_by_name(detector, tmp_path):
     assert skipped.exit_code == 1 and "broken.png" in skipped.output
     empty = runner.invoke(app, ["detect", str(tmp_path / "scene.png"), "--queries", " , ", "--model", str(detector)])
     assert empty.exit_code == 2 and "no queries" in empty.output
+
+
+@pytest.mark.slow
+def test_an_example_crop_finds_its_kind_and_is_labelled_by_its_name(detector, tmp_path):
+    from grounding.data.synthetic import Scene, SceneObject
+
+    Scene((SceneObject("circle", "red", "large", 0.5, 0.5),)).render(64).crop((12, 12, 52, 52)).save(
+        tmp_path / "red-circle.png")
+    scene = Scene((SceneObject("circle", "red", "large", 0.3, 0.3), SceneObject("square", "blue", "large", 0.7, 0.7)))
+    scene.render(64).save(tmp_path / "scene.png")
+    shown = runner.invoke(app, ["detect", str(tmp_path / "scene.png"), "--query-image", str(tmp_path / "red-circle.png"),
+                                "--queries", "blue square", "--model", str(detector), "--threshold", "0", "--json"])
+    assert shown.exit_code == 0, shown.output
+    found = json.loads(shown.stdout.splitlines()[-1])["detections"]
+    assert {d["query"] for d in found} == {"red-circle", "blue square"}
+    x0, y0, x1, y1 = next(d["box"] for d in found if d["query"] == "red-circle")  # its best box: the circle's
+    assert abs((x0 + x1) / 2 - 19.2) < abs((x0 + x1) / 2 - 44.8) and abs((y0 + y1) / 2 - 19.2) < abs((y0 + y1) / 2 - 44.8)
+    missing = runner.invoke(app, ["detect", str(tmp_path / "scene.png"), "--query-image", str(tmp_path / "no.png"),
+                                  "--model", str(detector)])
+    assert missing.exit_code != 0 and "no.png" in missing.output and "Traceback" not in missing.output
 
 
 @pytest.mark.slow

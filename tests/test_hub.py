@@ -21,6 +21,7 @@ from PIL import Image
 from grounding import hub
 from grounding.build import create_model
 from grounding.config import preset
+from grounding.errors import BadInput
 from grounding.formats.huggingface import write_hf_folder
 from grounding.formats.openai import write_open_clip
 
@@ -228,6 +229,9 @@ def test_names_resolve_to_repos_and_local_paths_stay_local(tmp_path, monkeypatch
     assert hub.repo_of("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K") == "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
     assert hub.repo_of("org/name") == "org/name"
     assert hub.repo_of("ViT-B-16-SigLIP:webli") == "google/siglip-base-patch16-224"
+    assert hub.repo_of("OWL-ViT-B-32:google", "detect") == "google/owlvit-base-patch32"
+    with pytest.raises(BadInput, match="is a detector, not a CLIP model"):
+        hub.repo_of("OWL-ViT-B-32:google")
     assert hub.repo_of("runs") is None and hub.repo_of("./runs/demo") is None and hub.repo_of("a/b/c") is None
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()

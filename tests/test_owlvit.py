@@ -41,6 +41,23 @@ def test_transformers_owlvit_folders_detect_here_with_its_logits_and_boxes(tmp_p
     assert (logits - expected.logits).abs().max() < 1e-4 and (boxes - expected.pred_boxes).abs().max() < 1e-4
 
 
+def test_example_images_query_as_transformers_image_guided_detection_does(tmp_path):
+    config = transformers.OwlViTConfig(
+        text_config=dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, max_position_embeddings=16),
+        vision_config=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=64, patch_size=16), projection_dim=32)
+    torch.manual_seed(2)
+    theirs = transformers.OwlViTForObjectDetection(config).eval()
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = load_task_model(tmp_path / "hf", "detect")
+    pixels, examples = torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = theirs.image_guided_detection(pixel_values=pixels, query_pixel_values=examples)
+        logits, boxes = ours(pixels, ours.example_queries(examples)[:, None])  # each image its own example
+    assert (logits - expected.logits).abs().max() < 1e-4 and (boxes - expected.target_pred_boxes).abs().max() < 1e-4
+
+
 def test_transformers_reads_our_detectors_with_our_logits_and_boxes(tmp_path):
     """OWL-ViT pools a text at its largest id: the written vocabulary has the end token last, so
     the same texts give transformers the ids it pools right, and reading the folder back gives

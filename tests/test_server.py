@@ -303,7 +303,7 @@ def test_requests_of_images_over_the_pixel_budget_wait_their_turn_and_all_answer
 
 
 def test_detect_gives_the_detectors_own_boxes_in_the_images_pixels_and_a_drawing(client, server_world, scene):
-    from grounding.tasks.detection.evaluate import detect_pixels, in_image
+    from grounding.tasks.detection.evaluate import ask, detect_pixels, in_image
     from grounding.tasks.saved import load_task_model
 
     answer = client.post("/detect", files={"image": ("s.png", scene, "image/png")},
@@ -312,7 +312,8 @@ def test_detect_gives_the_detectors_own_boxes_in_the_images_pixels_and_a_drawing
     body = answer.json()
     detector = load_task_model(server_world / "detect", "detect")
     picture = Image.open(io.BytesIO(scene)).convert("RGB")
-    own = detect_pixels(detector, detector.preprocess(picture)[None], ["red circle", "blue square"], 0.0)[0]
+    asked = ask(detector, ["red circle", "blue square"])
+    own = detect_pixels(detector, detector.preprocess(picture)[None], asked, 0.0)[0]
     assert [d["query"] for d in body["detections"]] == [d.query for d in own]
     assert all(abs(a["score"] - d.score) < 1e-5 for a, d in zip(body["detections"], own))
     first = in_image(own[0].box, picture.size, detector.config.towers.vision.resize)

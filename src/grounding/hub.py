@@ -31,6 +31,7 @@ class Published:
     activation: str
     image_size: int
     trained_on: str
+    task: str = "clip"  # or "detect": an OWL-ViT, for detect, locate, detect-eval and serve --detect-model
 
 
 PUBLISHED = {
@@ -53,16 +54,28 @@ PUBLISHED = {
     "ViT-L-16-SigLIP-384:webli": Published("google/siglip-large-patch16-384", "gelu_tanh", 384, "WebLI"),
     "ViT-SO400M-14-SigLIP:webli": Published("google/siglip-so400m-patch14-224", "gelu_tanh", 224, "WebLI"),
     "ViT-SO400M-14-SigLIP-384:webli": Published("google/siglip-so400m-patch14-384", "gelu_tanh", 384, "WebLI"),
+    # OWL-ViT: CLIP's towers fine-tuned to detect (Minderer et al., 2022), Google's Hugging Face repos
+    "OWL-ViT-B-32:google": Published("google/owlvit-base-patch32", "quick_gelu", 768, "WIT-400M, then O365+VG",
+                                     "detect"),
+    "OWL-ViT-B-16:google": Published("google/owlvit-base-patch16", "quick_gelu", 768, "WIT-400M, then O365+VG",
+                                     "detect"),
+    "OWL-ViT-L-14:google": Published("google/owlvit-large-patch14", "quick_gelu", 840, "WIT-400M, then O365+VG",
+                                     "detect"),
 }
 OPENAI_NAMES = {"ViT-B/32": "ViT-B-32:openai", "ViT-B/16": "ViT-B-16:openai", "ViT-L/14": "ViT-L-14:openai",
                 "ViT-L/14@336px": "ViT-L-14-336:openai"}  # as clip.load() names them
 
 
-def repo_of(name: str) -> str | None:
+def repo_of(name: str, task: str = "clip") -> str | None:
     """The hub repo a model name means, or None when it names no published model: a published
-    name, `hf-hub:ORG/NAME`, or `ORG/NAME` (the caller has found no such local path first)."""
+    name (of a model for `task`), `hf-hub:ORG/NAME`, or `ORG/NAME` (the caller has found no such
+    local path first)."""
     name = OPENAI_NAMES.get(name, name)
     if name in PUBLISHED:
+        if PUBLISHED[name].task != task:
+            raise BadInput(f"{name} is a {'detector' if PUBLISHED[name].task == 'detect' else 'CLIP model'}, not "
+                           f"a {'detector' if task == 'detect' else 'CLIP model'}: `grounding models` lists which is "
+                           "which")
         return PUBLISHED[name].repo
     repo = name.removeprefix("hf-hub:")
     parts = repo.split("/")

@@ -190,5 +190,6 @@ def reference(name_or_path: str | Path) -> str:
     from . import hub
 
     name = str(name_or_path)
-    by_name = name in PRESETS or name in BUILTIN or (hub.repo_of(name) is not None and not Path(name).exists())
+    by_name = name in PRESETS or name in BUILTIN or name in hub.PUBLISHED or (
+        hub.repo_of(name) is not None and not Path(name).exists())
     return name if isinstance(name_or_path, str) and by_name else str(Path(name).resolve())

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import BadInput
+from .relations import OPPOSITE, where
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {
@@ -48,13 +49,7 @@ class SceneObject:
 
 def relation(a: SceneObject, b: SceneObject) -> str:
     """Where a stands relative to b, along the axis that separates them most."""
-    dx, dy = a.x - b.x, a.y - b.y
-    if abs(dx) >= abs(dy):
-        return "left of" if dx < 0 else "right of"
-    return "above" if dy < 0 else "below"
-
-
-_OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+    return where(a.x - b.x, a.y - b.y)
 
 
 @dataclass(frozen=True)
@@ -107,7 +102,7 @@ class Scene:
                         found["object" if attr == "shape" else "attribute"].add(Scene(tuple(swapped)).caption())
         if len(objs) == 2 and (objs[0].colour, objs[0].shape) != (objs[1].colour, objs[1].shape):
             a, b = objs  # (two red squares would make "is the red square left of the red square?")
-            found["relation"].add(f"a {a.phrase} {_OPPOSITE[relation(a, b)]} a {b.phrase}")
+            found["relation"].add(f"a {a.phrase} {OPPOSITE[relation(a, b)]} a {b.phrase}")
         truth = self.caption()
         return {kind: sorted(captions - {truth}) for kind, captions in found.items() if captions - {truth}}
 
@@ -151,7 +146,7 @@ class Scene:
             a, b = objs  # (two red squares would make "is the red square left of the red square?")
             rel = relation(a, b)
             qa.append((f"is the {a.colour} {a.shape} {rel} the {b.colour} {b.shape}?", "yes", "relation"))
-            qa.append((f"is the {a.colour} {a.shape} {_OPPOSITE[rel]} the {b.colour} {b.shape}?", "no", "relation"))
+            qa.append((f"is the {a.colour} {a.shape} {OPPOSITE[rel]} the {b.colour} {b.shape}?", "no", "relation"))
         return qa
 
 

@@ -72,6 +72,22 @@ class Detector(nn.Module):
         logits = embeds @ queries.t() if queries.dim() == 2 else torch.einsum("bpd,bqd->bpq", embeds, queries)
         return (logits + self.logit_shift(patches)) * (F.elu(self.logit_scale(patches)) + 1)
 
+    def example_queries(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Unit query embeddings (len(pixels), dim) of example images, picked as OWL-ViT's
+        image-guided detection picks them: of the patches whose box overlaps the whole example
+        most (IoU at least 0.8 of the best; generalised IoU where none overlaps), the one least
+        like the example's average patch, which is the object rather than its background."""
+        _, embeds, boxes = self.encode(pixels)
+        whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=boxes.device)
+        picked = []
+        for image_embeds, image_boxes in zip(embeds, corners(boxes)):
+            overlap = box_iou(whole, image_boxes)[0][0]
+            if not overlap.any():
+                overlap = generalized_iou(whole, image_boxes)[0]
+            near = (overlap >= overlap.max() - 0.2 * overlap.max().abs()).nonzero()[:, 0]
+            picked.append(image_embeds[near[(image_embeds[near] @ image_embeds.mean(0)).argmin()]])
+        return torch.stack(picked)
+
     def forward(self, pixels: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (batch, patches, queries), boxes (batch, patches, 4)), as `score` and `encode`."""
         patches, embeds, boxes = self.encode(pixels)

@@ -85,7 +85,7 @@ def load_task_model(folder: str | Path, task: str) -> TaskModel:
 
     if task == "detect" and is_owlvit_folder(folder):
         return load_owlvit_folder(folder)
-    if task == "detect" and not Path(folder).exists() and (repo := repo_of(str(folder))):
+    if task == "detect" and not Path(folder).exists() and (repo := repo_of(str(folder), "detect")):
         return load_owlvit_folder(fetch(repo))  # an OWL-ViT on the hub: google/owlvit-base-patch32
     model = build_task_model(folder, task)
     path = Path(folder) / WEIGHTS_FILE

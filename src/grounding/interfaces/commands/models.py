@@ -46,6 +46,8 @@ def models() -> None:
     aliases = {published: alias for alias, published in OPENAI_NAMES.items()}
     for name, model in PUBLISHED.items():
         shown = name + (f" ({aliases[name]})" if name in aliases else "")
+        if model.task == "detect" and name == next(n for n, m in PUBLISHED.items() if m.task == "detect"):
+            typer.echo("detectors: for detect, locate, detect-eval and serve --detect-model (OWL-ViT)")
         typer.echo(f"  {shown:<37} {model.repo:<38} {model.activation:<10} {model.image_size:>3}  "
                    f"{model.trained_on:<17} {'cached' if cached(model.repo) else ''}".rstrip())
 

@@ -239,7 +239,9 @@ def locate_command(
 def detect_command(
     images: list[str] = typer.Argument(..., metavar="IMAGE", help="Image files, folders (searched recursively) or "
                                                                   "patterns such as 'photos/*.png'."),
-    queries: str = typer.Option(..., help='What to find, comma-separated, e.g. "red circle,blue square".'),
+    queries: str = typer.Option("", help='What to find, comma-separated, e.g. "red circle,blue square".'),
+    query_image: list[Path] = typer.Option([], help="An example of what to find (a crop of one object), instead "
+                                           "of or beside --queries; repeat for more; labelled by file name."),
     model: Path = typer.Option(..., help="A folder written by grounding train-detect, an OWL-ViT folder, or a hub "
                                "repo holding one (google/owlvit-base-patch32)."),
     threshold: float = typer.Option(0.3, min=0.0, max=1.0, help="The least score a box is reported with."),
@@ -258,18 +260,19 @@ def detect_command(
     from ...errors import BadInput
     from ...files import refuse_foreign, writable_folder
     from ...runtime import Runtime
-    from ...tasks.detection.evaluate import detect_image, draw_detections
+    from ...tasks.detection.evaluate import ask, detect_image, draw_detections
     from ...tasks.saved import load_task_model
 
     names = list(dict.fromkeys(q.strip() for q in queries.split(",") if q.strip()))
-    if not names:
-        raise BadInput("no queries: give some, separated by commas", "--queries")
+    if not names and not query_image:
+        raise BadInput("no queries: give some, separated by commas, or an example with --query-image", "--queries")
     if json_output and csv_output:
         raise BadInput("choose one of --json and --csv", "--csv")
     if out is not None:
         refuse_foreign(out, False, {"*.png"}, "choose an empty or new --out for the drawn images")
         writable_folder(out)
     detector = load_task_model(model, "detect").to(Runtime.resolve(device).device)
+    asked = ask(detector, names, {path.stem: load_image(path) for path in query_image})
     writer = csv.writer(typer.get_text_stream("stdout")) if csv_output else None
     if writer:
         writer.writerow(["path", "query", "score", "x0", "y0", "x1", "y1"])
@@ -281,7 +284,7 @@ def detect_command(
             typer.echo(f"skipped {e}", err=True)
             failed += 1
             continue
-        found = detect_image(detector, image, names, threshold)
+        found = detect_image(detector, image, asked, threshold)
         if out is not None:
             draw_detections(image, found).save(out / f"{path.stem}.png")
         if writer:

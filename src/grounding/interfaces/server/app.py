@@ -255,7 +255,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
                      threshold: float = Form(0.3, ge=0.0, le=1.0)) -> dict:
         """Every box whose score for a query passes the threshold (in the image's own pixels),
         and the image with them drawn (a PNG data URL)."""
-        from ...tasks.detection.evaluate import detect_image, draw_detections
+        from ...tasks.detection.evaluate import ask, detect_image, draw_detections
 
         if models.detector is None:
             raise HTTPException(404, "this server has no detector: start it with --detect-model (grounding "
@@ -264,7 +264,7 @@ def create_app(settings: ServerSettings, models: Models | None = None) -> FastAP
         detector = models.detector
 
         def find(picture: Image.Image) -> tuple[list[dict], bytes]:
-            found = models.run_here(detect_image, detector, picture, list(names), threshold)
+            found = models.run_here(lambda: detect_image(detector, picture, ask(detector, names), threshold))
             return [{"query": d.query, "score": d.score, "box": [round(v, 1) for v in box]} for d, box in found], \
                 _png(draw_detections(picture, found))
 

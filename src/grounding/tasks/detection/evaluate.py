@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ...errors import need
+from ...data.relations import holds, parse_expression
+from ...errors import BadInput, need
 from ...models.detector import Detector, box_iou, corners
 from ...runtime import device_of
 from ..towers import pixels_of
@@ -27,22 +28,44 @@ class Detection:
     score: float
 
 
+@dataclass
+class Queries:
+    """What to find: each query's label and unit embedding (a text's, or an example image's)."""
+    labels: list[str]
+    embeddings: torch.Tensor  # (queries, dim)
+
+
 @torch.no_grad()
-def detect_pixels(model: Detector, pixels: torch.Tensor, queries: Sequence[str], threshold: float = 0.0,
+def ask(model: Detector, texts: Sequence[str] = (), examples: Mapping[str, object] | None = None) -> Queries:
+    """Queries from texts, and from example images (PIL images by label) as OWL-ViT's
+    image-guided detection takes them (`Detector.example_queries`)."""
+    parts, labels = [], list(texts)
+    if texts:
+        parts.append(model.queries(model.tokenizer(list(texts), truncate=True).to(device_of(model))))
+    if examples:
+        pixels = torch.stack([model.preprocess(image) for image in examples.values()]).to(device_of(model))
+        parts.append(model.example_queries(pixels))
+        labels += list(examples)
+    if not parts:
+        raise BadInput("nothing to find: give query texts or example images")
+    return Queries(labels, torch.cat(parts))
+
+
+@torch.no_grad()
+def detect_pixels(model: Detector, pixels: torch.Tensor, queries: Queries, threshold: float = 0.0,
                   keep: int = KEEP) -> list[list[Detection]]:
     """Per image, its boxes scoring over `threshold` for their best query, best first."""
-    ids = model.tokenizer(list(queries), truncate=True).to(device_of(model))
-    logits, boxes = model(pixels.to(device_of(model)), model.queries(ids))
+    logits, boxes = model(pixels.to(device_of(model)), queries.embeddings)
     scores, best = torch.sigmoid(logits.float()).max(dim=-1)
     found = []
     for image_scores, image_best, image_boxes in zip(scores, best, corners(boxes.float()).clamp(0, 1)):
         order = image_scores.argsort(descending=True)[:keep]
-        found.append([Detection(tuple(image_boxes[i].tolist()), queries[image_best[i]], float(image_scores[i]))
+        found.append([Detection(tuple(image_boxes[i].tolist()), queries.labels[image_best[i]], float(image_scores[i]))
                       for i in order if image_scores[i] > threshold])
     return found
 
 
-def detect_image(model: Detector, picture, queries: Sequence[str], threshold: float = 0.0
+def detect_image(model: Detector, picture, queries: Queries, threshold: float = 0.0
                  ) -> list[tuple[Detection, tuple[float, ...]]]:
     """One image's detections, each with its box in the image's own pixels (what `detect` and
     the server's /detect report)."""
@@ -50,10 +73,10 @@ def detect_image(model: Detector, picture, queries: Sequence[str], threshold: fl
     return [(d, in_image(d.box, picture.size, model.config.towers.vision.resize)) for d in found]
 
 
-def detect_examples(model: Detector, examples: Sequence[BoxedImage], queries: Sequence[str],
+def detect_examples(model: Detector, examples: Sequence[BoxedImage], texts: Sequence[str],
                     batch_size: int = 64) -> list[list[Detection]]:
     model.eval()
-    found = []
+    queries, found = ask(model, texts), []
     for start in range(0, len(examples), batch_size):
         found += detect_pixels(model, pixels_of(model, examples[start:start + batch_size]), queries)
     return found
@@ -136,16 +159,47 @@ def draw(image, boxes: Sequence[tuple[tuple[float, ...], str]]):
 
 @torch.no_grad()
 def locate_pixels(model: Detector, pixels: torch.Tensor, expressions: Sequence[str]) -> list[Detection]:
-    """Per image, the one box its own referring expression picks (the patch that scores it
-    highest, shift and scale included: on the built-in world, 71% of referents against 54% by
-    plain similarity), with that score."""
-    ids = model.tokenizer(list(expressions), truncate=True).to(device_of(model))
-    logits, boxes = model(pixels.to(device_of(model)), model.queries(ids)[:, None])
-    scores = torch.sigmoid(logits[..., 0].float())
-    best, rows = scores.argmax(dim=1), torch.arange(len(pixels))
-    picked = corners(boxes.float()).clamp(0, 1)[rows, best]
-    return [Detection(tuple(box.tolist()), text, float(score)) for box, text, score in
-            zip(picked, expressions, scores[rows, best])]
+    """Per image, the one box its own referring expression picks, with its score. The expression
+    is taken apart (`data/relations.py`) as MAttNet takes it apart into modules, with rules in
+    place of learned ones: its subject ("red circle") and anchor ("blue square") are detection
+    queries on every patch; a size word keeps the subject's (or anchor's) candidates of that size's extreme;
+    a relation word keeps the (subject, anchor) pairs of distinct boxes it holds between, and
+    the best pair's subject box is picked. A phrase with neither is scored whole."""
+    parsed = [parse_expression(text) for text in expressions]
+    texts = sorted({text for p in parsed for text in (p.subject, p.anchor) if text})
+    logits, boxes = model(pixels.to(device_of(model)), ask(model, texts).embeddings)
+    found = []
+    for scores, image_boxes, part, expression in zip(torch.sigmoid(logits.float()), corners(boxes.float()).clamp(0, 1),
+                                                     parsed, expressions):
+        weight = scores[:, texts.index(part.subject)]
+        if part.size:
+            weight = weight * of_size(weight, image_boxes, part.size)
+        if part.relation:
+            centres = (image_boxes[:, :2] + image_boxes[:, 2:]) / 2
+            offset = centres[:, None] - centres[None]  # subject's centre less the anchor's, every pair
+            apart = box_iou(image_boxes, image_boxes)[0] < 0.5  # two patches boxing one object are no pair
+            anchor = scores[:, texts.index(part.anchor)]
+            if part.anchor_size:
+                anchor = anchor * of_size(anchor, image_boxes, part.anchor_size)
+            pairs = weight[:, None] * anchor[None] * (
+                holds(part.relation, offset[..., 0], offset[..., 1]) & apart)
+            if pairs.max() > 0:
+                weight = pairs.max(dim=1).values
+        best = int(weight.argmax())
+        found.append(Detection(tuple(image_boxes[best].tolist()), expression, float(weight[best])))
+    return found
+
+
+def of_size(weight: torch.Tensor, boxes: torch.Tensor, size: str) -> torch.Tensor:
+    """1 for the candidates (scoring at least half the best) whose area is within a quarter of the
+    smallest candidate's ("small") or the largest's ("large"), 0 for the rest."""
+    candidate = weight >= weight.max() / 2
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    if size == "small":
+        keep = area <= area[candidate].min() * 1.25
+    else:
+        keep = area >= area[candidate].max() / 1.25
+    return (candidate & keep).float()
 
 
 def referring_accuracy(model: Detector, examples: Sequence[BoxedImage], batch_size: int = 64) -> dict:
