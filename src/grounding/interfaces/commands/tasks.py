@@ -214,7 +214,10 @@ def locate_command(
     device: Device = "auto",
 ) -> None:
     """The one box a referring expression picks out (the phrase's one referent), with its score,
-    in the image's own pixels. `grounding ground` shows the heat map behind such a choice."""
+    in the image's own pixels. Relation words ("left of", "above", "under", ...) and size words
+    ("small", "big") are read as such: the subject and the anchor are found apart and the pair
+    the relation holds between is picked (docs/tasks.md). `grounding ground` shows the heat map
+    behind a phrase."""
     from ...data.images import load_image
     from ...errors import BadInput
     from ...runtime import Runtime
