@@ -28,6 +28,62 @@ def test_the_swaps_of_a_scene_by_kind():
     assert scene.hard_negatives() == sorted(c for group in swaps.values() for c in group)
 
 
+@pytest.mark.parametrize("caption, negatives", [
+    ("a red cup on a blue table",
+     ["a blue table on a red cup", "a red table on a blue cup", "a blue cup on a red table"]),
+    ("A dog chasing the cat.", ["A cat chasing the dog"]),  # the noun swap is the same sentence: said once
+    ("an egg in a box", ["a box in an egg"]),  # articles agree with their new nouns
+    ("the circle to the left of the square", ["the square to the left of the circle"]),
+    ("a red apple and a green pear", ["a red pear and a green apple", "a green apple and a red pear"]),
+    ("a cat next to a dog", []),  # symmetric: the swap says the same
+    ("a cup of tea", []),  # one noun phrase
+    ("two cats", []),
+])
+def test_rule_made_negatives_swap_around_relations_and_attributes_and_nothing_else(caption, negatives):
+    from grounding.data.negatives import swapped
+
+    assert swapped(caption) == negatives
+
+
+def test_hard_negatives_come_from_the_csv_column_or_else_by_rule(tmp_path):
+    import csv
+
+    import grounding
+    from grounding.config import preset
+    from grounding.data.batches import PairBatches
+    from grounding.data.images import TrainTransform
+    from grounding.data.pairs import open_pairs
+
+    for name, colour in (("a.png", "red"), ("b.png", "blue"), ("c.png", "green")):
+        _picture(tmp_path / name, colour)
+    with open(tmp_path / "pairs.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("image", "caption", "negatives"), ("a.png", "a red square", "a blue square|a red disc"),
+                                 ("b.png", "a blue cup on a table", ""), ("c.png", "green", "")])
+    model = grounding.create_model(preset("tiny"))
+    mixture = open_pairs(f"csv:{tmp_path / 'pairs.csv'}")
+    assert mixture.sources[0].pairs[0].negatives == ["a blue square", "a red disc"]
+    batch = PairBatches(mixture, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3), 3, 0, 0, 1,
+                        hard_negatives=True).build(0, {}, [], 0)
+    said = {model.tokenizer.decode(c): (model.tokenizer.decode(n), bool(h))
+            for c, n, h in zip(batch.ids, batch.negatives, batch.have_negative)}
+    assert said["a red square"][0] in {"a blue square", "a red disc"} and said["a red square"][1]
+    assert said["a blue cup on a table"] == ("a table on a blue cup", True)  # by rule: no column for it
+    assert not said["green"][1]  # nothing to swap: no negative
+
+
+def test_an_example_without_a_negative_adds_no_column_to_the_loss():
+    from grounding.losses import clip_loss, siglip_loss
+
+    torch.manual_seed(0)
+    image, text, wrong = (torch.nn.functional.normalize(torch.randn(4, 8), dim=-1) for _ in range(3))
+    have = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    scale, bias = torch.tensor(2.0), torch.tensor(-1.0)
+    assert clip_loss(image, text, scale, wrong * have[:, None]) == pytest.approx(
+        float(clip_loss(image, text, scale, wrong[[0, 2]])))
+    assert siglip_loss(image, text, scale, bias, wrong * have[:, None]) == pytest.approx(
+        float(siglip_loss(image, text, scale, bias, wrong[[0, 2]])))
+
+
 def _picture(path, colour) -> None:
     Image.new("RGB", (32, 32), colour).save(path)
 

@@ -9,6 +9,11 @@ import torch
 import torch.nn.functional as F
 
 
+def present(negatives: torch.Tensor | None) -> torch.Tensor | None:
+    """The hard negatives that are there: an example with none to give has a zero row."""
+    return None if negatives is None else negatives[negatives.abs().sum(-1) > 0]
+
+
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
               negatives: torch.Tensor | None = None, columns: tuple[torch.Tensor, torch.Tensor] | None = None,
               first: int = 0, total: int | None = None) -> torch.Tensor:
@@ -23,7 +28,7 @@ def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor
     per_image = scale * image @ all_text.t()
     per_text = per_image.t() if columns is None else scale * text @ all_image.t()
     if negatives is not None:
-        per_image = torch.cat([per_image, scale * image @ negatives.t()], 1)
+        per_image = torch.cat([per_image, scale * image @ present(negatives).t()], 1)
     summed = F.cross_entropy(per_image, labels, reduction="sum") + F.cross_entropy(per_text, labels, reduction="sum")
     return summed / (2 * (total or len(image)))
 
@@ -41,7 +46,7 @@ def siglip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tens
     signs = 2 * torch.eye(len(logits), device=logits.device, dtype=logits.dtype) - 1
     loss = -F.logsigmoid(signs * logits).sum()
     for texts in ([] if negatives is None else [negatives]) + list(others):
-        loss = loss + unmatched(texts)
+        loss = loss + unmatched(present(texts))
     return loss / (total or len(image))
 
 

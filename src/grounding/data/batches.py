@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..errors import BadInput
 from ..tokenizer import Tokenizer
 from .images import BadImageError, TrainTransform, one_thread
-from .pairs import Mixture, StreamPosition, caption_of, describe_skip
+from .negatives import swapped
+from .pairs import Mixture, Sample, StreamPosition, caption_of, describe_skip
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Batch:
     positions: dict[str, dict] = field(default_factory=dict)  # "source/stream" -> StreamPosition, tar sources
     image_features: torch.Tensor | None = None  # instead of pixels and ids: cached backbone features
     text_features: torch.Tensor | None = None
+    have_negative: torch.Tensor | None = None  # which rows of `negatives` are real (some examples have none)
 
 
 class PairBatches(IterableDataset):
@@ -105,7 +107,7 @@ class PairBatches(IterableDataset):
 
     def build(self, step: int, readers: dict, problems: list[dict], stream: int) -> Batch:
         chosen, skipped, positions, drawn = self.choose(step, readers, problems, stream)
-        pixels, captions, scenes = [], [], []
+        pixels, captions, wrong = [], [], []
         for sample, caption, source, index in chosen:
             try:
                 image = sample.image(self.transform.image_size)
@@ -115,16 +117,27 @@ class PairBatches(IterableDataset):
             # each example's crop (and near miss) seeded by its place in the global batch: the same on any rank
             pixels.append(self.transform(image, np.random.default_rng([self.seed, step, 7, source, index])))
             captions.append(caption)
-            scenes.append((sample.ref.scene, source, index))
+            if self.hard_negatives:
+                wrong.append(hard_negative(sample, caption, np.random.default_rng([self.seed, step, 8, source, index])))
         size = self.transform.image_size
         ids, cut = self.tokenizer.tokenize(captions, truncate=True)
-        negatives = None
+        negatives = have = None
         if self.hard_negatives:
-            negatives = self.tokenizer([scene.near_miss(np.random.default_rng([self.seed, step, 8, source, index]))
-                                        for scene, source, index in scenes], truncate=True)
+            negatives = self.tokenizer([text or "" for text in wrong], truncate=True)
+            have = None if all(wrong) else torch.tensor([text is not None for text in wrong])
         stacked = torch.stack(pixels) if pixels else torch.empty(0, 3, size, size)
         return Batch(step, stacked, ids, negatives, drawn, [dict(r, step=step) for r in skipped], len(cut),
-                     positions)
+                     positions, have_negative=have)
+
+
+def hard_negative(sample: Sample, caption: str, rng: np.random.Generator) -> str | None:
+    """One wrong caption for the example, or None: a scene's near miss (the built-in world),
+    one of the data's own negatives (a CSV's `negatives` column), or else a rule-made swap of the
+    caption's words (data/negatives.py)."""
+    if sample.ref.scene is not None:
+        return sample.ref.scene.near_miss(rng)
+    choices = sample.negatives or swapped(caption)
+    return choices[int(rng.integers(len(choices)))] if choices else None
 
 
 def batch_loader(batches: PairBatches, workers: int) -> DataLoader:

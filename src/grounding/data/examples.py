@@ -16,11 +16,13 @@ from .images import ImageList, ImageRef
 
 @dataclass
 class Pair:
-    """An image file with its captions (one is drawn at each use)."""
+    """An image file with its captions (one is drawn at each use), and any hard-negative
+    captions its data gives (wrong ones that look right: NegCLIP's training rows)."""
 
     image: Path
     captions: list[str]
     source: str
+    negatives: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -50,6 +50,7 @@ class Sample:
     ref: ImageRef
     captions: list[str]
     problem: str = ""
+    negatives: list[str] = field(default_factory=list)  # the data's own hard negatives, if it has any
 
     @property
     def key(self) -> str:
@@ -88,7 +89,7 @@ class ListSource:
     def draw(self, seed: int, step: int, n: int) -> list[Sample]:
         if self._stream is None or self._stream.seed != seed:
             self._stream = ListStream(self.pairs, seed)
-        return [Sample(ImageRef(p.image), p.captions) for p in self._stream.batch(step, n)]
+        return [Sample(ImageRef(p.image), p.captions, negatives=p.negatives) for p in self._stream.batch(step, n)]
 
 
 class SyntheticSource:
@@ -280,13 +281,17 @@ def _open_one(spec: Spec, shuffle_buffer: int, resampled: bool):
 
 
 def csv_pairs(path: str | Path) -> list[Pair]:
-    """Rows of image,caption; the rows of one image become one pair with several captions."""
+    """Rows of image,caption; the rows of one image become one pair with several captions. An
+    optional `negatives` column holds hard-negative captions, separated by `|`."""
     path = Path(path)
     rows = read_csv_rows(path, {"image", "caption"}, "csv:PATH wants columns image,caption")
     by_image: dict[str, list[str]] = {}
+    negatives: dict[str, list[str]] = {}
     for row in rows:
         by_image.setdefault(row["image"], []).append(row["caption"] or "")
-    return [Pair(path.parent / image, captions, f"csv:{path}") for image, captions in by_image.items()]
+        negatives.setdefault(row["image"], []).extend(clean_captions((row.get("negatives") or "").split("|")))
+    return [Pair(path.parent / image, captions, f"csv:{path}", negatives[image])
+            for image, captions in by_image.items()]
 
 
 def folder_pairs(root: str | Path) -> tuple[list[Pair], list[dict]]:

@@ -48,7 +48,7 @@ class PairFeed:
         self.mixture, self.model, self.cfg, self.run, self.runtime = mixture, model, cfg, run, runtime
         self.world = world
         self.positions: dict[str, dict] = {}
-        self.counts = {"drawn": 0, "skipped": 0, "truncated": 0}
+        self.counts = {"drawn": 0, "skipped": 0, "truncated": 0, "negatives": 0}  # negatives: examples that had one
         self.iterator = None
         self.logged = {json.loads(line)["key"] for line in _lines(run.skipped)}  # each bad file listed once
         left_out = [dict(r, step=0) for s in mixture.sources for r in s.left_out]
@@ -76,11 +76,15 @@ class PairFeed:
         batch = self._next(step)
         assert batch.step == step, f"data for step {batch.step} arrived at step {step}"
         self.positions.update(batch.positions)
-        drawn, skipped, truncated = self.world.sum([batch.drawn, len(batch.skipped), batch.truncated])
+        negatives = 0 if batch.negatives is None else \
+            len(batch.negatives) if batch.have_negative is None else int(batch.have_negative.sum())
+        drawn, skipped, truncated, negatives = self.world.sum([batch.drawn, len(batch.skipped), batch.truncated,
+                                                               negatives])
         records = [r for part in self.world.gather_objects(batch.skipped) for r in part] if skipped else []
         self.counts["drawn"] += int(drawn)
         self.counts["skipped"] += int(skipped)
         self.counts["truncated"] += int(truncated)
+        self.counts["negatives"] += int(negatives)
         self._log(records)
         self._check_quality()
         return batch

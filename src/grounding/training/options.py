@@ -130,7 +130,9 @@ class TrainConfig(LoopConfig):
                              "its end).")
     accum: int = option(1, "Split each batch into this many micro-batches; the loss still sees the whole batch.")
     precision: str = option("fp32", "fp32, or bf16 autocast (weights and optimizer state stay fp32).")
-    hard_negatives: bool = option(False, "synthetic data: add one near-miss caption per image (NegCLIP).")
+    hard_negatives: bool = option(False, "add one wrong caption per image among the captions it chooses from "
+                                         "(NegCLIP): the built-in world's near misses, a CSV's negatives column "
+                                         "(|-separated), or else the caption's words swapped by rule.")
     lock_image: bool = option(False, "Freeze the image tower (LiT: only the text side learns).")
     lock_image_unlocked_layers: int = option(0, "With --lock-image, still train its last N layers.")
     lock_text: bool = option(False, "Freeze the text tower.")

@@ -45,10 +45,16 @@ class Features(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None):
+    def forward(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None,
+                have: torch.Tensor | None = None):
+        """`have` (one flag an example) says which rows of `negatives` are real: the others (an
+        example with no negative to give) come out as zero vectors, which the losses leave out."""
         image = self.model.encode_image(pixels, normalize=True)
         text = self.model.encode_text(ids, normalize=True)
-        return image, text, None if negatives is None else self.model.encode_text(negatives, normalize=True)
+        if negatives is None:
+            return image, text, None
+        negative = self.model.encode_text(negatives, normalize=True)
+        return image, text, negative if have is None else negative * have[:, None].to(negative.dtype)
 
 
 def head_step(model: CLIP, image_features: torch.Tensor, text_features: torch.Tensor, runtime: Runtime) -> float:
@@ -75,24 +81,26 @@ class ContrastiveStep:
             gpus = [device] if device.type == "cuda" else None
             self.features = DistributedDataParallel(self.features, device_ids=gpus)
 
-    def __call__(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None) -> float:
+    def __call__(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None,
+                 have: torch.Tensor | None = None) -> float:
         device = pixels.device.type
         if self.accum == 1:
             with autocast(device, self.precision):
-                image, text, negative = self.features(pixels, ids, negatives)
+                image, text, negative = self.features(pixels, ids, negatives, have)
                 loss = distributed.contrastive_loss(self.model, image, text, negative, self.world,
                                                     self.gather_with_grad, self.local_loss)
             loss.backward()
             return loss.item()
-        return self._accumulated(pixels, ids, negatives)
+        return self._accumulated(pixels, ids, negatives, have)
 
-    def _accumulated(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None) -> float:
+    def _accumulated(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None,
+                     have: torch.Tensor | None) -> float:
         """With accum > 1 the features of all micro-batches are computed first without gradients,
         then each micro-batch is recomputed with gradients and its loss taken against the whole
         cached batch, so the summed gradient equals the full batch's (BatchNorm aside, whose
         statistics are per call)."""
         device, accum = pixels.device.type, self.accum
-        parts = [pixels.chunk(accum), ids.chunk(accum), negatives.chunk(accum) if negatives is not None else [None] * accum]
+        parts = [t.chunk(accum) if t is not None else [None] * accum for t in (pixels, ids, negatives, have)]
         chunks = list(zip(*parts))
         with torch.no_grad(), autocast(device, self.precision):
             cached = [self.features(*chunk) for chunk in chunks]
@@ -136,8 +144,6 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     cfg.check()
     distributed.check_options(cfg.loss or "clip", cfg.gather_with_grad, cfg.local_loss)  # again once the model is known
     _check_world(cfg, world)
-    if cfg.hard_negatives and cfg.data != "synthetic":
-        raise BadInput("--hard-negatives needs --data synthetic: near-miss captions come from the built-in world")
     runtime = Runtime.resolve(cfg.device, cfg.precision)
     if world.distributed and runtime.device.type == "cuda":
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
@@ -215,12 +221,14 @@ def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mix
             return head_step(model, move(batch.image_features), move(batch.text_features), runtime)
         if not world.distributed and len(batch.ids) < 2:  # nothing to contrast: every example was unusable
             return float("nan")
-        return step(move(batch.pixels), move(batch.ids), move(batch.negatives))
+        return step(move(batch.pixels), move(batch.ids), move(batch.negatives), move(batch.have_negative))
 
     def after_step(done: int) -> dict:
         model.clamp_logit_scale()
         row = {"temperature": round(float(model.logit_scale.detach().exp().reciprocal()), 5),
                "skipped": feed.counts["skipped"], "truncated": feed.counts["truncated"]}
+        if cfg.hard_negatives:
+            row["with_negative"] = feed.counts["negatives"]
         if validation and (done % cfg.eval_every == 0 or done == cfg.steps):
             row.update(validation.run(done))
         return row
