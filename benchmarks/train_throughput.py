@@ -1,14 +1,18 @@
 """Training throughput (image-text pairs/s) and peak memory of grounding beside open_clip and
 transformers' CLIPModel, built with the same shapes and random weights, fed the same real
-captions (the synthetic world's, tokenised to the context length) and random pixels.
+captions (the synthetic world's, tokenised to the context length) and random pixels, each
+stepped by the AdamW its own trainer uses (train_worker.py: optimizer_of).
 
     python benchmarks/train_throughput.py                # both presets, fp32 and bf16
     python benchmarks/train_throughput.py --preset small --repeats 5
 
-Each measurement runs in a fresh process; the peers run in their own virtual environment,
-made on first use at ~/.cache/grounding/peers-venv (one per machine) with
-`pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch transformers`. All processes
-get the same allocator settings (see docs/benchmarks.md) and the same thread count.
+Each measurement runs in a fresh process, every implementation on the same PyTorch: the
+peers' virtual environment, made on first use at ~/.cache/grounding/peers-venv (one per
+machine) with `pip install torch==2.14.1 torchvision==0.29.1 open_clip_torch transformers`,
+runs grounding too (from this checkout's src/), so no ratio is a difference of PyTorch builds
+(`--own-torch` runs grounding on this environment's instead). All processes get the same
+allocator settings (see docs/benchmarks.md) and the same thread count. The host's CPU and the
+instruction sets that decide bf16 speed (AVX-512 bf16, AMX) are printed above the table.
 """
 from __future__ import annotations
 
@@ -41,6 +45,24 @@ def peers_python() -> Path:
         subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.14.1", "torchvision==0.29.1",
                         "open_clip_torch", "transformers"], check=True)
     return python
+
+
+def host(python: Path) -> str:
+    """The CPU, its bf16-relevant instruction sets, and the PyTorch `python` runs."""
+    model, flags = "unknown CPU", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]
+    version = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                             text=True).stdout.strip()
+    present = " ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)
+    return f"{model}, {os.cpu_count()} cores; {present}; torch {version}"
 
 
 def captions(preset: str, peers: Path | None) -> Path:
@@ -84,15 +106,19 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="*", default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per measurement; the median is shown")
     parser.add_argument("--no-peers", action="store_true", help="measure grounding alone")
+    parser.add_argument("--own-torch", action="store_true", help="run grounding on this environment's PyTorch, "
+                        "not the peers'")
     args = parser.parse_args()
     peers = None if args.no_peers else peers_python()
+    ours = Path(sys.executable) if args.own_torch or peers is None else peers
     console = Console()
+    console.print(f"host: {host(ours)}" + ("" if ours == peers or peers is None else f"; peers: {host(peers)}"))
     table = Table("preset", "precision", "implementation", "pairs/s", "x best peer", "peak GiB",
                   title=f"Training throughput, {ENV['OMP_NUM_THREADS']} threads, median of {args.repeats} steps")
     for preset in args.preset:
         data = captions(preset, peers)
         for precision in args.precision:
-            runs = [("grounding", "trimmed", sys.executable), ("grounding", "full", sys.executable)]
+            runs = [("grounding", "trimmed", ours), ("grounding", "full", ours)]
             runs += [(peer, "full", peers) for peer in PEERS] if peers else []
             results = {}
             for impl, text, python in runs:

@@ -70,6 +70,16 @@ def build(impl: str, preset: str, vocab: int, eot: int):
     raise ValueError(impl)
 
 
+def optimizer_of(impl: str, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The AdamW each implementation's own trainer uses: grounding's (fused where PyTorch has a
+    fused kernel), open_clip_train's (the loop over parameters, PyTorch's default off CUDA) and
+    transformers' Trainer's (optim "adamw_torch_fused", its default since PyTorch 2.8)."""
+    if impl == "grounding":
+        from grounding.training.optim import make_optimizer
+        return make_optimizer(model, 1e-5, 0.1)
+    return torch.optim.AdamW(model.parameters(), lr=1e-5, fused=impl == "transformers")
+
+
 def main() -> None:
     impl, preset, precision, text_mode, batch, repeats, data = sys.argv[1:8]
     batch, repeats = int(batch), int(repeats)
@@ -81,7 +91,7 @@ def main() -> None:
     if impl == "grounding" and text_mode == "full":
         model.text.trim_padding = False
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    optimizer = optimizer_of(impl, model)
     pixels = torch.randn(batch, 3, shapes(preset)["image"], shapes(preset)["image"])
     rates = []
     for i in range(repeats + 2):  # two warm-up steps

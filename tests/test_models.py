@@ -150,3 +150,28 @@ def test_grad_checkpointing_reaches_the_packaged_towers():
         assert torch.allclose(plain[name], saved[name], rtol=1e-4, atol=1e-6), name
     for name in plain_buffers:
         assert torch.equal(plain_buffers[name], saved_buffers[name]), name
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_training_attention_takes_the_plain_kernel_with_the_same_values_and_gradients(causal):
+    """attention() swaps the fused kernel for the plain one only where a gradient flows in bf16 on
+    a CPU; both compute the same thing."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from grounding.models.transformer import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 2, 9, 16, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    out = attention(q, k, v, causal=causal)
+    out.float().square().sum().backward()
+    ours = [out.detach(), *(t.grad.clone() for t in (q, k, v))]
+    for t in (q, k, v):
+        t.grad = None
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    fused.float().square().sum().backward()
+    for mine, theirs in zip(ours, [fused.detach(), *(t.grad for t in (q, k, v))]):
+        assert torch.allclose(mine.float(), theirs.float(), atol=0.05, rtol=0.05)
+    with torch.no_grad():  # no gradient: the fused kernel, as before
+        assert torch.equal(attention(q, k, v, causal=causal),
+                           torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal))

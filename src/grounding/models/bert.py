@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import MissingDependency
 from .layers import Layer
-from .transformer import exporting, merge_heads, split_heads
+from .transformer import attention, exporting, merge_heads, split_heads
 
 WIDTH = 384  # all-MiniLM-L6-v2's
 
@@ -33,7 +33,7 @@ class BertLayer(Layer):
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         q, k, v = (split_heads(proj(x), self.heads) for proj in (self.query, self.key, self.value))
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        attn = attention(q, k, v, keep[:, None, None, :])
         x = self.ln_attn(x + self.attn_out(merge_heads(attn)))
         return self.ln_mlp(x + self.mlp_out(F.gelu(self.mlp_in(x))))
 

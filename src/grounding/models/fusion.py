@@ -5,11 +5,10 @@ the image, and an MLP, each pre-norm with a residual."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInput
-from .transformer import MLP, merge_heads, split_heads
+from .transformer import MLP, attention, merge_heads, split_heads
 
 
 class MultiHeadAttention(nn.Module):
@@ -28,7 +27,7 @@ class MultiHeadAttention(nn.Module):
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
                causal: bool = False) -> torch.Tensor:
-        y = F.scaled_dot_product_attention(split_heads(self.q(x), self.heads), k, v, attn_mask=mask, is_causal=causal)
+        y = attention(split_heads(self.q(x), self.heads), k, v, mask, causal)
         return self.out(merge_heads(y))
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from ..config import VisionConfig
 from ..errors import BadInput
 from .layers import Layer
-from .transformer import merge_heads, split_heads
+from .transformer import attention, merge_heads, split_heads
 
 
 def _conv_bn(cin: int, cout: int, kernel: int) -> list[nn.Module]:
@@ -63,7 +63,7 @@ class AttentionPool2d(nn.Module):
         x = self.forward_tokens(grid)
         q, k, v = (split_heads(proj(t), self.heads) for proj, t in
                    ((self.q_proj, x[:, :1]), (self.k_proj, x), (self.v_proj, x)))
-        return self.c_proj(merge_heads(F.scaled_dot_product_attention(q, k, v))[:, 0])
+        return self.c_proj(merge_heads(attention(q, k, v))[:, 0])
 
 
 class ModifiedResNet(nn.Module):

@@ -1,7 +1,8 @@
 """Pre-norm Transformer blocks shared by the image and text towers.
 
-Attention goes through `scaled_dot_product_attention`, which picks the fused kernel for the
-device and dtype; a causal mask is passed as `is_causal` rather than materialised. Four modules
+Attention goes through `attention`: `scaled_dot_product_attention`, which picks the fused
+kernel for the device and dtype, except where training in bf16 on a CPU (see `attention`); a
+causal mask is passed as `is_causal` rather than materialised. Four modules
 attend, and share `split_heads`/`merge_heads`; their projections differ because each holds the
 weights it loads in their own layout: the towers' one fused q-k-v (OpenAI's and open_clip's),
 MiniLM's separate query, key and value (its package's), fusion's q apart from k-v (the image's
@@ -13,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import BadInput
 from .layers import Layer
@@ -41,6 +43,19 @@ def activation(name: str) -> nn.Module:
     raise BadInput(f"unknown activation {name!r}: use 'gelu', 'gelu_tanh' or 'quick_gelu'")
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+              causal: bool = False) -> torch.Tensor:
+    """Scaled dot-product attention over (batch, heads, length, d). Where a gradient will flow
+    through bf16 on a CPU, the plain composition (softmax(q k^T / sqrt(d)) v, PyTorch's math
+    kernel) is used: there the fused kernel's backward is 2-4x slower than autograd through the
+    plain one, at every shape of the presets; forward alone the fused kernel is faster, and
+    stays (docs/benchmarks.md: where the time goes)."""
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(batch, length, width) -> (batch, heads, length, width / heads)."""
     batch, length, width = x.shape
@@ -66,7 +81,7 @@ class Attention(nn.Module):
         batch, length, width = x.shape
         qkv = self.in_proj(x).view(batch, length, 3, self.heads, width // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        return self.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=causal)))
+        return self.out_proj(merge_heads(attention(q, k, v, causal=causal)))
 
 
 class MLP(nn.Module):
