@@ -45,6 +45,30 @@ def test_rule_made_negatives_swap_around_relations_and_attributes_and_nothing_el
     assert swapped(caption) == negatives
 
 
+def test_a_twin_scene_rearranges_the_same_objects_and_never_shows_a_held_out_pair():
+    from grounding.data.synthetic import World
+
+    world = World()
+    scenes = world.batch(0, 0, 200, twins=True)
+    held = set(world.held_out)
+    assert not any((o.colour, o.shape) in held for s in scenes for o in s.objects)
+
+    def parts(scene):  # the colours, the shapes and the sizes, each as a bag
+        return [sorted(getattr(o, attr) for o in scene.objects) for attr in ("colour", "shape", "size")]
+
+    twins = [b for a, b in zip(scenes, scenes[1:]) if parts(a) == parts(b) and a.caption() != b.caption()]
+    assert len(twins) > 60  # a scene of two or more objects and its twin
+    alone = Scene((SceneObject("circle", "red", "small", 0.2, 0.5),))
+    other = alone.twin(np.random.default_rng(0), {("red", "circle"), ("red", "square"), ("blue", "square")})
+    assert other.caption() == "a small red square" and other.objects[0].x == 0.2  # one word changed, same place
+    assert alone.twin(np.random.default_rng(0), {("red", "circle"), ("blue", "square")}) is None
+    blocked = Scene((SceneObject("triangle", "red", "small", 0.2, 0.5),
+                     SceneObject("square", "green", "small", 0.8, 0.5)))
+    allowed = {("red", "triangle"), ("green", "square"), ("red", "square")}  # not green triangle
+    twins = {blocked.twin(np.random.default_rng(seed), allowed).caption() for seed in range(20)}
+    assert twins == {"a small red triangle right of a small green square"}  # only the places can change
+
+
 def test_hard_negatives_come_from_the_csv_column_or_else_by_rule(tmp_path):
     import csv
 
@@ -57,7 +81,8 @@ def test_hard_negatives_come_from_the_csv_column_or_else_by_rule(tmp_path):
     for name, colour in (("a.png", "red"), ("b.png", "blue"), ("c.png", "green")):
         _picture(tmp_path / name, colour)
     with open(tmp_path / "pairs.csv", "w", newline="") as f:
-        csv.writer(f).writerows([("image", "caption", "negatives"), ("a.png", "a red square", "a blue square|a red disc"),
+        csv.writer(f).writerows([("image", "caption", "negatives"),
+                                 ("a.png", "a red square", "a blue square|a red disc"),
                                  ("b.png", "a blue cup on a table", ""), ("c.png", "green", "")])
     model = grounding.create_model(preset("tiny"))
     mixture = open_pairs(f"csv:{tmp_path / 'pairs.csv'}")

@@ -101,6 +101,7 @@ class SyntheticSource:
 
     def __init__(self, world: World | None = None):
         self.world = world or World()
+        self.twins = False  # each scene beside its rearranged copy (train --image-negatives)
 
     def __len__(self) -> int:
         return 10 ** 9  # endless; only its share of a mixture reads this
@@ -110,7 +111,8 @@ class SyntheticSource:
         return self.world.batch(seed, 0, count, split="held_out") if count > 0 else []
 
     def draw(self, seed: int, step: int, n: int) -> list[Sample]:
-        return [Sample(ImageRef(scene=s), [s.caption()]) for s in self.world.batch(seed, step, n, split="train")]
+        return [Sample(ImageRef(scene=s), [s.caption()])
+                for s in self.world.batch(seed, step, n, split="train", twins=self.twins)]
 
 
 @dataclass

@@ -126,6 +126,38 @@ class Scene:
             changed = replace(obj, colour=other[int(rng.integers(len(other)))])
         return Scene(self.objects[:i] + (changed,) + self.objects[i + 1:]).caption()
 
+    def twin(self, rng: np.random.Generator, allowed: set[tuple[str, str]]) -> Scene | None:
+        """The same objects in another arrangement, drawn at random: two objects' colours, shapes
+        or places exchanged, so that its caption has the same words in another arrangement (a
+        one-object scene: its object in another colour or shape, in the same place). A hard
+        negative on the image side (NegCLIP's): trained beside this scene, each caption must tell
+        the two apart. Every colour-shape pair of the twin is in `allowed`; None where no change
+        allows that."""
+        objs, options = self.objects, []
+        if len(objs) == 1:
+            (only,) = objs
+            options = [(0, 0, replace(only, colour=c, shape=s), None) for c, s in sorted(allowed)
+                       if (c == only.colour) != (s == only.shape)]
+        for i in range(len(objs)):
+            for j in range(i + 1, len(objs)):
+                a, b = objs[i], objs[j]
+                for attr in ("colour", "shape"):
+                    if getattr(a, attr) != getattr(b, attr):
+                        options.append((i, j, replace(a, **{attr: getattr(b, attr)}),
+                                        replace(b, **{attr: getattr(a, attr)})))
+                options.append((i, j, replace(a, x=b.x, y=b.y), replace(b, x=a.x, y=a.y)))
+        truth = self.caption()
+        for k in rng.permutation(len(options)):
+            i, j, a, b = options[k]
+            swapped = list(objs)
+            swapped[i] = a
+            if b is not None:
+                swapped[j] = b
+            twin = Scene(tuple(swapped))
+            if twin.caption() != truth and all((o.colour, o.shape) in allowed for o in twin.objects):
+                return twin
+        return None
+
     def questions(self) -> list[tuple[str, str, str]]:
         """(question, answer, type) with type one of count, colour, shape, relation, existence."""
         objs, qa = self.objects, []
@@ -202,10 +234,21 @@ class World:
                 break
         return SceneObject(shape, colour, size, *best)
 
-    def batch(self, seed: int, index: int, size: int, split: str = "train") -> list[Scene]:
-        """The `index`-th batch of a seeded stream: the same arguments always give the same scenes."""
+    def batch(self, seed: int, index: int, size: int, split: str = "train", twins: bool = False) -> list[Scene]:
+        """The `index`-th batch of a seeded stream: the same arguments always give the same scenes.
+        With `twins`, each scene at an odd place is the scene before it rearranged
+        (`Scene.twin`), where it has a twin."""
         rng = np.random.default_rng([seed, index, SPLITS[split]])
-        return [self.sample(rng, split) for _ in range(size)]
+        if not twins:
+            return [self.sample(rng, split) for _ in range(size)]
+        allowed = set(self._pairs["train" if split == "train" else "any"])
+        scenes: list[Scene] = []
+        while len(scenes) < size:
+            scenes.append(self.sample(rng, split))
+            twin = scenes[-1].twin(rng, allowed) if len(scenes) < size else None
+            if twin is not None:
+                scenes.append(twin)
+        return scenes
 
     def labelled(self, seed: int, per_label: int) -> tuple[list[Scene], list[int]]:
         """Single-object scenes, `per_label` of every colour-shape label (held-out pairs

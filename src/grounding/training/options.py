@@ -133,6 +133,9 @@ class TrainConfig(LoopConfig):
     hard_negatives: bool = option(False, "add one wrong caption per image among the captions it chooses from "
                                          "(NegCLIP): the built-in world's near misses, a CSV's negatives column "
                                          "(|-separated), or else the caption's words swapped by rule.")
+    image_negatives: bool = option(False, "synthetic data: train each scene beside the same objects in another "
+                                          "arrangement (colours, shapes or places exchanged), so each caption "
+                                          "must tell the two images apart.")
     lock_image: bool = option(False, "Freeze the image tower (LiT: only the text side learns).")
     lock_image_unlocked_layers: int = option(0, "With --lock-image, still train its last N layers.")
     lock_text: bool = option(False, "Freeze the text tower.")

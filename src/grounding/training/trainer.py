@@ -148,6 +148,13 @@ def train(model_config: ModelConfig | None, train_config: TrainConfig | None, ou
     if world.distributed and runtime.device.type == "cuda":
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", world.local_rank))
     mixture = open_pairs(cfg.data, cfg.shuffle_buffer, cfg.resampled)
+    if cfg.image_negatives:
+        worlds = [source for source in mixture.sources if isinstance(source, SyntheticSource)]
+        if not worlds:
+            raise BadInput("--image-negatives needs the built-in world in --data (synthetic): its scenes are the "
+                           "ones that can be drawn again with their objects rearranged")
+        for source in worlds:
+            source.twins = True
     if mixture.streaming and not cfg.resampled:
         streams = max(1, cfg.workers) * world.size
         for source in mixture.sources:
