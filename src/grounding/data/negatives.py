@@ -11,7 +11,8 @@ on a blue table", "a dog chasing a cat", "the circle left of the square") or by 
 What it cannot: a caption with one noun phrase, symmetric relations ("next to", "near": their
 swap is no negative), head nouns that are not last ("a cup of tea"), passives and clauses,
 counts and negation. Such captions get no negative (training leaves them out of the extra
-columns); each metrics.jsonl row counts the examples that had one (`with_negative`)."""
+columns); each metrics.jsonl row gives the share of examples so far that had one
+(`with_negative`)."""
 from __future__ import annotations
 
 import re

@@ -234,8 +234,9 @@ def _run(run: RunFolder, cfg: TrainConfig, model_config: ModelConfig | None, mix
         model.clamp_logit_scale()
         row = {"temperature": round(float(model.logit_scale.detach().exp().reciprocal()), 5),
                "skipped": feed.counts["skipped"], "truncated": feed.counts["truncated"]}
-        if cfg.hard_negatives:
-            row["with_negative"] = feed.counts["negatives"]
+        if cfg.hard_negatives:  # the share of the examples trained on so far that had a negative to give
+            used = feed.counts["drawn"] - feed.counts["skipped"]
+            row["with_negative"] = round(feed.counts["negatives"] / max(1, used), 3)
         if validation and (done % cfg.eval_every == 0 or done == cfg.steps):
             row.update(validation.run(done))
         return row
