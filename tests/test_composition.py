@@ -206,4 +206,4 @@ def test_image_negatives_raise_the_swap_score_over_the_same_run_without_them(tmp
         run = dataclasses.replace(options, steps=100, save_every=100, image_negatives=twins)
         model = train(config, run, tmp_path / str(twins), show_progress=False)
         scores[twins] = contest_scores(model, synthetic_swaps(scenes=150))["all"]["accuracy"]
-    assert scores[True] > scores[False] + 0.03, scores  # measured: 57.8% against 49.8% (2 cores)
+    assert scores[True] > scores[False] + 0.03, scores  # measured 57.8% against 49.8% (at batch 32: no gain)

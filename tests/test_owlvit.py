@@ -19,16 +19,22 @@ def _ours(model: Detector, pixels: torch.Tensor, ids: torch.Tensor):
         return model(pixels, model.queries(ids))
 
 
-def test_transformers_owlvit_folders_detect_here_with_its_logits_and_boxes(tmp_path):
+def _tiny_owlvit(folder, seed: int):
+    """transformers' OWL-ViT at a tiny random configuration, written to `folder` and read back
+    here: (theirs, ours)."""
     config = transformers.OwlViTConfig(
         text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=16),
         vision_config=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                            image_size=64, patch_size=16), projection_dim=32)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     theirs = transformers.OwlViTForObjectDetection(config).eval()
-    theirs.save_pretrained(tmp_path / "hf")
-    ours = load_task_model(tmp_path / "hf", "detect")
+    theirs.save_pretrained(folder)
+    return theirs, load_task_model(folder, "detect")
+
+
+def test_transformers_owlvit_folders_detect_here_with_its_logits_and_boxes(tmp_path):
+    theirs, ours = _tiny_owlvit(tmp_path / "hf", seed=0)
     assert ours.config.towers.vision.resize == "squash"
     pixels = torch.randn(2, 3, 64, 64)
     ids = torch.randint(1, 49000, (3, 16))
@@ -42,15 +48,7 @@ def test_transformers_owlvit_folders_detect_here_with_its_logits_and_boxes(tmp_p
 
 
 def test_example_images_query_as_transformers_image_guided_detection_does(tmp_path):
-    config = transformers.OwlViTConfig(
-        text_config=dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, max_position_embeddings=16),
-        vision_config=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=64, patch_size=16), projection_dim=32)
-    torch.manual_seed(2)
-    theirs = transformers.OwlViTForObjectDetection(config).eval()
-    theirs.save_pretrained(tmp_path / "hf")
-    ours = load_task_model(tmp_path / "hf", "detect")
+    theirs, ours = _tiny_owlvit(tmp_path / "hf", seed=2)
     pixels, examples = torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         expected = theirs.image_guided_detection(pixel_values=pixels, query_pixel_values=examples)
