@@ -162,9 +162,10 @@ def locate_pixels(model: Detector, pixels: torch.Tensor, expressions: Sequence[s
     """Per image, the one box its own referring expression picks, with its score. The expression
     is taken apart (`data/relations.py`) as MAttNet takes it apart into modules, with rules in
     place of learned ones: its subject ("red circle") and anchor ("blue square") are detection
-    queries on every patch; a size word keeps the subject's (or anchor's) candidates of that size's extreme;
-    a relation word keeps the (subject, anchor) pairs of distinct boxes it holds between, and
-    the best pair's subject box is picked. A phrase with neither is scored whole."""
+    queries on every patch; a size word keeps the subject's (or the anchor's) candidates at that
+    extreme of size; a relation word keeps the (subject, anchor) pairs of distinct boxes it
+    holds between, and the best pair's subject box is picked. A phrase with neither is scored
+    whole."""
     parsed = [parse_expression(text) for text in expressions]
     texts = sorted({text for p in parsed for text in (p.subject, p.anchor) if text})
     logits, boxes = model(pixels.to(device_of(model)), ask(model, texts).embeddings)
