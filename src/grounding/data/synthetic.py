@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -91,20 +92,28 @@ class Scene:
         colours or sizes exchanged), "object" (their shapes exchanged), "relation" (the relation
         reversed). A bag-of-words model cannot tell them from the truth."""
         objs, found = self.objects, {"attribute": set(), "object": set(), "relation": set()}
-        for i in range(len(objs)):
-            for j in range(i + 1, len(objs)):
-                a, b = objs[i], objs[j]
-                for attr in ("colour", "shape", "size"):
-                    if getattr(a, attr) != getattr(b, attr):
-                        swapped = list(objs)
-                        swapped[i] = replace(a, **{attr: getattr(b, attr)})
-                        swapped[j] = replace(b, **{attr: getattr(a, attr)})
-                        found["object" if attr == "shape" else "attribute"].add(Scene(tuple(swapped)).caption())
+        for attr, exchanged in self.exchanges(("colour", "shape", "size")):
+            found["object" if attr == "shape" else "attribute"].add(exchanged.caption())
         if len(objs) == 2 and (objs[0].colour, objs[0].shape) != (objs[1].colour, objs[1].shape):
             a, b = objs  # (two red squares would make "is the red square left of the red square?")
             found["relation"].add(f"a {a.phrase} {OPPOSITE[relation(a, b)]} a {b.phrase}")
         truth = self.caption()
         return {kind: sorted(captions - {truth}) for kind, captions in found.items() if captions - {truth}}
+
+    def exchanges(self, attrs: tuple[str, ...]) -> Iterator[tuple[str, Scene]]:
+        """Each scene made by two objects exchanging one of `attrs` where they differ in it
+        ("place": their x and y), with that attribute, pair by pair in order."""
+        objs = self.objects
+        for i in range(len(objs)):
+            for j in range(i + 1, len(objs)):
+                a, b = objs[i], objs[j]
+                for attr in attrs:
+                    fields = ("x", "y") if attr == "place" else (attr,)
+                    if any(getattr(a, f) != getattr(b, f) for f in fields):
+                        swapped = list(objs)
+                        swapped[i] = replace(a, **{f: getattr(b, f) for f in fields})
+                        swapped[j] = replace(b, **{f: getattr(a, f) for f in fields})
+                        yield attr, Scene(tuple(swapped))
 
     def hard_negatives(self) -> list[str]:
         """Every swap of `swaps`, whatever its kind."""
@@ -133,27 +142,15 @@ class Scene:
         negative on the image side (NegCLIP's): trained beside this scene, each caption must tell
         the two apart. Every colour-shape pair of the twin is in `allowed`; None where no change
         allows that."""
-        objs, options = self.objects, []
-        if len(objs) == 1:
-            (only,) = objs
-            options = [(0, 0, replace(only, colour=c, shape=s), None) for c, s in sorted(allowed)
+        if len(self.objects) == 1:
+            (only,) = self.objects
+            options = [Scene((replace(only, colour=c, shape=s),)) for c, s in sorted(allowed)
                        if (c == only.colour) != (s == only.shape)]
-        for i in range(len(objs)):
-            for j in range(i + 1, len(objs)):
-                a, b = objs[i], objs[j]
-                for attr in ("colour", "shape"):
-                    if getattr(a, attr) != getattr(b, attr):
-                        options.append((i, j, replace(a, **{attr: getattr(b, attr)}),
-                                        replace(b, **{attr: getattr(a, attr)})))
-                options.append((i, j, replace(a, x=b.x, y=b.y), replace(b, x=a.x, y=a.y)))
+        else:
+            options = [scene for _, scene in self.exchanges(("colour", "shape", "place"))]
         truth = self.caption()
         for k in rng.permutation(len(options)):
-            i, j, a, b = options[k]
-            swapped = list(objs)
-            swapped[i] = a
-            if b is not None:
-                swapped[j] = b
-            twin = Scene(tuple(swapped))
+            twin = options[k]
             if twin.caption() != truth and all((o.colour, o.shape) in allowed for o in twin.objects):
                 return twin
         return None

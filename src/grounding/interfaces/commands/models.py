@@ -44,12 +44,14 @@ def models() -> None:
     typer.echo("published: downloaded from the Hugging Face hub on first use (name, repo, activation, image size, "
                "training data)")
     aliases = {published: alias for alias, published in OPENAI_NAMES.items()}
-    for name, model in PUBLISHED.items():
-        shown = name + (f" ({aliases[name]})" if name in aliases else "")
-        if model.task == "detect" and name == next(n for n, m in PUBLISHED.items() if m.task == "detect"):
+    for task in ("clip", "detect"):
+        if task == "detect":
             typer.echo("detectors: for detect, locate, detect-eval and serve --detect-model (OWL-ViT)")
-        typer.echo(f"  {shown:<37} {model.repo:<38} {model.activation:<10} {model.image_size:>3}  "
-                   f"{model.trained_on:<17} {'cached' if cached(model.repo) else ''}".rstrip())
+        for name, model in PUBLISHED.items():
+            if model.task == task:
+                shown = name + (f" ({aliases[name]})" if name in aliases else "")
+                typer.echo(f"  {shown:<37} {model.repo:<38} {model.activation:<10} {model.image_size:>3}  "
+                           f"{model.trained_on:<17} {'cached' if cached(model.repo) else ''}".rstrip())
 
 
 @app.command(short_help="Convert a checkpoint between formats.")
