@@ -65,6 +65,8 @@ def test_demo_trains_classifies_and_draws_cards(tmp_path):
     assert result.returncode == 0, result.stderr
     assert re.search(r"correct rank: \d+/24 +correct probability: \d+\.\d\d%", result.stdout)
     assert "never seen" in result.stdout
+    assert re.search(r"twin images \(--image-negatives\)([^\d\n]+\d+\.\d%){5}", result.stdout), result.stdout
+    assert (out / "composed" / "config.json").is_file()  # the second row's model, trained beside the first
     cards = sorted((out / "cards").glob("*.png"))
     assert len(cards) == 2 and all(c.stat().st_size > 5000 for c in cards)
 

@@ -72,11 +72,12 @@ def _train_recipe(recipe: str, out: Optional[Path], changes: dict) -> None:
 @app.command(short_help="Train and show a small model, end to end.")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the run, its checkpoints and the PNG cards go."),
-    steps: int = typer.Option(300, min=1, max=10 ** 9, help="Training steps; the default fits in under 5 minutes on 2 CPU cores."),
+    steps: int = typer.Option(300, min=1, max=10 ** 9, help="Training steps of each of the two models; the default fits in under 7 minutes on 2 CPU cores."),
     examples: int = typer.Option(6, min=0, max=240, help="How many example results to print and draw as cards."),
     seed: int = typer.Option(0, min=0, help="Seeds training and the choice of examples."),
 ) -> None:
-    """Train a small model on the built-in world, classify held-out images zero-shot, draw cards."""
+    """Train a small model on the built-in world (and, for comparison, the same with twin images),
+    classify held-out images zero-shot, run the swap test, draw cards."""
     from ...demo import run_demo
 
     run_demo(out, steps=steps, n_examples=examples, seed=seed)
