@@ -1,0 +1,127 @@
+"""Why VQA relation questions are not learned: a VQA model trained on two-object scenes' relation
+questions alone, in one of three forms, from the image's grid cells or from perfect object
+tokens, and scored on 400 new questions of the same form (docs/tasks.md, "Visual question
+answering").
+
+    python benchmarks/vqa_relations.py --init runs/demo --form yes-no            # the world's own form
+    python benchmarks/vqa_relations.py --init runs/demo --form where --objects    # perfect object tokens
+
+Forms: `yes-no` asks "is A left of B?" with the true relation or its opposite, equally often
+(Scene.questions' form); `one-word` asks only "left of" and "above", A and B in either order,
+so that yes and no stay equally likely; `where` asks "where is A from B?" (left, right, above,
+below). `--objects` gives the fusion layers one token per object, its true colour, shape and
+place, instead of the image tower's grid cells: what the question form costs without the
+perception.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grounding.build import attach
+from grounding.data.images import ImageRef
+from grounding.data.relations import OPPOSITE
+from grounding.data.synthetic import COLOURS, SHAPES, World, relation
+from grounding.models.vqa import VQAConfig, VQAModel
+from grounding.saved import load
+from grounding.tasks.towers import copy_towers, freeze_towers
+from grounding.tasks.vqa.data import QAExample, to_tensors
+
+ANSWERS = ["yes", "no", "left", "right", "above", "below"]
+
+
+def questions(world: World, seed: int, size: int, form: str) -> list[QAExample]:
+    rng = np.random.default_rng([seed, 11])
+    out: list[QAExample] = []
+    while len(out) < size:
+        scene = world.sample(rng, "train", n_objects=2)
+        a, b = scene.objects
+        if (a.colour, a.shape) == (b.colour, b.shape):
+            continue
+        truth, yes = relation(a, b), bool(rng.random() < 0.5)
+        if form == "where":
+            question, answer = f"where is the {a.colour} {a.shape} from the {b.colour} {b.shape}?", truth.split()[0]
+        else:
+            if form == "yes-no":
+                word = truth if yes else OPPOSITE[truth]
+            else:  # one word an axis: A is the left (upper) one exactly when the answer is yes
+                word = truth if truth in ("left of", "above") else OPPOSITE[truth]
+                if (word == truth) != yes:
+                    a, b = b, a
+            question, answer = f"is the {a.colour} {a.shape} {word} the {b.colour} {b.shape}?", "yes" if yes else "no"
+        out.append(QAExample(question, {answer: 1.0}, "relation", ImageRef(scene=scene)))
+    return out
+
+
+class ObjectTokens(nn.Module):
+    """One token an object from the scene itself: its colour's and shape's embeddings and its
+    place; `examples` is set to the batch before each forward pass."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.colour, self.shape = nn.Embedding(len(COLOURS), width), nn.Embedding(len(SHAPES), width)
+        self.place = nn.Linear(2, width)
+        self.examples: list[QAExample] = []
+
+    def forward(self, tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        objects = [e.ref.scene.objects for e in self.examples]
+        colours = torch.tensor([[list(COLOURS).index(o.colour) for o in objs] for objs in objects])
+        shapes = torch.tensor([[SHAPES.index(o.shape) for o in objs] for objs in objects])
+        places = torch.tensor([[[4 * (o.x - 0.5), 4 * (o.y - 0.5)] for o in objs] for objs in objects])
+        return self.colour(colours) + self.shape(shapes) + self.place(places)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--init", default="runs/demo", help="the CLIP model whose towers start the VQA model")
+    parser.add_argument("--form", choices=("yes-no", "one-word", "where"), default="yes-no")
+    parser.add_argument("--objects", action="store_true", help="perfect object tokens instead of grid cells")
+    parser.add_argument("--grid-stage", type=int, default=4)
+    parser.add_argument("--freeze", action="store_true", help="keep the towers' weights fixed")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the new layers' weights")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(2)
+    clip, world = load(args.init), World()
+    model = attach(VQAModel(VQAConfig(clip.config, ANSWERS, grid_stage=args.grid_stage)), clip.tokenizer)
+    copy_towers(model, clip)
+    if args.freeze:
+        freeze_towers(model)
+    if args.objects:
+        model.image_in = ObjectTokens(model.config.width)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
+    test = questions(world, 999, 400, args.form)
+
+    def run(examples: list[QAExample]) -> tuple[torch.Tensor, torch.Tensor]:
+        if args.objects:
+            model.image_in.examples = examples
+        pixels, ids, targets = to_tensors(model, examples, ANSWERS)
+        return model(pixels, ids), targets.argmax(1)
+
+    began, losses = time.perf_counter(), []
+    for step in range(1, args.steps + 1):
+        logits, targets = run(questions(world, step, 64, args.form))
+        loss = F.cross_entropy(logits, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 100 == 0:
+            model.eval()
+            with torch.no_grad():
+                logits, targets = run(test)
+            model.train()
+            accuracy = (logits.argmax(1) == targets).float().mean().item()
+            print(f"step {step}: training loss {np.mean(losses[-100:]):.3f} (ln 2 = 0.693), "
+                  f"accuracy on 400 new questions {accuracy:.1%}, {time.perf_counter() - began:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
