@@ -34,11 +34,13 @@ class Bottleneck(Layer):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        # In place: a fresh tensor for each ReLU and sum cost RN50 a tenth of its CPU inference
+        # time. Batch norm's backward does not need its output, so training is unchanged.
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         out = self.bn3(self.conv3(self.avgpool(out)))
-        identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + identity)
+        out += x if self.downsample is None else self.downsample(x)
+        return F.relu(out, inplace=True)
 
 
 class AttentionPool2d(nn.Module):
@@ -92,9 +94,9 @@ class ModifiedResNet(nn.Module):
     def forward_grid(self, pixels: torch.Tensor, stages: int = 4) -> torch.Tensor:
         """The feature grid after the first `stages` stages; after all four, (batch, width * 32,
         size / 32, size / 32). Each earlier stage halves the channels and doubles the grid."""
-        x = F.relu(self.bn1(self.conv1(pixels)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        x = self.avgpool(F.relu(self.bn3(self.conv3(x))))
+        x = F.relu(self.bn1(self.conv1(pixels)), inplace=True)
+        x = F.relu(self.bn2(self.conv2(x)), inplace=True)
+        x = self.avgpool(F.relu(self.bn3(self.conv3(x)), inplace=True))
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4)[:stages]:
             x = stage(x)
         return x
