@@ -47,6 +47,14 @@ def test_a_run_folder_is_a_loadable_model(tmp_path):
     assert loaded.preprocess.image_size == 32
 
 
+def test_resuming_a_finished_run_says_it_is_finished(tmp_path, capsys):
+    train(preset("tiny"), TrainConfig(steps=2, batch_size=4, save_every=1), tmp_path / "run", show_progress=False)
+    capsys.readouterr()
+    train(None, None, tmp_path / "run", resume=True, show_progress=False)
+    said = capsys.readouterr().err
+    assert "has finished its 2 steps" in said and "from its checkpoint" not in said
+
+
 def test_a_new_run_refuses_a_folder_holding_one(tmp_path):
     train(preset("tiny"), TrainConfig(steps=1, batch_size=4), tmp_path / "run", show_progress=False)
     with pytest.raises(FileExistsError, match="--resume"):

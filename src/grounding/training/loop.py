@@ -58,7 +58,8 @@ def fit(model: nn.Module, backward_at: Callable[[int], float], cfg: LoopConfig, 
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start, data_state = _restore(run, model, optimizer, world)
     if start and world.main:
-        print(f"resuming {run.out} from its checkpoint of step {start}", file=sys.stderr)
+        print(f"{run.out} has finished its {cfg.steps} steps" if start >= cfg.steps else
+              f"resuming {run.out} from its checkpoint of step {start}", file=sys.stderr)
     if data is not None and data_state:
         data.load_state(data_state)
     writer = _tensorboard(run.out) if cfg.tensorboard and world.main else None
