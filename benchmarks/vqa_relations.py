@@ -46,13 +46,13 @@ def questions(world: World, seed: int, size: int, form: str) -> list[QAExample]:
         truth, yes = relation(a, b), bool(rng.random() < 0.5)
         if form == "where":
             question, answer = f"where is the {a.colour} {a.shape} from the {b.colour} {b.shape}?", truth.split()[0]
-        else:
-            if form == "yes-no":
-                word = truth if yes else OPPOSITE[truth]
-            else:  # one word an axis: A is the left (upper) one exactly when the answer is yes
-                word = truth if truth in ("left of", "above") else OPPOSITE[truth]
-                if (word == truth) != yes:
-                    a, b = b, a
+        elif form == "yes-no":  # the world's own pair of relation questions, one answered yes
+            question, answer, _ = next(qa for qa in scene.questions()
+                                       if qa[2] == "relation" and qa[1] == ("yes" if yes else "no"))
+        else:  # one word an axis: A is the left (upper) one exactly when the answer is yes
+            word = truth if truth in ("left of", "above") else OPPOSITE[truth]
+            if (word == truth) != yes:
+                a, b = b, a
             question, answer = f"is the {a.colour} {a.shape} {word} the {b.colour} {b.shape}?", "yes" if yes else "no"
         out.append(QAExample(question, {answer: 1.0}, "relation", ImageRef(scene=scene)))
     return out

@@ -48,18 +48,15 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
                   f"test: how often the true caption of a two-object scene beats every caption of the "
                   f"same words rearranged.")
     dataset = f"synthetic:seed={seed + 1},size={model.config.vision.image_size}"
-    results = {"demo": measure(model, dataset, world), "composed": measure(composed, dataset, world)}
+    (first, (probs, targets, scenes)), (second, _) = measure(model, dataset, world), measure(composed, dataset, world)
+    results = {"demo": first, "composed": second}
     table = Table("training", "top-1", "top-5", "pairs seen", "pairs never seen", "swap test")
-    for name, row in (("near-miss captions (the demo's model)", results["demo"]),
-                      ("twin images (--image-negatives)", results["composed"])):
+    for name, row in (("near-miss captions (the demo's model)", first), ("twin images (--image-negatives)", second)):
         table.add_row(name, *(f"{row[k]:.1%}" for k in ("top1", "top5", "top1_seen_pairs", "top1_unseen_pairs",
                                                          "compositionality")))
-    chance = results["demo"]
-    table.add_row("chance", f"{chance['chance']:.1%}", f"{5 * chance['chance']:.1%}", "", "",
-                  f"{chance['compositionality_chance']:.1%}")
+    table.add_row("chance", f"{first['chance']:.1%}", f"{5 * first['chance']:.1%}", "", "",
+                  f"{first['compositionality_chance']:.1%}")
     console.print(table)
-    probs, targets, scenes = results["demo"].pop("predictions")
-    results["composed"].pop("predictions")
 
     console.print("[bold]3. Examples[/] (cards in " + str(out / "cards") + ")")
     records = examples(probs, targets, world.labels)
@@ -71,9 +68,9 @@ def run_demo(out: Path, steps: int = 300, n_examples: int = 6, seed: int = 0) ->
     return results
 
 
-def measure(model: CLIP, dataset: str, world: World) -> dict:
-    """Zero-shot top-1 and top-5 (apart for the seen and the never-seen pairs), the swap test,
-    and the predictions themselves."""
+def measure(model: CLIP, dataset: str, world: World) -> tuple[dict, tuple]:
+    """Zero-shot top-1 and top-5 (apart for the seen and the never-seen pairs) and the swap
+    test; and the zero-shot predictions (probabilities, targets, scenes)."""
     probs, targets, scenes = zero_shot(model, dataset)
     held = set(world.held_out)
     unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in held for s in scenes])
@@ -82,7 +79,7 @@ def measure(model: CLIP, dataset: str, world: World) -> dict:
             "top1_seen_pairs": topk_accuracy(probs[~unseen], targets[~unseen]),
             "top1_unseen_pairs": topk_accuracy(probs[unseen], targets[unseen]),
             "chance": 1 / len(world.labels), "compositionality": swaps["score"],
-            "compositionality_chance": swaps["chance"], "predictions": (probs, targets, scenes)}
+            "compositionality_chance": swaps["chance"]}, (probs, targets, scenes)
 
 
 def show_builtin_model(console: Console) -> dict[str, str] | None:
