@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--grid-stage", type=int, default=4)
     parser.add_argument("--freeze", action="store_true", help="keep the towers' weights fixed")
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=3e-4, help="3e-4: at 1e-3 the learnable forms stall (docs/tasks.md)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the new layers' weights")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
