@@ -28,6 +28,17 @@ def test_the_swaps_of_a_scene_by_kind():
     assert scene.hard_negatives() == sorted(c for group in swaps.values() for c in group)
 
 
+def test_the_built_in_contests_report_relation_swaps_by_axis():
+    from grounding.data.composition import synthetic_swaps
+
+    contests = synthetic_swaps(scenes=60)
+    assert {c.kind for c in contests} == {"attribute", "object", "relation, horizontal", "relation, vertical"}
+    for contest in contests:
+        if contest.kind.startswith("relation"):
+            words = {"horizontal": (" left of ", " right of "), "vertical": (" above ", " below ")}[contest.kind[10:]]
+            assert any(w in contest.captions[0] for w in words) and any(w in contest.negatives[0] for w in words)
+
+
 @pytest.mark.parametrize("caption, negatives", [
     ("a red cup on a blue table",
      ["a blue table on a red cup", "a red table on a blue cup", "a blue cup on a red table"]),

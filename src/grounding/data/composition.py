@@ -12,7 +12,8 @@ Winoground, two images and two captions that use the same words).
                      replace_rel, swap_att, swap_obj: {id: {filename, caption, negative_caption}})
                      with COCO's val2017 images in DIR/val2017 (a link to them is enough)
     synthetic        the built-in world's two-object scenes, each caption against its colour,
-                     size, shape and relation swaps, each kind of swap reported apart"""
+                     size, shape and relation swaps, each kind of swap reported apart (relation
+                     swaps by axis: horizontal, vertical)"""
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ import numpy as np
 from ..errors import BadInput, NotFound
 from ..files import reading
 from .images import ImageRef
-from .synthetic import World
+from .relations import AXIS
+from .synthetic import World, relation
 
 SUGARCREPE = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 
@@ -94,7 +96,7 @@ def sugarcrepe(root: str | Path) -> list[Contest]:
 def synthetic_swaps(world: World | None = None, scenes: int = 300, seed: int = 5, split: str = "any",
                     by_kind: bool = True) -> list[Contest]:
     """Two-object scenes that allow a swap: a contest per kind of swap (the true caption against
-    every swap of that kind), or with `by_kind=False` one per scene against all its swaps (the
+    every swap of that kind; a relation swap's kind names its axis), or with `by_kind=False` one per scene against all its swaps (the
     demo's compositionality score)."""
     rng = np.random.default_rng([seed, 9])
     world, contests = world or World(), []
@@ -104,6 +106,8 @@ def synthetic_swaps(world: World | None = None, scenes: int = 300, seed: int = 5
         if not by_kind and swaps:
             swaps = {"all swaps": scene.hard_negatives()}
         for kind, negatives in swaps.items():
+            if kind == "relation":
+                kind = f"relation, {AXIS[relation(*scene.objects)]}"
             contests.append(Contest([ImageRef(scene=scene)], [scene.caption()], kind, f"scene {n}", negatives))
     return contests
 

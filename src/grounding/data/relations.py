@@ -15,6 +15,7 @@ RELATION_WORDS = {
     "below": "below", "under": "below", "underneath": "below", "beneath": "below",
 }
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+AXIS = {"left of": "horizontal", "right of": "horizontal", "above": "vertical", "below": "vertical"}
 SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small", "smaller": "small", "smallest": "small",
               "large": "large", "big": "large", "larger": "large", "bigger": "large", "largest": "large",
               "biggest": "large"}
