@@ -35,7 +35,7 @@ def test_the_built_in_contests_report_relation_swaps_by_axis():
     assert {c.kind for c in contests} == {"attribute", "object", "relation, horizontal", "relation, vertical"}
     for contest in contests:
         if contest.kind.startswith("relation"):
-            words = {"horizontal": (" left of ", " right of "), "vertical": (" above ", " below ")}[contest.kind[10:]]
+            words = {"horizontal": (" left of ", " right of "), "vertical": (" above ", " below ")}[contest.kind.removeprefix("relation, ")]
             assert any(w in contest.captions[0] for w in words) and any(w in contest.negatives[0] for w in words)
 
 

@@ -96,8 +96,8 @@ def sugarcrepe(root: str | Path) -> list[Contest]:
 def synthetic_swaps(world: World | None = None, scenes: int = 300, seed: int = 5, split: str = "any",
                     by_kind: bool = True) -> list[Contest]:
     """Two-object scenes that allow a swap: a contest per kind of swap (the true caption against
-    every swap of that kind; a relation swap's kind names its axis), or with `by_kind=False` one per scene against all its swaps (the
-    demo's compositionality score)."""
+    every swap of that kind; a relation swap's kind names its axis), or with `by_kind=False` one
+    per scene against all its swaps (the demo's compositionality score)."""
     rng = np.random.default_rng([seed, 9])
     world, contests = world or World(), []
     for n in range(scenes):
