@@ -57,8 +57,9 @@ def test_decoding_methods_agree_where_they_should(tiny_captioner):
     assert generate(model, pixels, "top-p", top_p=1e-6, seed=3) == greedy  # the nucleus is the top token
     sampled = generate(model, pixels, "top-p", top_p=0.95, seed=3)
     assert sampled == generate(model, pixels, "top-p", top_p=0.95, seed=3)
-    beams = generate(model, pixels, "beam", beam=4, length_penalty=0.0)
-    # with no length penalty a wider beam finds captions at least as likely as greedy's
+    beams = generate(model, pixels, "beam", beam=8, length_penalty=0.0)
+    # with no length penalty a wide beam finds captions at least as likely as greedy's (a beam of
+    # 4 can prune greedy's path: on one host it did, for 1 image in 6, where 8 did not)
     assert (_log_likelihood(model, pixels, beams) >= _log_likelihood(model, pixels, greedy) - 1e-4).all()
     assert beams != greedy  # and, on this model, more likely ones for some images
 
