@@ -33,9 +33,10 @@ def test_the_built_in_contests_report_relation_swaps_by_axis():
 
     contests = synthetic_swaps(scenes=60)
     assert {c.kind for c in contests} == {"attribute", "object", "relation, horizontal", "relation, vertical"}
+    axis_words = {"horizontal": (" left of ", " right of "), "vertical": (" above ", " below ")}
     for contest in contests:
         if contest.kind.startswith("relation"):
-            words = {"horizontal": (" left of ", " right of "), "vertical": (" above ", " below ")}[contest.kind.removeprefix("relation, ")]
+            words = axis_words[contest.kind.removeprefix("relation, ")]
             assert any(w in contest.captions[0] for w in words) and any(w in contest.negatives[0] for w in words)
 
 
