@@ -203,9 +203,9 @@ def test_aro_crops_each_image_to_its_box_and_groups_relations(tiny_model, tmp_pa
 
 @pytest.mark.slow
 def test_image_negatives_raise_the_swap_score_over_the_same_run_without_them(tmp_path):
-    """The demo's recipe (its text negatives included), cut short, twice from the same seed:
-    with each scene's twin beside it in the batch, the true caption beats its swaps more often
-    (a one-sided bound)."""
+    """The demo's recipe without its text negatives (a third of the time), cut short, twice from
+    the same seed: with each scene's twin beside it in the batch, the true caption beats its
+    swaps more often (a one-sided bound)."""
     import dataclasses
 
     from grounding.data.composition import synthetic_swaps
@@ -215,7 +215,7 @@ def test_image_negatives_raise_the_swap_score_over_the_same_run_without_them(tmp
     config, options = demo()
     scores = {}
     for twins in (False, True):
-        run = dataclasses.replace(options, steps=100, save_every=100, image_negatives=twins)
+        run = dataclasses.replace(options, steps=100, save_every=100, image_negatives=twins, hard_negatives=False)
         model = train(config, run, tmp_path / str(twins), show_progress=False)
         scores[twins] = contest_scores(model, synthetic_swaps(scenes=150))["all"]["accuracy"]
-    assert scores[True] > scores[False] + 0.03, scores  # measured 57.8% against 49.8% (at batch 32: no gain)
+    assert scores[True] > scores[False] + 0.03, scores  # measured 57.0% against 50.7% (at 60 steps 51.2% against 47.2%)
