@@ -79,7 +79,9 @@ class ObjectTokens(nn.Module):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--init", default="runs/demo", help="the CLIP model whose towers start the VQA model")
-    parser.add_argument("--form", choices=("yes-no", "one-word", "where"), default="yes-no")
+    parser.add_argument("--form", default="yes-no",
+                        help="yes-no, one-word or where; several, comma-separated, are trained one after "
+                             "another for --steps each (a curriculum), and scored in the last")
     parser.add_argument("--objects", action="store_true", help="perfect object tokens instead of grid cells")
     parser.add_argument("--grid-stage", type=int, default=4)
     parser.add_argument("--freeze", action="store_true", help="keep the towers' weights fixed")
@@ -97,7 +99,10 @@ def main() -> None:
     if args.objects:
         model.image_in = ObjectTokens(model.config.width)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
-    test = questions(world, 999, 400, args.form)
+    forms = args.form.split(",")
+    if unknown := set(forms) - {"yes-no", "one-word", "where"}:
+        parser.error(f"unknown form {', '.join(sorted(unknown))}")
+    test = questions(world, 999, 400, forms[-1])
 
     def run(examples: list[QAExample]) -> tuple[torch.Tensor, torch.Tensor]:
         if args.objects:
@@ -106,8 +111,9 @@ def main() -> None:
         return model(pixels, ids), targets.argmax(1)
 
     began, losses = time.perf_counter(), []
-    for step in range(1, args.steps + 1):
-        logits, targets = run(questions(world, step, 64, args.form))
+    for step in range(1, len(forms) * args.steps + 1):
+        form = forms[(step - 1) // args.steps]
+        logits, targets = run(questions(world, step, 64, form))
         loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad()
         loss.backward()
@@ -119,8 +125,8 @@ def main() -> None:
                 logits, targets = run(test)
             model.train()
             accuracy = (logits.argmax(1) == targets).float().mean().item()
-            print(f"step {step}: training loss {np.mean(losses[-100:]):.3f} (ln 2 = 0.693), "
-                  f"accuracy on 400 new questions {accuracy:.1%}, {time.perf_counter() - began:.0f} s", flush=True)
+            print(f"step {step} ({form}): training loss {np.mean(losses[-100:]):.3f} (ln 2 = 0.693), "
+                  f"accuracy on 400 new {forms[-1]} questions {accuracy:.1%}, {time.perf_counter() - began:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
