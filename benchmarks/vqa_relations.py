@@ -9,9 +9,9 @@ answering").
 Forms: `yes-no` asks "is A left of B?" with the true relation or its opposite, equally often
 (Scene.questions' form); `one-word` asks only "left of" and "above", A and B in either order,
 so that yes and no stay equally likely; `where` asks "where is A from B?" (left, right, above,
-below). `--objects` gives the fusion layers one token per object, its true colour, shape and
-place, instead of the image tower's grid cells: what the question form costs without the
-perception.
+below); `where,yes-no` trains one form and then the other, `where+yes-no` both at once.
+`--objects` gives the fusion layers one token per object, its true colour, shape and place,
+instead of the image tower's grid cells: what the question form costs without the perception.
 """
 from __future__ import annotations
 
@@ -80,8 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--init", default="runs/demo", help="the CLIP model whose towers start the VQA model")
     parser.add_argument("--form", default="yes-no",
-                        help="yes-no, one-word or where; several, comma-separated, are trained one after "
-                             "another for --steps each (a curriculum), and scored in the last")
+                        help="yes-no, one-word or where; stages separated by commas are trained one after "
+                             "another for --steps each (a curriculum), forms joined by + share each batch; the "
+                             "last form named is scored")
     parser.add_argument("--objects", action="store_true", help="perfect object tokens instead of grid cells")
     parser.add_argument("--grid-stage", type=int, default=4)
     parser.add_argument("--freeze", action="store_true", help="keep the towers' weights fixed")
@@ -99,10 +100,11 @@ def main() -> None:
     if args.objects:
         model.image_in = ObjectTokens(model.config.width)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
-    forms = args.form.split(",")
-    if unknown := set(forms) - {"yes-no", "one-word", "where"}:
+    stages = [stage.split("+") for stage in args.form.split(",")]
+    if unknown := {form for stage in stages for form in stage} - {"yes-no", "one-word", "where"}:
         parser.error(f"unknown form {', '.join(sorted(unknown))}")
-    test = questions(world, 999, 400, forms[-1])
+    scored = stages[-1][-1]
+    test = questions(world, 999, 400, scored)
 
     def run(examples: list[QAExample]) -> tuple[torch.Tensor, torch.Tensor]:
         if args.objects:
@@ -111,9 +113,10 @@ def main() -> None:
         return model(pixels, ids), targets.argmax(1)
 
     began, losses = time.perf_counter(), []
-    for step in range(1, len(forms) * args.steps + 1):
-        form = forms[(step - 1) // args.steps]
-        logits, targets = run(questions(world, step, 64, form))
+    for step in range(1, len(stages) * args.steps + 1):
+        stage = stages[(step - 1) // args.steps]  # its forms share the batch, each from a stream of its own
+        logits, targets = run([q for k, form in enumerate(stage)
+                               for q in questions(world, step + 1_000_000 * k, 64 // len(stage), form)])
         loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad()
         loss.backward()
@@ -125,8 +128,9 @@ def main() -> None:
                 logits, targets = run(test)
             model.train()
             accuracy = (logits.argmax(1) == targets).float().mean().item()
-            print(f"step {step} ({form}): training loss {np.mean(losses[-100:]):.3f} (ln 2 = 0.693), "
-                  f"accuracy on 400 new {forms[-1]} questions {accuracy:.1%}, {time.perf_counter() - began:.0f} s", flush=True)
+            print(f"step {step} ({'+'.join(stage)}): training loss {np.mean(losses[-100:]):.3f} (ln 2 = 0.693), "
+                  f"accuracy on 400 new {scored} questions {accuracy:.1%}, {time.perf_counter() - began:.0f} s",
+                  flush=True)
 
 
 if __name__ == "__main__":
