@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from grounding.data.composition import open_contests
-from grounding.data.synthetic import Scene, SceneObject
+from grounding.data.synthetic import Scene, SceneObject, World
+from grounding.demo import zero_shot
 from grounding.evaluation.compositionality import contest_scores
 from grounding.interfaces.cli import app
 
@@ -106,6 +107,46 @@ def test_hard_negatives_come_from_the_csv_column_or_else_by_rule(tmp_path):
     assert said["a red square"][0] in {"a blue square", "a red disc"} and said["a red square"][1]
     assert said["a blue cup on a table"] == ("a table on a blue cup", True)  # by rule: no column for it
     assert not said["green"][1]  # nothing to swap: no negative
+
+
+@pytest.mark.parametrize("caption, left", [
+    ("a small red circle left of a large blue square", "a small circle left of a large square"),
+    ("A Red cup, a grey mug and a white plate.", "A cup, a mug and a plate."),
+    ("two dogs on the grass", "two dogs on the grass"),  # no colour word: as it was
+    ("a reddish ball", "a reddish ball"),  # whole words only
+])
+def test_colourless_captions_lose_their_colour_words_and_nothing_else(caption, left):
+    from grounding.data.colourless import colourless
+
+    assert colourless(caption) == left
+
+
+def test_grey_examples_are_drawn_in_grey_with_colourless_captions_and_negatives():
+    import grounding
+    from grounding.config import preset
+    from grounding.data.batches import PairBatches
+    from grounding.data.colourless import COLOUR_WORDS
+    from grounding.data.images import TrainTransform
+    from grounding.data.pairs import open_pairs
+
+    model = grounding.create_model(preset("tiny"))
+
+    def build(grey: float):
+        return PairBatches(open_pairs("synthetic"), model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3),
+                           64, 0, 0, 1, hard_negatives=True, grey=grey).build(3, {}, [], 0)
+
+    batch, again, plain = build(0.25), build(0.25), build(0.0)
+    assert torch.equal(batch.pixels, again.pixels) and torch.equal(batch.ids, again.ids)  # seeded: a resume sees it
+    captions = [model.tokenizer.decode(ids) for ids in batch.ids]
+    grey = torch.tensor([not COLOUR_WORDS & set(c.split()) for c in captions])
+    assert 8 <= int(grey.sum()) <= 24  # about a quarter of 64
+    spread = (batch.pixels.amax(1) - batch.pixels.amin(1)).flatten(1).amax(1)  # across channels, per image
+    assert (spread[grey] < 0.02).all() and (spread[~grey] > 0.2).all()
+    assert torch.equal(batch.pixels[~grey], plain.pixels[~grey])  # the other examples as without --grey
+    negatives = [model.tokenizer.decode(ids) for ids, have in zip(batch.negatives, batch.have_negative) if have]
+    assert negatives and all(not COLOUR_WORDS & set(n.split()) for n, g in zip(negatives, grey[batch.have_negative]) if g)
+    for c, n, have in zip(captions, batch.negatives, batch.have_negative):
+        assert not have or model.tokenizer.decode(n) != c  # a negative is never the caption itself
 
 
 def test_an_example_without_a_negative_adds_no_column_to_the_loss():
@@ -219,3 +260,26 @@ def test_image_negatives_raise_the_swap_score_over_the_same_run_without_them(tmp
         model = train(config, run, tmp_path / str(twins), show_progress=False)
         scores[twins] = contest_scores(model, synthetic_swaps(scenes=150))["all"]["accuracy"]
     assert scores[True] > scores[False] + 0.03, scores  # measured 57.0% against 50.7% (at 60 steps 51.2% against 47.2%)
+
+
+def test_heldout_pairs_benchmark_sorts_every_heldout_answer_and_probes_both_halves(trained_tiny, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "heldout_pairs.py"
+    spec = importlib.util.spec_from_file_location("heldout_pairs", path)
+    heldout_pairs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heldout_pairs)
+    monkeypatch.setattr(sys, "argv", ["heldout_pairs.py", str(trained_tiny[1]), "--per-label", "2"])
+    heldout_pairs.main()
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    right, colour_only, other = (int(n) for n in cells[1].split(" / "))
+    assert cells[0] == str(trained_tiny[1]) and right + colour_only + other == 40  # 10 images a held-out pair
+    model, spec = trained_tiny[0], "synthetic:seed=1,per_label=10"
+    probs, targets, scenes = zero_shot(model, spec)
+    unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in World().held_out for s in scenes])
+    assert right == int((probs[unseen].argmax(1) == targets[unseen]).sum())  # the zero-shot answers, sorted
+    colour_seen = float(cells[3].split(" / ")[0].rstrip("%"))
+    assert colour_seen > 50  # chance is 1 in 6

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import BadInput
 from ..tokenizer import Tokenizer
+from .colourless import colourless, greyscale
 from .images import BadImageError, TrainTransform, one_thread
 from .negatives import swapped
 from .pairs import Mixture, Sample, StreamPosition, caption_of, describe_skip
@@ -47,12 +48,12 @@ class PairBatches(IterableDataset):
 
     def __init__(self, mixture: Mixture, tokenizer: Tokenizer, transform: TrainTransform, batch_size: int,
                  seed: int, start: int, stop: int, streams: int = 1, positions: dict | None = None,
-                 hard_negatives: bool = False, rank: int = 0, ranks: int = 1):
+                 hard_negatives: bool = False, rank: int = 0, ranks: int = 1, grey: float = 0.0):
         self.mixture, self.tokenizer, self.transform = mixture, tokenizer, transform
         self.slots = mixture.slots(batch_size // ranks)  # this rank's examples of each source
         self.seed, self.start, self.stop, self.streams = seed, start, stop, max(1, streams)
         self.positions = positions or {}
-        self.hard_negatives = hard_negatives
+        self.hard_negatives, self.grey = hard_negatives, grey
         self.rank, self.ranks = rank, ranks
 
     def __iter__(self) -> Iterator[Batch]:
@@ -114,11 +115,17 @@ class PairBatches(IterableDataset):
             except BadImageError as e:
                 skipped.append({"key": sample.key, "reason": describe_skip(sample, e)})
                 continue
-            # each example's crop (and near miss) seeded by its place in the global batch: the same on any rank
+            # each example's crop (near miss, grey copy) seeded by its place in the global batch: the same on any rank
+            grey = self.grey and np.random.default_rng([self.seed, step, 9, source, index]).random() < self.grey
+            if grey:
+                image = greyscale(image)
             pixels.append(self.transform(image, np.random.default_rng([self.seed, step, 7, source, index])))
-            captions.append(caption)
+            captions.append(colourless(caption) if grey else caption)
             if self.hard_negatives:
-                wrong.append(hard_negative(sample, caption, np.random.default_rng([self.seed, step, 8, source, index])))
+                negative = hard_negative(sample, caption, np.random.default_rng([self.seed, step, 8, source, index]))
+                if grey and negative:  # a swap of colours alone is no negative once they are gone
+                    negative = colourless(negative) if colourless(negative) != captions[-1] else None
+                wrong.append(negative)
         size = self.transform.image_size
         ids, cut = self.tokenizer.tokenize(captions, truncate=True)
         negatives = have = None

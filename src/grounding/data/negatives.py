@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import re
 
+from .colourless import COLOUR_WORDS
 from .relations import RELATION_WORDS, SIZE_WORDS
 
 ASYMMETRIC = (*RELATION_WORDS, "on", "in", "inside", "behind", "in front of", "holding", "riding", "wearing",
               "carrying", "eating", "chasing", "pushing", "pulling", "watching", "under")
-ATTRIBUTES = {*SIZE_WORDS, "red", "green", "blue", "yellow", "purple", "orange", "black", "white", "grey", "gray",
-              "brown", "pink", "wooden", "metal", "plastic", "glass", "old", "young", "new", "tall", "short", "long",
-              "open", "closed", "empty", "full", "wet", "dry", "hot", "cold"}
+ATTRIBUTES = {*SIZE_WORDS, *COLOUR_WORDS, "wooden", "metal", "plastic", "glass", "old", "young", "new", "tall",
+              "short", "long", "open", "closed", "empty", "full", "wet", "dry", "hot", "cold"}
 _JOIN = re.compile(r"\s(" + "|".join(sorted(map(re.escape, (*ASYMMETRIC, "and")), key=len, reverse=True)) + r")\s")
 
 
