@@ -1,3 +1,5 @@
+import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -65,7 +67,7 @@ def test_demo_trains_classifies_and_draws_cards(tmp_path):
     assert result.returncode == 0, result.stderr
     assert re.search(r"correct rank: \d+/24 +correct probability: \d+\.\d\d%", result.stdout)
     assert "never seen" in result.stdout
-    assert re.search(r"twin images \(--image-negatives\)([^\d\n]+\d+\.\d%){5}", result.stdout), result.stdout
+    assert re.search(r"twin images and grey copies \(--image-negatives --grey 0\.25\)([^\d\n]+\d+\.\d%){5}", result.stdout), result.stdout
     assert (out / "composed" / "config.json").is_file()  # the second row's model, trained beside the first
     cards = sorted((out / "cards").glob("*.png"))
     assert len(cards) == 2 and all(c.stat().st_size > 5000 for c in cards)
@@ -139,3 +141,14 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch):
     result = runner.invoke(app, ["index", "build", str(tmp_path)])
     assert result.exit_code != 0
     assert "a vector index needs faiss: pip install 'grounding[search]'" in result.output
+
+
+def test_demo_refuses_a_second_row_left_by_an_earlier_demo_with_other_options(tmp_path):
+    from grounding.training.options import TrainConfig
+
+    stale = tmp_path / "demo" / "composed"
+    stale.mkdir(parents=True)
+    (stale / "train.json").write_text(json.dumps(dataclasses.asdict(TrainConfig(image_negatives=True))))
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--steps", "3"])
+    assert result.exit_code == 2 and "trained by an earlier demo with other options" in result.output, result.output
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["composed"]  # nothing trained first
