@@ -14,13 +14,13 @@ from rich.table import Table
 from .data.datasets import open_dataset
 from .data.examples import Dataset
 from .data.synthetic import World
+from .errors import BadInput
 from .evaluation.cards import save_card
 from .evaluation.compositionality import compositionality_score
 from .evaluation.metrics import topk_accuracy
 from .evaluation.predict import predict_zero_shot
 from .evaluation.zeroshot import examples
 from .inference.templates import TEMPLATE_SETS
-from .errors import BadInput
 from .models import CLIP
 from .training.checkpoint import TRAIN_FILE
 from .training.options import TrainConfig
