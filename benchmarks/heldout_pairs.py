@@ -18,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 
 from grounding.data.datasets import open_dataset
 from grounding.data.synthetic import World
-from grounding.demo import zero_shot
-from grounding.inference.encode import encode_images
+from grounding.inference.encode import encode_images, text_classifier
+from grounding.inference.templates import TEMPLATE_SETS
 from grounding.saved import load
 
 
@@ -32,13 +32,15 @@ def image_features(model, spec: str) -> tuple[np.ndarray, list[str]]:
     return features, [dataset.classes[t[0]] for t in dataset.targets]
 
 
-def misses(model, spec: str, held: set[str]) -> Counter:
-    """Zero-shot answers on the held-out pairs' images: right, or which half of the label is wrong."""
-    probs, targets, _ = zero_shot(model, spec)
-    labels, kinds = open_dataset(spec).classes, Counter()
-    for row, target in zip(probs, targets):
-        truth, guess = labels[int(target)].split(), labels[int(row.argmax())].split()
-        if " ".join(truth) in held:
+def misses(model, features: np.ndarray, labels: list[str], held: set[str]) -> Counter:
+    """Zero-shot answers (the world's templates) on the held-out pairs' images, from their
+    features: right, or which half of the label is wrong."""
+    classes = World().labels
+    classifier = text_classifier(model, classes, TEMPLATE_SETS["synthetic"]).numpy()
+    kinds = Counter()
+    for row, label in zip(features @ classifier, labels):
+        truth, guess = label.split(), classes[int(row.argmax())].split()
+        if label in held:
             kinds["right" if guess == truth else "colour right, shape wrong" if guess[0] == truth[0]
                   else "shape right, colour wrong" if guess[1] == truth[1] else "both wrong"] += 1
     return kinds
@@ -67,7 +69,7 @@ def main() -> None:
                 train_x[seen_train], [label.split()[part] for label, s in zip(train_labels, seen_train) if s])
             right = fit.predict(test_x) == np.array([label.split()[part] for label in test_labels])
             probes.append(f"{right[~unseen_test].mean():.1%} / {right[unseen_test].mean():.1%}")
-        kinds = misses(model, test_spec, held)
+        kinds = misses(model, test_x, test_labels, held)
         other = sum(kinds.values()) - kinds["right"] - kinds["colour right, shape wrong"]
         print(f"| {run} | {kinds['right']} / {kinds['colour right, shape wrong']} / {other} | {probes[0]} | {probes[1]} |")
 
