@@ -12,6 +12,10 @@ so that yes and no stay equally likely; `where` asks "where is A from B?" (left,
 below); `where,yes-no` trains one form and then the other, `where+yes-no` both at once.
 `--objects` gives the fusion layers one token per object, its true colour, shape and place,
 instead of the image tower's grid cells: what the question form costs without the perception.
+`--relation-target` adds the model's relation head (models/vqa.py), trained on each question's
+true relation beside the answer: what makes the yes/no form learnable.
+
+    python benchmarks/vqa_relations.py --init runs/demo --freeze --form yes-no --relation-target --steps 1000
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from grounding.data.synthetic import COLOURS, SHAPES, World, relation
 from grounding.models.vqa import VQAConfig, VQAModel
 from grounding.saved import load
 from grounding.tasks.towers import copy_towers, freeze_towers
-from grounding.tasks.vqa.data import QAExample, to_tensors
+from grounding.tasks.vqa.data import RELATIONS, QAExample, to_tensors
 
 ANSWERS = ["yes", "no", "left", "right", "above", "below"]
 
@@ -54,7 +58,7 @@ def questions(world: World, seed: int, size: int, form: str) -> list[QAExample]:
             if (word == truth) != yes:
                 a, b = b, a
             question, answer = f"is the {a.colour} {a.shape} {word} the {b.colour} {b.shape}?", "yes" if yes else "no"
-        out.append(QAExample(question, {answer: 1.0}, "relation", ImageRef(scene=scene)))
+        out.append(QAExample(question, {answer: 1.0}, "relation", ImageRef(scene=scene), relation(a, b)))
     return out
 
 
@@ -84,6 +88,7 @@ def main() -> None:
                              "another for --steps each (a curriculum), forms joined by + share each batch; the "
                              "last form named is scored")
     parser.add_argument("--objects", action="store_true", help="perfect object tokens instead of grid cells")
+    parser.add_argument("--relation-target", action="store_true", help="train the relation head beside the answer")
     parser.add_argument("--grid-stage", type=int, default=4)
     parser.add_argument("--freeze", action="store_true", help="keep the towers' weights fixed")
     parser.add_argument("--steps", type=int, default=400)
@@ -93,7 +98,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     clip, world = load(args.init), World()
-    model = attach(VQAModel(VQAConfig(clip.config, ANSWERS, grid_stage=args.grid_stage)), clip.tokenizer)
+    relations = RELATIONS if args.relation_target else []
+    model = attach(VQAModel(VQAConfig(clip.config, ANSWERS, grid_stage=args.grid_stage, relations=relations)),
+                   clip.tokenizer)
     copy_towers(model, clip)
     if args.freeze:
         freeze_towers(model)
@@ -106,18 +113,24 @@ def main() -> None:
     scored = stages[-1][-1]
     test = questions(world, 999, 400, scored)
 
-    def run(examples: list[QAExample]) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(examples: list[QAExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The answers' logits, the answers, and the loss (with the relation target's, if asked)."""
         if args.objects:
             model.image_in.examples = examples
         pixels, ids, targets = to_tensors(model, examples, ANSWERS)
-        return model(pixels, ids), targets.argmax(1)
+        state = model.fuse(pixels, ids)
+        logits, answers = model.head(state), targets.argmax(1)
+        loss = F.cross_entropy(logits, answers)
+        if relations:
+            truth = torch.tensor([relations.index(e.relation) for e in examples])
+            loss = loss + F.cross_entropy(model.relation_head(state), truth)
+        return logits, answers, loss
 
     began, losses = time.perf_counter(), []
     for step in range(1, len(stages) * args.steps + 1):
         stage = stages[(step - 1) // args.steps]  # its forms share the batch, each from a stream of its own
-        logits, targets = run([q for k, form in enumerate(stage)
-                               for q in questions(world, step + 1_000_000 * k, 64 // len(stage), form)])
-        loss = F.cross_entropy(logits, targets)
+        _, _, loss = run([q for k, form in enumerate(stage)
+                          for q in questions(world, step + 1_000_000 * k, 64 // len(stage), form)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -125,10 +138,11 @@ def main() -> None:
         if step % 100 == 0:
             model.eval()
             with torch.no_grad():
-                logits, targets = run(test)
+                logits, targets, _ = run(test)
             model.train()
             accuracy = (logits.argmax(1) == targets).float().mean().item()
-            print(f"step {step} ({'+'.join(stage)}): training loss {np.mean(losses[-100:]):.3f} (ln 2 = 0.693), "
+            print(f"step {step} ({'+'.join(stage)}): training loss {np.mean(losses[-100:]):.3f} "
+                  f"({'the answer and the relation target together' if relations else 'ln 2 = 0.693'}), "
                   f"accuracy on 400 new {scored} questions {accuracy:.1%}, {time.perf_counter() - began:.0f} s",
                   flush=True)
 

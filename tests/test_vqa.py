@@ -38,6 +38,25 @@ def test_synthetic_stream_is_seeded_balanced_and_answerable():
     assert all(set(e.answers) <= set(SYNTHETIC_ANSWERS) for e in first)
 
 
+def test_relation_share_asks_relation_questions_each_with_its_true_relation():
+    from grounding.data.relations import OPPOSITE
+    from grounding.errors import BadInput
+    from grounding.tasks.vqa.data import RELATIONS
+
+    plain, more = SyntheticQA(seed=3).batch(5, 400), SyntheticQA(seed=3, relation_share=0.5).batch(5, 400)
+    share = [sum(e.qtype == "relation" for e in batch) / 400 for batch in (plain, more)]
+    assert share[0] < 0.1 and 0.45 < share[1] < 0.65, share
+    relations = [e for e in plain + more if e.qtype == "relation"]
+    assert all(e.relation in RELATIONS for e in relations) and not any(e.relation for e in plain + more
+                                                                          if e.qtype != "relation")
+    for e in relations:  # "yes" asks the true relation, "no" its opposite
+        asked = e.relation if "yes" in e.answers else OPPOSITE[e.relation]
+        assert f" {asked} the " in e.question, e
+    assert 0.35 < sum("yes" in e.answers for e in relations) / len(relations) < 0.65
+    with pytest.raises(BadInput, match="--relation-share"):
+        SyntheticQA(relation_share=1.5)
+
+
 def _options(steps: int, **kw) -> VQAOptions:
     return VQAOptions(loop=LoopConfig(steps=steps, batch_size=48, lr=2e-3, warmup=10, save_every=20),
                       towers="tiny", width=64, layers=1, **kw)
@@ -67,12 +86,17 @@ def test_tiny_vqa_model_beats_its_blind_baseline(tiny_vqa):
 def test_training_resumes_to_the_same_weights(tmp_path):
     import shutil
 
-    straight = train_vqa(_options(40), tmp_path / "a", show_progress=False)
+    straight = train_vqa(_options(40, relation_target=True, relation_share=0.25), tmp_path / "a", show_progress=False)
     # a run killed after its step-20 checkpoint: the folder as it was then
     shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("step-0000040"))
-    resumed = train_vqa(_options(40), tmp_path / "b", show_progress=False)
+    resumed = train_vqa(_options(40, relation_target=True, relation_share=0.25), tmp_path / "b", show_progress=False)
     for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), name
+    from grounding.tasks.vqa.train import new_model
+
+    start = new_model(_options(40, relation_target=True), SyntheticQA(), blind=False)  # the weights the run started from
+    assert resumed.config.relations == ["left of", "right of", "above", "below"]
+    assert not torch.equal(resumed.relation_head.weight, start.relation_head.weight)  # the relation target trains it
     assert torch.equal(load_task_model(tmp_path / "b", "vqa").head[-1].weight, resumed.head[-1].weight)
 
 
@@ -86,8 +110,10 @@ def test_csv_data_trains_and_holds_rows_out(tmp_path):
     (tmp_path / "qa.csv").write_text("\n".join(rows) + "\n")
     data, held_out = open_qa(f"csv:{tmp_path / 'qa.csv'}")
     assert len(held_out) == 6 and len(data.examples) == 24
-    model = train_vqa(_options(3, data=f"csv:{tmp_path / 'qa.csv'}"), tmp_path / "run", show_progress=False)
+    model = train_vqa(_options(3, data=f"csv:{tmp_path / 'qa.csv'}", relation_target=True), tmp_path / "run",
+                      show_progress=False)
     assert set(model.config.answers) <= set(SYNTHETIC_ANSWERS)
+    assert model.config.relations == [] and model.relation_head is None  # a CSV names no relations
 
 
 @pytest.mark.slow

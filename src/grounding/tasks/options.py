@@ -43,6 +43,11 @@ class FusionOptions(TaskOptions):
 class VQAOptions(FusionOptions):
     data: str = option("synthetic", "synthetic, or csv:PATH with columns image,question,answer[,type] (answers "
                        "'a|b|c' from several annotators give VQA soft scores).")
+    relation_target: bool = option(False, "Also train a head on each relation question's true relation, where the "
+                                   "data knows it (synthetic): the gradient that 'is A left of B?' alone lacks "
+                                   "(docs/tasks.md).")
+    relation_share: float = option(0.0, "synthetic: this share of each training batch asks a relation question "
+                                   "about a two-object scene (the world's own mix: about 1 in 20; evaluation keeps it).")
 
 
 @dataclass

@@ -10,9 +10,11 @@ import numpy as np
 import torch
 
 from ...data.images import ImageRef
+from ...data.relations import OPPOSITE
 from ...data.specs import parse_spec
 from ...data.streams import ListStream, split_off
-from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World
+from ...data.synthetic import COLOURS, NUMBER_WORDS, SHAPES, SPLITS, Scene, World, relation
+from ...errors import BadInput
 from ...evaluation.metrics import vqa_soft_scores
 from ...files import read_csv_rows
 from ...runtime import device_of
@@ -20,6 +22,7 @@ from ..towers import pixels_of
 
 QUESTION_TYPES = ("count", "colour", "shape", "relation", "existence")
 SYNTHETIC_ANSWERS = [*NUMBER_WORDS, *COLOURS, *SHAPES, "yes", "no"]
+RELATIONS = list(OPPOSITE)  # the classes of the auxiliary relation target (models/vqa.py)
 
 
 @dataclass
@@ -28,6 +31,7 @@ class QAExample:
     answers: dict[str, float]  # answer -> score in [0, 1]
     qtype: str = ""
     ref: ImageRef = ImageRef()  # its scene or its file; ref.key names it in predictions.jsonl
+    relation: str = ""  # a relation question's true relation between the objects it names, where known
 
 
 def pick_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
@@ -43,20 +47,31 @@ def pick_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str, str
 
 
 class SyntheticQA:
-    """A seeded stream of examples: batch `step` is always the same."""
+    """A seeded stream of examples: batch `step` is always the same. `relation_share` of each
+    batch are relation questions about two-object scenes, on top of the world's own mix (in
+    which about one question in twenty is one)."""
 
     answers = SYNTHETIC_ANSWERS
+    relations = RELATIONS
 
-    def __init__(self, world: World | None = None, seed: int = 0, split: str = "train"):
-        self.world, self.seed, self.split = world or World(), seed, split
+    def __init__(self, world: World | None = None, seed: int = 0, split: str = "train", relation_share: float = 0.0):
+        if not 0 <= relation_share <= 1:
+            raise BadInput(f"--relation-share {relation_share}: give a share from 0 to 1", "--relation-share")
+        self.world, self.seed, self.split, self.relation_share = world or World(), seed, split, relation_share
 
     def batch(self, step: int, size: int) -> list[QAExample]:
         rng = np.random.default_rng([self.seed, step, SPLITS[self.split], 7])
         examples = []
         for _ in range(size):
-            scene = self.world.sample(rng, self.split)
-            q, a, t = pick_question(scene, rng)
-            examples.append(QAExample(q, {a: 1.0}, t, ImageRef(scene=scene)))
+            if self.relation_share and rng.random() < self.relation_share:
+                scene = self.world.sample(rng, self.split, n_objects=2)
+                pool = [qa for qa in scene.questions() if qa[2] == "relation"] or scene.questions()
+                q, a, t = pool[int(rng.integers(len(pool)))]
+            else:
+                scene = self.world.sample(rng, self.split)
+                q, a, t = pick_question(scene, rng)
+            where = relation(*scene.objects) if t == "relation" else ""
+            examples.append(QAExample(q, {a: 1.0}, t, ImageRef(scene=scene), where))
         return examples
 
 
@@ -72,17 +87,20 @@ def csv_questions(path: str | Path) -> list[QAExample]:
 class ListQA(ListStream[QAExample]):
     """A CSV's examples, with their answer vocabulary."""
 
+    relations: list[str] = []  # a CSV names no relation targets
+
     def __init__(self, examples: list[QAExample], seed: int = 0):
         super().__init__(examples, seed)
         self.answers = sorted({a for e in examples for a in e.answers})
 
 
-def open_qa(spec: str, seed: int = 0, held_out: float = 0.2) -> tuple[SyntheticQA | ListQA, list[QAExample] | None]:
+def open_qa(spec: str, seed: int = 0, held_out: float = 0.2, relation_share: float = 0.0
+            ) -> tuple[SyntheticQA | ListQA, list[QAExample] | None]:
     """The training source, and for a CSV the seeded share of its rows kept out of training for
     evaluation (None for the synthetic world, whose test scenes are new draws)."""
     parsed = parse_spec(spec, "qa")
     if parsed.kind == "synthetic":
-        return SyntheticQA(seed=seed), None
+        return SyntheticQA(seed=seed, relation_share=relation_share), None
     kept, held = split_off(csv_questions(parsed.argument), seed, held_out)  # columns image,question,answer[,type]
     return ListQA(kept, seed), held
 

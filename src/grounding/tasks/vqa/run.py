@@ -31,7 +31,7 @@ def run_train_vqa(options: VQAOptions, out: str | Path, eval_spec: str | None = 
 
 def _train_and_evaluate(options: VQAOptions, out: Path, eval_spec: str | None, baselines: bool,
                         show_progress: bool) -> dict:
-    data, held_out = open_qa(options.data, options.loop.seed)
+    data, held_out = open_qa(options.data, options.loop.seed, relation_share=options.relation_share)
     model = train_vqa(options, out, data, show_progress=show_progress)
     blind = train_vqa(options, out / "blind", data, blind=True, show_progress=show_progress) if baselines else None
     majority = majority_answers(data) if baselines else None

@@ -25,11 +25,11 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(target * F.log_softmax(logits[known], dim=-1)).sum(dim=1).mean()
 
 
-def new_model(options: VQAOptions, answers: list[str], blind: bool) -> VQAModel:
+def new_model(options: VQAOptions, data, blind: bool) -> VQAModel:
     torch.manual_seed(options.loop.seed)
     towers, tokenizer, clip = towers_for(options)
-    config = VQAConfig(towers, list(answers), options.width, options.layers, options.heads, blind,
-                       options.grid_stage)
+    config = VQAConfig(towers, list(data.answers), options.width, options.layers, options.heads, blind,
+                       options.grid_stage, list(data.relations) if options.relation_target else [])
     model = attach(VQAModel(config), tokenizer)
     if clip is not None:
         copy_towers(model, clip)
@@ -40,15 +40,21 @@ def train_vqa(options: VQAOptions, out: str | Path, data=None, blind: bool = Fal
               show_progress: bool = True) -> VQAModel:
     """Trains on `data` (a source with .batch(step, size) and .answers), by default `options.data`'s."""
     out = Path(out)
-    data = data or open_qa(options.data, options.loop.seed)[0]
-    model = run_model(out, "vqa", lambda: new_model(options, data.answers, blind), options.loop.seed)
+    data = data or open_qa(options.data, options.loop.seed, relation_share=options.relation_share)[0]
+    model = run_model(out, "vqa", lambda: new_model(options, data, blind), options.loop.seed)
     if options.freeze:
         freeze_towers(model)
-    answers = model.config.answers
+    answers, relations = model.config.answers, model.config.relations
 
     def backward_at(step: int) -> float:
-        pixels, ids, targets = to_tensors(model, data.batch(step, options.loop.batch_size), answers)
-        loss = soft_cross_entropy(model(pixels, ids), targets)
+        examples = data.batch(step, options.loop.batch_size)
+        pixels, ids, targets = to_tensors(model, examples, answers)
+        state = model.fuse(pixels, ids)
+        loss = soft_cross_entropy(model.head(state), targets)
+        named = [i for i, e in enumerate(examples) if e.relation in relations]
+        if named:  # the relation target (models/vqa.py), on the questions that have one
+            truth = torch.tensor([relations.index(examples[i].relation) for i in named], device=state.device)
+            loss = loss + F.cross_entropy(model.relation_head(state[named]), truth)
         loss.backward()
         return loss.item()
 
