@@ -108,9 +108,11 @@ def test_bf16_changes_zero_shot_top1_only_where_fp32_was_all_but_tied(trained_ti
 
 @pytest.mark.slow
 def test_auto_keeps_the_builtin_model_in_fp32_since_bf16_changes_its_answers(tmp_path, builtin):
-    fp32, bf16 = (_top("lit-minilm-effnet", "synthetic:per_label=10", p, tmp_path / p) for p in ("fp32", "bf16"))
+    fp32, bf16 = (_top("lit-minilm-effnet", "synthetic:per_label=5", p, tmp_path / p) for p in ("fp32", "bf16"))
     agree = np.mean([a[0][0] == b[0][0] for a, b in zip(fp32, bf16)])
-    assert agree < 0.99  # the guard fails for it (measured 96.7% here, 82% on flags): why auto leaves it alone
+    # the guard fails for it (measured 95.8%, 5 of 120 changed, on 2026-12-07's host; 82% on flags): why auto
+    # leaves it alone
+    assert agree < 0.99
     model = builtin
     chosen = Runtime.resolve("cpu", "auto").for_model(model)
     assert chosen.precision == "fp32"
