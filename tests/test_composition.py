@@ -62,7 +62,8 @@ def test_a_twin_scene_rearranges_the_same_objects_and_never_shows_a_held_out_pai
     from grounding.data.synthetic import World
 
     world = World()
-    scenes = world.batch(0, 0, 200, twins=True)
+    drawn = world.twinned_batch(0, 0, 200)
+    scenes = [scene for scene, _ in drawn]
     held = set(world.held_out)
     assert not any((o.colour, o.shape) in held for s in scenes for o in s.objects)
 
@@ -71,6 +72,8 @@ def test_a_twin_scene_rearranges_the_same_objects_and_never_shows_a_held_out_pai
 
     twins = [b for a, b in zip(scenes, scenes[1:]) if parts(a) == parts(b) and a.caption() != b.caption()]
     assert len(twins) > 60  # a scene of two or more objects and its twin
+    marked = [b for (a, _), (b, twin) in zip(drawn, drawn[1:]) if twin]
+    assert set(twins) <= set(marked) and not drawn[0][1]
     alone = Scene((SceneObject("circle", "red", "small", 0.2, 0.5),))
     other = alone.twin(np.random.default_rng(0), {("red", "circle"), ("red", "square"), ("blue", "square")})
     assert other.caption() == "a small red square" and other.objects[0].x == 0.2  # one word changed, same place
@@ -147,6 +150,15 @@ def test_grey_examples_are_drawn_in_grey_with_colourless_captions_and_negatives(
     assert negatives and all(not COLOUR_WORDS & set(n.split()) for n, g in zip(negatives, grey[batch.have_negative]) if g)
     for c, n, have in zip(captions, batch.negatives, batch.have_negative):
         assert not have or model.tokenizer.decode(n) != c  # a negative is never the caption itself
+
+    pairs = open_pairs("synthetic")
+    pairs.sources[0].twins = True
+    batches = PairBatches(pairs, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3), 64, 0, 0, 1, grey=0.25)
+    twin = [sample.twin for sample, *_ in batches.choose(3)[0]]
+    batch = batches.build(3, {}, [], 0)
+    grey = [not COLOUR_WORDS & set(model.tokenizer.decode(ids).split()) for ids in batch.ids]
+    assert sum(twin) > 16 and 8 <= sum(grey) <= 24
+    assert all(grey[i] == grey[i - 1] for i in range(64) if twin[i])  # a scene and its twin, greyed together
 
 
 def test_an_example_without_a_negative_adds_no_column_to_the_loss():

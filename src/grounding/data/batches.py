@@ -115,8 +115,10 @@ class PairBatches(IterableDataset):
             except BadImageError as e:
                 skipped.append({"key": sample.key, "reason": describe_skip(sample, e)})
                 continue
-            # each example's crop (near miss, grey copy) seeded by its place in the global batch: the same on any rank
-            grey = self.grey and np.random.default_rng([self.seed, step, 9, source, index]).random() < self.grey
+            # each example's crop (near miss, grey copy) seeded by its place in the global batch: the same on any rank;
+            # a twin is greyed with the scene before it, so that the two stay each other's hard negative
+            family = index - 1 if sample.twin else index
+            grey = self.grey and np.random.default_rng([self.seed, step, 9, source, family]).random() < self.grey
             if grey:
                 image = greyscale(image)
             pixels.append(self.transform(image, np.random.default_rng([self.seed, step, 7, source, index])))

@@ -51,6 +51,7 @@ class Sample:
     captions: list[str]
     problem: str = ""
     negatives: list[str] = field(default_factory=list)  # the data's own hard negatives, if it has any
+    twin: bool = False  # the scene drawn before it, rearranged (train --image-negatives)
 
     @property
     def key(self) -> str:
@@ -111,8 +112,9 @@ class SyntheticSource:
         return self.world.batch(seed, 0, count, split="held_out") if count > 0 else []
 
     def draw(self, seed: int, step: int, n: int) -> list[Sample]:
-        return [Sample(ImageRef(scene=s), [s.caption()])
-                for s in self.world.batch(seed, step, n, split="train", twins=self.twins)]
+        if self.twins:
+            return [Sample(ImageRef(scene=s), [s.caption()], twin=twin) for s, twin in self.world.twinned_batch(seed, step, n)]
+        return [Sample(ImageRef(scene=s), [s.caption()]) for s in self.world.batch(seed, step, n)]
 
 
 @dataclass

@@ -231,20 +231,23 @@ class World:
                 break
         return SceneObject(shape, colour, size, *best)
 
-    def batch(self, seed: int, index: int, size: int, split: str = "train", twins: bool = False) -> list[Scene]:
-        """The `index`-th batch of a seeded stream: the same arguments always give the same scenes.
-        With `twins`, each scene at an odd place is the scene before it rearranged
-        (`Scene.twin`), where it has a twin."""
+    def batch(self, seed: int, index: int, size: int, split: str = "train") -> list[Scene]:
+        """The `index`-th batch of a seeded stream: the same arguments always give the same scenes."""
         rng = np.random.default_rng([seed, index, SPLITS[split]])
-        if not twins:
-            return [self.sample(rng, split) for _ in range(size)]
+        return [self.sample(rng, split) for _ in range(size)]
+
+    def twinned_batch(self, seed: int, index: int, size: int, split: str = "train") -> list[tuple[Scene, bool]]:
+        """Like `batch`, but each scene that has a twin (`Scene.twin`) is followed by it: (scene,
+        whether it is the twin of the scene before it)."""
+        rng = np.random.default_rng([seed, index, SPLITS[split]])
         allowed = set(self._pairs["train" if split == "train" else "any"])
-        scenes: list[Scene] = []
+        scenes: list[tuple[Scene, bool]] = []
         while len(scenes) < size:
-            scenes.append(self.sample(rng, split))
-            twin = scenes[-1].twin(rng, allowed) if len(scenes) < size else None
+            scene = self.sample(rng, split)
+            scenes.append((scene, False))
+            twin = scene.twin(rng, allowed) if len(scenes) < size else None
             if twin is not None:
-                scenes.append(twin)
+                scenes.append((twin, True))
         return scenes
 
     def labelled(self, seed: int, per_label: int) -> tuple[list[Scene], list[int]]:
