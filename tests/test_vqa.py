@@ -8,6 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from grounding.errors import BadInput
 from grounding.evaluation.metrics import vqa_soft_scores as soft_scores
 from grounding.interfaces.cli import app
 from grounding.tasks.options import VQAOptions
@@ -40,7 +41,6 @@ def test_synthetic_stream_is_seeded_balanced_and_answerable():
 
 def test_relation_share_asks_relation_questions_each_with_its_true_relation():
     from grounding.data.relations import OPPOSITE
-    from grounding.errors import BadInput
     from grounding.tasks.vqa.data import RELATIONS
 
     plain, more = SyntheticQA(seed=3).batch(5, 400), SyntheticQA(seed=3, relation_share=0.5).batch(5, 400)
@@ -94,7 +94,7 @@ def test_training_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(p, q), name
     from grounding.tasks.vqa.train import new_model
 
-    start = new_model(_options(40, relation_target=True), SyntheticQA(), blind=False)  # the weights the run started from
+    start = new_model(_options(40, relation_target=True), SyntheticQA(), blind=False)  # where the run started
     assert resumed.config.relations == ["left of", "right of", "above", "below"]
     assert not torch.equal(resumed.relation_head.weight, start.relation_head.weight)  # the relation target trains it
     assert torch.equal(load_task_model(tmp_path / "b", "vqa").head[-1].weight, resumed.head[-1].weight)
@@ -114,6 +114,8 @@ def test_csv_data_trains_and_holds_rows_out(tmp_path):
                       show_progress=False)
     assert set(model.config.answers) <= set(SYNTHETIC_ANSWERS)
     assert model.config.relations == [] and model.relation_head is None  # a CSV names no relations
+    with pytest.raises(BadInput, match="--relation-share"):
+        open_qa(f"csv:{tmp_path / 'qa.csv'}", relation_share=0.25)
 
 
 @pytest.mark.slow

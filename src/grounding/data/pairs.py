@@ -113,7 +113,8 @@ class SyntheticSource:
 
     def draw(self, seed: int, step: int, n: int) -> list[Sample]:
         if self.twins:
-            return [Sample(ImageRef(scene=s), [s.caption()], twin=twin) for s, twin in self.world.twinned_batch(seed, step, n)]
+            return [Sample(ImageRef(scene=s), [s.caption()], twin=twin)
+                    for s, twin in self.world.twinned_batch(seed, step, n)]
         return [Sample(ImageRef(scene=s), [s.caption()]) for s in self.world.batch(seed, step, n)]
 
 

@@ -101,6 +101,9 @@ def open_qa(spec: str, seed: int = 0, held_out: float = 0.2, relation_share: flo
     parsed = parse_spec(spec, "qa")
     if parsed.kind == "synthetic":
         return SyntheticQA(seed=seed, relation_share=relation_share), None
+    if relation_share:
+        raise BadInput(f"--relation-share asks the built-in world for more relation questions; {spec} has its own "
+                       "questions: leave the option out", "--relation-share")
     kept, held = split_off(csv_questions(parsed.argument), seed, held_out)  # columns image,question,answer[,type]
     return ListQA(kept, seed), held
 

@@ -38,7 +38,8 @@ def new_model(options: VQAOptions, data, blind: bool) -> VQAModel:
 
 def train_vqa(options: VQAOptions, out: str | Path, data=None, blind: bool = False,
               show_progress: bool = True) -> VQAModel:
-    """Trains on `data` (a source with .batch(step, size) and .answers), by default `options.data`'s."""
+    """Trains on `data` (a source with .batch(step, size), .answers and .relations), by default
+    `options.data`'s."""
     out = Path(out)
     data = data or open_qa(options.data, options.loop.seed, relation_share=options.relation_share)[0]
     model = run_model(out, "vqa", lambda: new_model(options, data, blind), options.loop.seed)
