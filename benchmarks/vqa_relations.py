@@ -35,6 +35,7 @@ from grounding.models.vqa import VQAConfig, VQAModel
 from grounding.saved import load
 from grounding.tasks.towers import copy_towers, freeze_towers
 from grounding.tasks.vqa.data import RELATIONS, QAExample, to_tensors
+from grounding.tasks.vqa.train import relation_loss
 
 ANSWERS = ["yes", "no", "left", "right", "above", "below"]
 
@@ -120,11 +121,7 @@ def main() -> None:
         pixels, ids, targets = to_tensors(model, examples, ANSWERS)
         state = model.fuse(pixels, ids)
         logits, answers = model.head(state), targets.argmax(1)
-        loss = F.cross_entropy(logits, answers)
-        if relations:
-            truth = torch.tensor([relations.index(e.relation) for e in examples])
-            loss = loss + F.cross_entropy(model.relation_head(state), truth)
-        return logits, answers, loss
+        return logits, answers, F.cross_entropy(logits, answers) + relation_loss(model, state, examples)
 
     began, losses = time.perf_counter(), []
     for step in range(1, len(stages) * args.steps + 1):

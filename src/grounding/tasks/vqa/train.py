@@ -13,7 +13,7 @@ from ...training.loop import fit
 from ..options import VQAOptions
 from ..saved import run_model
 from ..towers import copy_towers, freeze_towers, towers_for
-from .data import open_qa, to_tensors
+from .data import QAExample, open_qa, to_tensors
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -23,6 +23,17 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     known = total > 0
     target = targets[known] / total[known, None]
     return -(target * F.log_softmax(logits[known], dim=-1)).sum(dim=1).mean()
+
+
+def relation_loss(model: VQAModel, state: torch.Tensor, examples: list[QAExample]) -> torch.Tensor:
+    """The relation target's cross-entropy (models/vqa.py) on the questions that name a relation
+    the model has a class for; zero where none does."""
+    relations = model.config.relations
+    named = [i for i, e in enumerate(examples) if e.relation in relations]
+    if not named:
+        return state.new_zeros(())
+    truth = torch.tensor([relations.index(examples[i].relation) for i in named], device=state.device)
+    return F.cross_entropy(model.relation_head(state[named]), truth)
 
 
 def new_model(options: VQAOptions, data, blind: bool) -> VQAModel:
@@ -45,17 +56,13 @@ def train_vqa(options: VQAOptions, out: str | Path, data=None, blind: bool = Fal
     model = run_model(out, "vqa", lambda: new_model(options, data, blind), options.loop.seed)
     if options.freeze:
         freeze_towers(model)
-    answers, relations = model.config.answers, model.config.relations
+    answers = model.config.answers
 
     def backward_at(step: int) -> float:
         examples = data.batch(step, options.loop.batch_size)
         pixels, ids, targets = to_tensors(model, examples, answers)
         state = model.fuse(pixels, ids)
-        loss = soft_cross_entropy(model.head(state), targets)
-        named = [i for i, e in enumerate(examples) if e.relation in relations]
-        if named:  # the relation target (models/vqa.py), on the questions that have one
-            truth = torch.tensor([relations.index(examples[i].relation) for i in named], device=state.device)
-            loss = loss + F.cross_entropy(model.relation_head(state[named]), truth)
+        loss = soft_cross_entropy(model.head(state), targets) + relation_loss(model, state, examples)
         loss.backward()
         return loss.item()
 
