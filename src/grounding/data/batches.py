@@ -109,10 +109,6 @@ class PairBatches(IterableDataset):
     def build(self, step: int, readers: dict, problems: list[dict], stream: int) -> Batch:
         chosen, skipped, positions, drawn = self.choose(step, readers, problems, stream)
         pixels, captions, wrong = [], [], []
-        # a twin that only exchanged colours would, greyed, be its scene with the same caption: such a pair stays in colour
-        caption_at = {(source, index): caption for _, caption, source, index in chosen}
-        colour_only = {(source, index - 1) for sample, caption, source, index in chosen
-                       if sample.twin and colourless(caption) == colourless(caption_at.get((source, index - 1), ""))}
         for sample, caption, source, index in chosen:
             try:
                 image = sample.image(self.transform.image_size)
@@ -122,8 +118,7 @@ class PairBatches(IterableDataset):
             # each example's crop (near miss, grey copy) seeded by its place in the global batch: the same on any rank;
             # a twin is greyed with the scene before it, so that the two stay each other's hard negative
             family = index - 1 if sample.twin else index
-            grey = (self.grey and (source, family) not in colour_only
-                    and np.random.default_rng([self.seed, step, 9, source, family]).random() < self.grey)
+            grey = self.grey and np.random.default_rng([self.seed, step, 9, source, family]).random() < self.grey
             if grey:
                 image = greyscale(image)
             pixels.append(self.transform(image, np.random.default_rng([self.seed, step, 7, source, index])))
