@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--objects", action="store_true", help="perfect object tokens instead of grid cells")
     parser.add_argument("--relation-target", action="store_true", help="train the relation head beside the answer")
     parser.add_argument("--grid-stage", type=int, default=4)
+    parser.add_argument("--final-grid", action="store_true", help="the final stage's cells beside --grid-stage's")
     parser.add_argument("--freeze", action="store_true", help="keep the towers' weights fixed")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=3e-4, help="3e-4: at 1e-3 the learnable forms stall (docs/tasks.md)")
@@ -100,7 +101,8 @@ def main() -> None:
     torch.set_num_threads(2)
     clip, world = load(args.init), World()
     relations = RELATIONS if args.relation_target else []
-    model = attach(VQAModel(VQAConfig(clip.config, ANSWERS, grid_stage=args.grid_stage, relations=relations)),
+    model = attach(VQAModel(VQAConfig(clip.config, ANSWERS, grid_stage=args.grid_stage, relations=relations,
+                                      final_grid=args.final_grid)),
                    clip.tokenizer)
     copy_towers(model, clip)
     if args.freeze:

@@ -100,6 +100,22 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     assert torch.equal(load_task_model(tmp_path / "b", "vqa").head[-1].weight, resumed.head[-1].weight)
 
 
+def test_the_final_grid_adds_its_cells_as_tokens_and_is_saved_with_the_model(tmp_path):
+    model = train_vqa(_options(3, image_tower="resnet", final_grid=True, relation_target=True), tmp_path / "run",
+                      show_progress=False)
+    size = model.config.towers.vision.image_size
+    pixels = torch.randn(2, 3, size, size)
+    tokens = model.image_in(model.visual, pixels)
+    assert tokens.shape[1] == (size // 16) ** 2 + (size // 32) ** 2  # stage 3's cells, then the final stage's
+    final = model.visual.forward_grid(pixels).flatten(2).transpose(1, 2)
+    assert torch.allclose(tokens[:, (size // 16) ** 2:], model.image_in.final(final) + model.image_in.final_positions)
+    loaded = load_task_model(tmp_path / "run", "vqa")
+    assert loaded.config.final_grid and torch.equal(loaded.image_in.final.weight, model.image_in.final.weight)
+    with pytest.raises(BadInput, match="--final-grid is for ResNet"):
+        train_vqa(_options(3, final_grid=True), tmp_path / "vit", show_progress=False)
+    assert not (tmp_path / "vit").exists()  # refused before anything was written
+
+
 def test_csv_data_trains_and_holds_rows_out(tmp_path):
     scenes = SyntheticQA(seed=1).batch(0, 30)
     rows = ["image,question,answer,type"]

@@ -66,17 +66,29 @@ class FusionBlock(nn.Module):
 class ImageTokens(nn.Module):
     """An image tower's tokens, projected to the fusion width: a ViT's class token and patches,
     or the cells of a ResNet's grid after `grid_stage` stages (stage 3 doubles the final grid,
-    which counting and relations need at small image sizes), with learned positions."""
+    which counting and relations need at small image sizes), with learned positions. With
+    `final_grid`, the cells of the ResNet's final, coarser grid follow as more tokens, with
+    positions of their own (relations are learned sooner from them; docs/tasks.md)."""
 
-    def __init__(self, tower: nn.Module, config, width: int, grid_stage: int = 4):
+    def __init__(self, tower: nn.Module, config, width: int, grid_stage: int = 4, final_grid: bool = False):
         super().__init__()
         self.grid_stage = grid_stage
+        self.final = None
         if hasattr(tower, "attnpool"):
             if not 1 <= grid_stage <= 4:
                 raise BadInput(f"a ResNet has grid stages 1 to 4, not {grid_stage}")
             channels = config.width * 4 * 2 ** (grid_stage - 1)
             cells = (config.image_size // 2 ** (grid_stage + 1)) ** 2
             self.positions = nn.Parameter(0.02 * torch.randn(cells, width))
+            if final_grid and grid_stage == 4:
+                raise BadInput("--final-grid adds the final stage's grid beside an earlier one, and grid stage 4 is "
+                               "the final one", "--final-grid")
+            if final_grid:
+                self.final = nn.Linear(config.width * 32, width)
+                self.final_positions = nn.Parameter(0.02 * torch.randn((config.image_size // 32) ** 2, width))
+        elif final_grid:
+            raise BadInput("--final-grid is for ResNet image towers; a ViT's tokens are its patches already",
+                           "--final-grid")
         else:
             channels = tower.ln_post.normalized_shape[0]
             self.positions = None  # the ViT's tokens carry their positions
@@ -88,4 +100,8 @@ class ImageTokens(nn.Module):
         if self.positions is None:
             return self.proj(tower.forward_tokens(pixels))
         grid = tower.forward_grid(pixels, self.grid_stage)
-        return self.proj(grid.flatten(2).transpose(1, 2)) + self.positions
+        tokens = self.proj(grid.flatten(2).transpose(1, 2)) + self.positions
+        if self.final is None:
+            return tokens
+        final = tower.finish_grid(grid, self.grid_stage)
+        return torch.cat([tokens, self.final(final.flatten(2).transpose(1, 2)) + self.final_positions], dim=1)

@@ -97,9 +97,13 @@ class ModifiedResNet(nn.Module):
         x = F.relu(self.bn1(self.conv1(pixels)), inplace=True)
         x = F.relu(self.bn2(self.conv2(x)), inplace=True)
         x = self.avgpool(F.relu(self.bn3(self.conv3(x)), inplace=True))
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4)[:stages]:
-            x = stage(x)
-        return x
+        return self.finish_grid(x, 0, stages)
+
+    def finish_grid(self, grid: torch.Tensor, done: int, stages: int = 4) -> torch.Tensor:
+        """The grid after the first `stages` stages, from `grid`, the one after the first `done`."""
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4)[done:stages]:
+            grid = stage(grid)
+        return grid
 
     def forward_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """The pooled-query token and the grid cells as tokens, (batch, 1 + cells, width * 32)."""

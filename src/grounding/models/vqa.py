@@ -30,6 +30,7 @@ class VQAConfig(TaskConfig):
     blind: bool = False
     grid_stage: int = 4  # ResNet towers: the stage whose grid cells are the image tokens
     relations: list[str] = field(default_factory=list)  # the auxiliary relation target's classes; none: no such head
+    final_grid: bool = False  # ResNet towers: the final stage's cells too, as more tokens
     task: str = "vqa"
 
 
@@ -47,7 +48,8 @@ class VQAModel(nn.Module):
         self.config = config
         towers = CLIP(config.towers)
         self.visual, self.text = towers.visual, towers.text
-        self.image_in = ImageTokens(self.visual, config.towers.vision, config.width, config.grid_stage)
+        self.image_in = ImageTokens(self.visual, config.towers.vision, config.width, config.grid_stage,
+                                     config.final_grid)
         self.text_in = nn.Linear(text_width(self.text), config.width)
         self.blocks = nn.ModuleList(FusionBlock(config.width, config.heads) for _ in range(config.layers))
         self.ln = nn.LayerNorm(config.width)

@@ -48,6 +48,8 @@ class VQAOptions(FusionOptions):
                                    "(docs/tasks.md).")
     relation_share: float = option(0.0, "synthetic: this share of each training batch asks a relation question "
                                    "about a two-object scene (the world's own mix: about 1 in 20; evaluation keeps it).")
+    final_grid: bool = option(False, "ResNet towers: the final stage's coarser grid cells too, as more image tokens "
+                              "beside the finer grid's (relations are learned sooner from them; docs/tasks.md).")
 
 
 @dataclass

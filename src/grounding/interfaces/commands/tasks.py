@@ -34,7 +34,7 @@ def _task_options(cls, *more: str):
 
 
 @app.command("train-vqa", short_help="Train and evaluate a VQA model.")
-@_task_options(VQAOptions, "width", "layers", "relation_target", "relation_share")
+@_task_options(VQAOptions, "width", "layers", "relation_target", "relation_share", "final_grid")
 def train_vqa_command(
     out: Path = typer.Option(..., help="Run folder: the model, checkpoints, OUT/blind (the baseline), OUT/eval."),
     eval_data: Optional[str] = typer.Option(None, help="csv:PATH to evaluate on; by default held-out synthetic "

@@ -40,7 +40,7 @@ def new_model(options: VQAOptions, data, blind: bool) -> VQAModel:
     torch.manual_seed(options.loop.seed)
     towers, tokenizer, clip = towers_for(options)
     config = VQAConfig(towers, list(data.answers), options.width, options.layers, options.heads, blind,
-                       options.grid_stage, list(data.relations) if options.relation_target else [])
+                       options.grid_stage, list(data.relations) if options.relation_target else [], options.final_grid)
     model = attach(VQAModel(config), tokenizer)
     if clip is not None:
         copy_towers(model, clip)
