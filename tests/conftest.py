@@ -83,6 +83,20 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def benchmark_script():
+    """Loads a script of benchmarks/ as a module, to call its main() or its functions."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def builtin():
     """The built-in lit-minilm-effnet, loaded once for the session: tests only read it."""
     import grounding

@@ -388,11 +388,10 @@ def test_benchmark_reports_retrieval_both_ways(tmp_path):
     assert record["metrics"]["text_retrieval_recall@1"] == summary["image_to_text"]["recall@1"]
 
 
-def test_the_reproduction_script_sets_each_figure_beside_the_published_one(tmp_path, monkeypatch, capsys):
-    import importlib.util
+def test_the_reproduction_script_sets_each_figure_beside_the_published_one(tmp_path, monkeypatch, capsys,
+                                                                            benchmark_script):
     import json
     import sys
-    from pathlib import Path
 
     import torch
 
@@ -400,10 +399,7 @@ def test_the_reproduction_script_sets_each_figure_beside_the_published_one(tmp_p
     from grounding.config import preset
     from grounding.saved import save_model
 
-    path = Path(__file__).parent.parent / "benchmarks" / "reproduce.py"
-    spec = importlib.util.spec_from_file_location("reproduce", path)
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
+    reproduce = benchmark_script("reproduce")
     torch.manual_seed(0)
     save_model(create_model(preset("tiny")), tmp_path / "model")
     folder = tmp_path / "cifar-10-batches-py"

@@ -274,17 +274,12 @@ def test_image_negatives_raise_the_swap_score_over_the_same_run_without_them(tmp
     assert scores[True] > scores[False] + 0.03, scores  # measured 57.0% against 50.7% (at 60 steps 51.2% against 47.2%)
 
 
-def test_heldout_pairs_benchmark_sorts_every_heldout_answer_and_probes_both_halves(trained_tiny, monkeypatch, capsys):
-    import importlib.util
+def test_heldout_pairs_benchmark_sorts_every_heldout_answer_and_probes_both_halves(trained_tiny, monkeypatch, capsys,
+                                                                                   benchmark_script):
     import sys
-    from pathlib import Path
 
-    path = Path(__file__).parent.parent / "benchmarks" / "heldout_pairs.py"
-    spec = importlib.util.spec_from_file_location("heldout_pairs", path)
-    heldout_pairs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(heldout_pairs)
     monkeypatch.setattr(sys, "argv", ["heldout_pairs.py", str(trained_tiny[1]), "--per-label", "2"])
-    heldout_pairs.main()
+    benchmark_script("heldout_pairs").main()
     row = capsys.readouterr().out.strip().splitlines()[-1]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     right, colour_only, other = (int(n) for n in cells[1].split(" / "))
@@ -295,3 +290,20 @@ def test_heldout_pairs_benchmark_sorts_every_heldout_answer_and_probes_both_halv
     assert right == int((probs[unseen].argmax(1) == targets[unseen]).sum())  # the zero-shot answers, sorted
     colour_seen = float(cells[3].split(" / ")[0].rstrip("%"))
     assert colour_seen > 50  # chance is 1 in 6
+
+
+def test_composition_validation_benchmark_scores_its_own_draw(trained_tiny, monkeypatch, capsys, benchmark_script):
+    import sys
+
+    from grounding.data.composition import synthetic_swaps
+    from grounding.evaluation.compositionality import contest_scores
+
+    monkeypatch.setattr(sys, "argv", ["composition_validation.py", str(trained_tiny[1])])
+    benchmark_script("composition_validation").main()
+    cells = [cell.strip() for cell in capsys.readouterr().out.strip().splitlines()[-1].strip("|").split("|")]
+    model = trained_tiny[0]
+    probs, targets, scenes = zero_shot(model, "synthetic:seed=7,per_label=50")
+    unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in World().held_out for s in scenes])
+    assert int(unseen.sum()) == 200  # 50 images of each held-out pair: one image is half a point
+    assert cells[3] == f"{(probs[unseen].argmax(1) == targets[unseen]).float().mean().item():.1%}"
+    assert cells[-1] == f"{contest_scores(model, synthetic_swaps(scenes=1000, seed=11))['all']['accuracy']:.1%}"
