@@ -1,4 +1,5 @@
 import gzip
+import os
 import subprocess
 import sys
 import zipfile
@@ -11,6 +12,13 @@ from grounding.build import create_model
 from grounding.config import preset
 
 CACHE = Path.home() / ".cache" / "grounding-tests"
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # pytest -n N: the workers share the cores, each with its share of threads, and so do the processes
+    # they start; each using every core would slow them all many times over
+    THREADS = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    torch.set_num_threads(THREADS)
 
 
 def pytest_addoption(parser):
