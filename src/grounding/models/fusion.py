@@ -80,10 +80,10 @@ class ImageTokens(nn.Module):
             channels = config.width * 4 * 2 ** (grid_stage - 1)
             cells = (config.image_size // 2 ** (grid_stage + 1)) ** 2
             self.positions = nn.Parameter(0.02 * torch.randn(cells, width))
-            if final_grid and grid_stage == 4:
-                raise BadInput("--final-grid adds the final stage's grid beside an earlier one, and grid stage 4 is "
-                               "the final one", "--final-grid")
             if final_grid:
+                if grid_stage == 4:
+                    raise BadInput("--final-grid adds the final stage's grid beside an earlier one, and grid stage 4 "
+                                   "is the final one", "--final-grid")
                 self.final = nn.Linear(config.width * 32, width)
                 self.final_positions = nn.Parameter(0.02 * torch.randn((config.image_size // 32) ** 2, width))
         elif final_grid:
