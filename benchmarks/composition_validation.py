@@ -14,9 +14,8 @@ import torch
 
 from grounding.data.composition import synthetic_swaps
 from grounding.data.synthetic import World
-from grounding.demo import zero_shot
+from grounding.demo import pair_accuracies, zero_shot
 from grounding.evaluation.compositionality import contest_scores
-from grounding.evaluation.metrics import topk_accuracy
 from grounding.saved import load
 
 KINDS = ("attribute", "object", "relation, horizontal", "relation, vertical", "all")
@@ -28,19 +27,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     world = World()
-    held = set(world.held_out)
     swaps = synthetic_swaps(world, 1000, seed=11)
     print("| run | top-1 all | seen pairs | held-out pairs | " + " | ".join(f"{k} swap" for k in KINDS) + " |")
     print("|---" * (4 + len(KINDS)) + "|")
     for run in args.runs:
         model = load(run)
-        probs, targets, scenes = zero_shot(model, "synthetic:seed=7,per_label=50")
-        unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in held for s in scenes])
+        zero = pair_accuracies(*zero_shot(model, "synthetic:seed=7,per_label=50"), world)
         scores = contest_scores(model, swaps)
-        zero = [topk_accuracy(p, t) for p, t in ((probs, targets), (probs[~unseen], targets[~unseen]),
-                                                  (probs[unseen], targets[unseen]))]
-        print(f"| {run} | " + " | ".join(f"{x:.1%}" for x in zero + [scores[k]["accuracy"] for k in KINDS]) + " |",
-              flush=True)
+        figures = [zero[k] for k in ("top1", "top1_seen_pairs", "top1_unseen_pairs")]
+        figures += [scores[k]["accuracy"] for k in KINDS]
+        print(f"| {run} | " + " | ".join(f"{x:.1%}" for x in figures) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -90,14 +90,19 @@ def measure(model: CLIP, dataset: str, world: World) -> tuple[dict, tuple]:
     """Zero-shot top-1 and top-5 (apart for the seen and the never-seen pairs) and the swap
     test; and the zero-shot predictions (probabilities, targets, scenes)."""
     probs, targets, scenes = zero_shot(model, dataset)
+    swaps = compositionality_score(model, world)
+    return {**pair_accuracies(probs, targets, scenes, world), "chance": 1 / len(world.labels),
+            "compositionality": swaps["score"], "compositionality_chance": swaps["chance"]}, (probs, targets, scenes)
+
+
+def pair_accuracies(probs: torch.Tensor, targets: torch.Tensor, scenes: list, world: World) -> dict[str, float]:
+    """Zero-shot top-1 and top-5 over one-object scenes, and top-1 apart for the colour-shape
+    pairs training showed and for those it held out."""
     held = set(world.held_out)
     unseen = torch.tensor([(s.objects[0].colour, s.objects[0].shape) in held for s in scenes])
-    swaps = compositionality_score(model, world)
     return {"top1": topk_accuracy(probs, targets), "top5": topk_accuracy(probs, targets, 5),
             "top1_seen_pairs": topk_accuracy(probs[~unseen], targets[~unseen]),
-            "top1_unseen_pairs": topk_accuracy(probs[unseen], targets[unseen]),
-            "chance": 1 / len(world.labels), "compositionality": swaps["score"],
-            "compositionality_chance": swaps["chance"]}, (probs, targets, scenes)
+            "top1_unseen_pairs": topk_accuracy(probs[unseen], targets[unseen])}
 
 
 def show_builtin_model(console: Console) -> dict[str, str] | None:
