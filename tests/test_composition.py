@@ -153,11 +153,16 @@ def test_grey_examples_are_drawn_in_grey_with_colourless_captions_and_negatives(
 
     pairs = open_pairs("synthetic")
     pairs.sources[0].twins = True
-    batches = PairBatches(pairs, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3), 64, 0, 0, 1, grey=0.25)
+    batches = PairBatches(pairs, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3), 64, 0, 0, 1,
+                          hard_negatives=True, grey=0.25)
     twin = [sample.twin for sample, *_ in batches.choose(3)[0]]
     batch = batches.build(3, {}, [], 0)
-    grey = [not COLOUR_WORDS & set(model.tokenizer.decode(ids).split()) for ids in batch.ids]
+    captions = [model.tokenizer.decode(ids) for ids in batch.ids]
+    grey = [not COLOUR_WORDS & set(c.split()) for c in captions]
     assert sum(twin) > 16 and 8 <= sum(grey) <= 24
+    # a twin's caption is often its scene's near miss: a column of the batch already, so no negative is given for it
+    negatives = [model.tokenizer.decode(ids) for ids, have in zip(batch.negatives, batch.have_negative) if have]
+    assert 16 <= len(negatives) < 64 and not set(negatives) & set(captions)
     assert all(grey[i] == grey[i - 1] for i in range(64) if twin[i])  # a scene and its twin, greyed together
 
 

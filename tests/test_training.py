@@ -110,6 +110,26 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(loss, hard_negative
         assert torch.allclose(full[name], accumulated[name], atol=1e-6, rtol=1e-4), name
 
 
+def test_captions_and_negatives_share_one_pass_of_the_text_tower_and_missing_negatives_are_zero():
+    from grounding.training.trainer import Features
+
+    torch.manual_seed(0)
+    model = create_model(preset("tiny"))
+    scenes = World().batch(0, 0, 6)
+    pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
+    ids = model.tokenizer([s.caption() for s in scenes])
+    rng = np.random.default_rng(0)
+    negatives = model.tokenizer([s.near_miss(rng) if i % 3 else "" for i, s in enumerate(scenes)])
+    have = torch.tensor([i % 3 > 0 for i in range(6)])
+    passes = []
+    model.text.register_forward_hook(lambda _m, inputs, _out: passes.append(len(inputs[0])))
+    _, text, negative = Features(model)(pixels, ids, negatives, have)
+    assert passes == [6 + 4]  # the captions and the four real negatives, one batch
+    assert torch.allclose(text, model.encode_text(ids, normalize=True), atol=1e-6)
+    assert torch.allclose(negative[have], model.encode_text(negatives[have], normalize=True), atol=1e-6)
+    assert not negative[~have].any()
+
+
 def test_bf16_autocast_computes_in_bf16_and_keeps_fp32_gradients():
     torch.manual_seed(0)
     model = create_model(preset("tiny"))

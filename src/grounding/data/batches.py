@@ -131,7 +131,9 @@ class PairBatches(IterableDataset):
         size = self.transform.image_size
         ids, cut = self.tokenizer.tokenize(captions, truncate=True)
         negatives = have = None
-        if self.hard_negatives:
+        if self.hard_negatives:  # a negative that is a caption of this batch is one of its columns already
+            shown = set(captions)
+            wrong = [None if text in shown else text for text in wrong]
             negatives = self.tokenizer([text or "" for text in wrong], truncate=True)
             have = None if all(wrong) else torch.tensor([text is not None for text in wrong])
         stacked = torch.stack(pixels) if pixels else torch.empty(0, 3, size, size)

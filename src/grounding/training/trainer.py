@@ -48,13 +48,17 @@ class Features(nn.Module):
     def forward(self, pixels: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None,
                 have: torch.Tensor | None = None):
         """`have` (one flag an example) says which rows of `negatives` are real: the others (an
-        example with no negative to give) come out as zero vectors, which the losses leave out."""
+        example with no negative to give) come out as zero vectors, which the losses leave out.
+        The captions and the real negatives go through the text tower as one batch."""
         image = self.model.encode_image(pixels, normalize=True)
-        text = self.model.encode_text(ids, normalize=True)
         if negatives is None:
-            return image, text, None
-        negative = self.model.encode_text(negatives, normalize=True)
-        return image, text, negative if have is None else negative * have[:, None].to(negative.dtype)
+            return image, self.model.encode_text(ids, normalize=True), None
+        real = negatives if have is None else negatives[have]
+        texts = self.model.encode_text(torch.cat([ids, real]), normalize=True)
+        text, found = texts[:len(ids)], texts[len(ids):]
+        if have is None:
+            return image, text, found
+        return image, text, found.new_zeros(len(negatives), found.shape[1]).index_put((have,), found)
 
 
 def head_step(model: CLIP, image_features: torch.Tensor, text_features: torch.Tensor, runtime: Runtime) -> float:
