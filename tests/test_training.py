@@ -86,17 +86,21 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     assert steps == list(range(1, 13))
 
 
-@pytest.mark.parametrize("hard_negatives", [False, True])
-@pytest.mark.parametrize("loss", ["clip", "siglip"])
-def test_accumulated_gradient_equals_the_full_batch_gradient(loss, hard_negatives):
+def tiny_model_and_scenes(n: int, loss: str = "clip"):
+    """A tiny model drawn from seed 0, n scenes of the world, their pixels and their captions' ids."""
     config = preset("tiny")
     config.loss = loss
     torch.manual_seed(0)
     model = create_model(config)
-    world = World()
-    scenes = world.batch(0, 0, 12)
-    pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
-    ids = model.tokenizer([s.caption() for s in scenes])
+    scenes = World().batch(0, 0, n)
+    return model, scenes, torch.stack([model.preprocess(s.render(32)) for s in scenes]), \
+        model.tokenizer([s.caption() for s in scenes])
+
+
+@pytest.mark.parametrize("hard_negatives", [False, True])
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_accumulated_gradient_equals_the_full_batch_gradient(loss, hard_negatives):
+    model, scenes, pixels, ids = tiny_model_and_scenes(12, loss)
     rng = np.random.default_rng(0)
     negatives = model.tokenizer([s.near_miss(rng) for s in scenes]) if hard_negatives else None
 
@@ -113,11 +117,7 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(loss, hard_negative
 def test_captions_and_negatives_share_one_pass_of_the_text_tower_and_missing_negatives_are_zero():
     from grounding.training.trainer import Features
 
-    torch.manual_seed(0)
-    model = create_model(preset("tiny"))
-    scenes = World().batch(0, 0, 6)
-    pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
-    ids = model.tokenizer([s.caption() for s in scenes])
+    model, scenes, pixels, ids = tiny_model_and_scenes(6)
     rng = np.random.default_rng(0)
     negatives = model.tokenizer([s.near_miss(rng) if i % 3 else "" for i, s in enumerate(scenes)])
     have = torch.tensor([i % 3 > 0 for i in range(6)])
@@ -131,11 +131,7 @@ def test_captions_and_negatives_share_one_pass_of_the_text_tower_and_missing_neg
 
 
 def test_bf16_autocast_computes_in_bf16_and_keeps_fp32_gradients():
-    torch.manual_seed(0)
-    model = create_model(preset("tiny"))
-    scenes = World().batch(0, 0, 8)
-    pixels = torch.stack([model.preprocess(s.render(32)) for s in scenes])
-    ids = model.tokenizer([s.caption() for s in scenes])
+    model, _, pixels, ids = tiny_model_and_scenes(8)
     seen = []
     model.text.transformer.resblocks[0].mlp.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
     fp32 = ContrastiveStep(model, "fp32")(pixels, ids)
