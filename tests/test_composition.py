@@ -259,6 +259,57 @@ def test_aro_crops_each_image_to_its_box_and_groups_relations(tiny_model, tmp_pa
             assert report[kind]["accuracy"] == float(scores[0] > scores[1])
 
 
+def test_aro_order_sets_shuffle_each_caption_four_ways_as_aro_does(tiny_model, tmp_path, monkeypatch):
+    import itertools
+
+    from grounding.data import word_order
+    from grounding.errors import BadInput
+
+    for folder, name, colour in (("val2014", "COCO_val2014_000000000001.jpg", (250, 0, 0)),
+                                 ("flickr30k-images", "1007129816.jpg", (0, 0, 250))):
+        (tmp_path / folder).mkdir()
+        _picture(tmp_path / folder / name, colour)
+    caption = "A small dog is chasing a big red ball on the green grass."
+    (tmp_path / "coco_karpathy_test.json").write_text(json.dumps([
+        {"image": "val2014/COCO_val2014_000000000001.jpg", "caption": [caption, "Dogs!"]}]))
+    (tmp_path / "flickr30k_test.json").write_text(json.dumps([
+        {"image": "flickr30k-images/1007129816.jpg", "caption": ["Two men play chess in a quiet park ."]}]))
+    contests = open_contests(f"aro:{tmp_path}")
+    assert [(c.kind, c.key) for c in contests] == [("coco-order", "coco-order/0/0"), ("coco-order", "coco-order/0/1"),
+                                                   ("flickr30k-order", "flickr30k-order/0/0")]
+    first, one_word, flickr = contests
+    assert first.captions == ["a small dog is chasing a big red ball on the green grass"]  # ARO's cleaning
+    assert 1 <= len(first.negatives) <= 4 and first.captions[0] not in first.negatives
+    for contest in (first, flickr):
+        assert all(sorted(n.split()) == sorted(contest.captions[0].split()) for n in contest.negatives)
+    assert one_word.negatives == []  # "dogs" has no other order
+    assert [c.negatives for c in open_contests(f"aro:{tmp_path}")] == [c.negatives for c in contests]  # seeded
+
+    tagged = word_order.spacy_tagger()([caption])[0]
+    words = [w for w, _ in tagged]
+    nouns = [i for i, (_, tag) in enumerate(tagged) if tag in word_order.NOUNS]
+    adjectives = [i for i, (_, tag) in enumerate(tagged) if tag in word_order.ADJECTIVES]
+    assert [words[i] for i in nouns + adjectives] == ["dog", "ball", "grass", "small", "big", "red", "green"]
+    nouns_moved, rest_moved, trigrams, within = (s.split() for s in word_order.shuffles(tagged, np.random.default_rng(0)))
+    for group in (nouns, adjectives):  # nouns trade places with nouns only, adjectives with adjectives
+        assert sorted(nouns_moved[i] for i in group) == sorted(words[i] for i in group)
+    assert all(nouns_moved[i] == w for i, w in enumerate(words) if i not in nouns + adjectives)
+    assert all(rest_moved[i] == words[i] for i in nouns + adjectives) and sorted(rest_moved) == sorted(words)
+    chunks = [words[i:i + 3] for i in range(0, len(words), 3)]  # the last one short
+    assert any(sum(order, []) == trigrams for order in itertools.permutations(chunks))
+    assert [sorted(within[i:i + 3]) for i in range(0, len(words), 3)] == [sorted(chunk) for chunk in chunks]
+
+    report = contest_scores(tiny_model, contests)
+    with torch.no_grad():
+        image = tiny_model.encode_image(tiny_model.preprocess(first.images[0].read())[None], normalize=True)
+        scores = (image @ tiny_model.encode_text(tiny_model.tokenizer([*first.captions, *first.negatives]),
+                                                 normalize=True).t())[0]
+    assert report["coco-order"]["accuracy"] == pytest.approx((float(scores[0] > scores[1:].max()) + 1.0) / 2)
+    monkeypatch.setattr(word_order, "PIPELINES", ("no_such_pipeline",))
+    with pytest.raises(BadInput, match="en_core_web_sm"):
+        open_contests(f"aro:{tmp_path}")
+
+
 @pytest.mark.slow
 def test_image_negatives_raise_the_swap_score_over_the_same_run_without_them(tmp_path):
     """The demo's recipe without its text negatives (a third of the time), cut short, twice from

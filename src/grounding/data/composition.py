@@ -7,7 +7,12 @@ Winoground, two images and two captions that use the same words).
     aro:DIR          ARO's VG-Relation and VG-Attribution (visual_genome_relation.json,
                      visual_genome_attribution.json: image_path, bbox_x/y/w/h, true_caption,
                      false_caption, relation_name or attributes) with Visual Genome's images in
-                     DIR/images; each image cropped to its box, as ARO does
+                     DIR/images; each image cropped to its box, as ARO does. And its COCO-Order
+                     and Flickr30k-Order: the Karpathy test splits as BLIP publishes them
+                     (coco_karpathy_test.json, flickr30k_test.json: image, caption list) with
+                     the images where their paths name them under DIR (val2014/...,
+                     flickr30k-images/...); every caption against four shuffles of its words
+                     (data/word_order.py)
     sugarcrepe:DIR   SugarCrepe's seven JSON files (add_att, add_obj, replace_att, replace_obj,
                      replace_rel, swap_att, swap_obj: {id: {filename, caption, negative_caption}})
                      with COCO's val2017 images in DIR/val2017 (a link to them is enough)
@@ -27,6 +32,7 @@ from ..files import reading
 from .images import ImageRef
 from .relations import AXIS
 from .synthetic import World, relation
+from .word_order import Tagger, clean, shuffles, spacy_tagger
 
 SUGARCREPE = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 
@@ -60,21 +66,47 @@ def winoground(root: str | Path) -> list[Contest]:
 
 def aro(root: str | Path) -> list[Contest]:
     """VG-Relation's contests are grouped by relation and VG-Attribution's as one kind; ARO
-    reports VG-Relation as the mean over relations (macro), which the report's kinds allow."""
+    reports VG-Relation as the mean over relations (macro), which the report's kinds allow.
+    COCO-Order and Flickr30k-Order have a contest per caption, with its shuffles that differ
+    from it (ARO's argmax counts a tie with the true caption as right)."""
     root = Path(root)
-    files = {"vg-relation": root / "visual_genome_relation.json", "vg-attribution": root / "visual_genome_attribution.json"}
+    files = {"vg-relation": root / "visual_genome_relation.json", "vg-attribution": root / "visual_genome_attribution.json",
+             "coco-order": root / "coco_karpathy_test.json", "flickr30k-order": root / "flickr30k_test.json"}
     if not any(path.is_file() for path in files.values()):
-        raise NotFound(f"{root}: neither {', '.join(p.name for p in files.values())} (ARO's files)")
-    contests = []
+        raise NotFound(f"{root}: none of {', '.join(p.name for p in files.values())} (ARO's files)")
+    contests, tag = [], None
     for name, path in files.items():
         if not path.is_file():
             continue
         with reading(path, "download ARO's JSON files again"):
-            for n, row in enumerate(json.loads(path.read_text(encoding="utf-8"))):
-                x, y, w, h = (float(row[f"bbox_{k}"]) for k in "xywh")
-                kind = f"vg-relation: {row['relation_name']}" if name == "vg-relation" else name
-                contests.append(Contest([ImageRef(root / "images" / row["image_path"], crop=(x, y, x + w, y + h))],
-                                        [row["true_caption"]], kind, f"{name}/{n}", [row["false_caption"]]))
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if name.endswith("-order"):
+                tag = tag or spacy_tagger()
+                contests += shuffled_captions(name, rows, root, tag)
+            else:
+                contests += cropped_regions(name, rows, root)
+    return contests
+
+
+def cropped_regions(name: str, rows: list[dict], root: Path) -> list[Contest]:
+    contests = []
+    for n, row in enumerate(rows):
+        x, y, w, h = (float(row[f"bbox_{k}"]) for k in "xywh")
+        kind = f"vg-relation: {row['relation_name']}" if name == "vg-relation" else name
+        contests.append(Contest([ImageRef(root / "images" / row["image_path"], crop=(x, y, x + w, y + h))],
+                                [row["true_caption"]], kind, f"{name}/{n}", [row["false_caption"]]))
+    return contests
+
+
+def shuffled_captions(name: str, rows: list[dict], root: Path, tag: Tagger) -> list[Contest]:
+    captions = [(n, k, caption) for n, row in enumerate(rows)  # a train split's rows hold one caption each
+                for k, caption in enumerate([row["caption"]] if isinstance(row["caption"], str) else row["caption"])]
+    contests = []
+    for (n, k, caption), tagged in zip(captions, tag([caption for *_, caption in captions])):
+        truth = clean(caption)
+        wrong = dict.fromkeys(clean(text) for text in shuffles(tagged, np.random.default_rng([n, k])))
+        contests.append(Contest([ImageRef(root / rows[n]["image"])], [truth], name, f"{name}/{n}/{k}",
+                                [text for text in wrong if text != truth]))
     return contests
 
 

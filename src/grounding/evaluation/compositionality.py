@@ -52,7 +52,8 @@ def contest_scores(model: CLIP, contests: list, batch_size: int = 64) -> dict[st
         images = features[rows]
         if len(contest.images) == 1:
             scores = images[0] @ text_features[[position[t] for t in (*contest.captions, *contest.negatives)]].t()
-            result = {"accuracy": float(scores[0] > scores[1:].max()), "chance": 1 / len(scores)}
+            # a caption with no wrong arrangement left (ARO's order sets: every shuffle gave it back) is right
+            result = {"accuracy": float(len(scores) == 1 or scores[0] > scores[1:].max()), "chance": 1 / len(scores)}
         else:
             s = images @ text_features[[position[t] for t in contest.captions]].t()  # s[i, c]: image i, caption c
             text = bool(s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0])

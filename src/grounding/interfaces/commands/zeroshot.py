@@ -223,8 +223,8 @@ def probe(
 @app.command("compose-eval", short_help="Composition: true captions against the same words rearranged.")
 def compose_eval(
     model: str = typer.Option("lit-minilm-effnet", help="A saved model or run folder, a published name, or a preset."),
-    dataset: str = typer.Option("synthetic", help="synthetic (the built-in world's swaps), winoground:DIR or "
-                                "sugarcrepe:DIR, in their published layouts (docs/tasks.md)."),
+    dataset: str = typer.Option("synthetic", help="synthetic (the built-in world's swaps), winoground:DIR, "
+                                "sugarcrepe:DIR or aro:DIR, in their published layouts (docs/tasks.md)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     batch_size: BatchSize = BATCH_SIZE,
     device: Device = "auto",
