@@ -4,8 +4,8 @@ its nouns shuffled among themselves and its adjectives among themselves, every o
 shuffled, the order of its trigrams shuffled, and the words within each trigram shuffled.
 
 The parts of speech are those of spaCy's `en_core_web_sm`, the tagger ARO used. Its words are
-spaCy's tokens in all four shuffles (ARO cut trigrams from NLTK's tokens, which split captions
-the same way but for rare cases such as "can't"). The shuffles are seeded by the caption's
+spaCy's tokens in all four shuffles (ARO cut trigrams from NLTK's Treebank tokens, which split
+captions nearly as spaCy does). The shuffles are seeded by the caption's
 place in the file, so that a second run scores the same contests."""
 from __future__ import annotations
 
