@@ -306,7 +306,10 @@ def test_aro_order_sets_shuffle_each_caption_four_ways_as_aro_does(tiny_model, t
                                                  normalize=True).t())[0]
     assert report["coco-order"]["accuracy"] == pytest.approx((float(scores[0] > scores[1:].max()) + 1.0) / 2)
     monkeypatch.setattr(word_order, "PIPELINES", ("no_such_pipeline",))
-    with pytest.raises(BadInput, match="en_core_web_sm"):
+    with pytest.raises(BadInput, match="^spaCy is installed but not its English model en_core_web_sm"):
+        open_contests(f"aro:{tmp_path}")  # the fix, not a damaged file
+    (tmp_path / "flickr30k_test.json").write_text('[{"image": "flickr30k-images/1007129816.jpg"}]')
+    with pytest.raises(BadInput, match="flickr30k_test.json: damaged"):
         open_contests(f"aro:{tmp_path}")
 
 

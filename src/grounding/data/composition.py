@@ -74,18 +74,25 @@ def aro(root: str | Path) -> list[Contest]:
              "coco-order": root / "coco_karpathy_test.json", "flickr30k-order": root / "flickr30k_test.json"}
     if not any(path.is_file() for path in files.values()):
         raise NotFound(f"{root}: none of {', '.join(p.name for p in files.values())} (ARO's files)")
-    contests, tag = [], None
+    contests, captions = [], {}
     for name, path in files.items():
         if not path.is_file():
             continue
         with reading(path, "download ARO's JSON files again"):
             rows = json.loads(path.read_text(encoding="utf-8"))
             if name.endswith("-order"):
-                tag = tag or spacy_tagger()
-                contests += shuffled_captions(name, rows, root, tag)
+                captions[name] = [(root / row["image"], n, k, caption) for n, row in enumerate(rows)
+                                  for k, caption in enumerate(as_list(row["caption"]))]
             else:
                 contests += cropped_regions(name, rows, root)
+    if captions:  # tagged outside the files' blocks: a tagger's failure is not a damaged file
+        tag = spacy_tagger()
+        contests += [contest for name, rows in captions.items() for contest in shuffled_captions(name, rows, tag)]
     return contests
+
+
+def as_list(caption: str | list[str]) -> list[str]:
+    return [caption] if isinstance(caption, str) else caption  # a train split's rows hold one caption each
 
 
 def cropped_regions(name: str, rows: list[dict], root: Path) -> list[Contest]:
@@ -98,14 +105,14 @@ def cropped_regions(name: str, rows: list[dict], root: Path) -> list[Contest]:
     return contests
 
 
-def shuffled_captions(name: str, rows: list[dict], root: Path, tag: Tagger) -> list[Contest]:
-    captions = [(n, k, caption) for n, row in enumerate(rows)  # a train split's rows hold one caption each
-                for k, caption in enumerate([row["caption"]] if isinstance(row["caption"], str) else row["caption"])]
+def shuffled_captions(name: str, rows: list[tuple[Path, int, int, str]], tag: Tagger) -> list[Contest]:
+    """A contest per (image, row, caption number, caption): the caption against its shuffles,
+    seeded by its place in the file."""
     contests = []
-    for (n, k, caption), tagged in zip(captions, tag([caption for *_, caption in captions])):
+    for (image, n, k, caption), tagged in zip(rows, tag([caption for *_, caption in rows])):
         truth = clean(caption)
         wrong = dict.fromkeys(clean(text) for text in shuffles(tagged, np.random.default_rng([n, k])))
-        contests.append(Contest([ImageRef(root / rows[n]["image"])], [truth], name, f"{name}/{n}/{k}",
+        contests.append(Contest([ImageRef(image)], [truth], name, f"{name}/{n}/{k}",
                                 [text for text in wrong if text != truth]))
     return contests
 
