@@ -82,17 +82,13 @@ def aro(root: str | Path) -> list[Contest]:
             rows = json.loads(path.read_text(encoding="utf-8"))
             if name.endswith("-order"):
                 captions[name] = [(root / row["image"], n, k, caption) for n, row in enumerate(rows)
-                                  for k, caption in enumerate(as_list(row["caption"]))]
+                                  for k, caption in enumerate(row["caption"])]
             else:
                 contests += cropped_regions(name, rows, root)
     if captions:  # tagged outside the files' blocks: a tagger's failure is not a damaged file
         tag = spacy_tagger()
         contests += [contest for name, rows in captions.items() for contest in shuffled_captions(name, rows, tag)]
     return contests
-
-
-def as_list(caption: str | list[str]) -> list[str]:
-    return [caption] if isinstance(caption, str) else caption  # a train split's rows hold one caption each
 
 
 def cropped_regions(name: str, rows: list[dict], root: Path) -> list[Contest]:

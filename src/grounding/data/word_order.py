@@ -5,8 +5,8 @@ shuffled, the order of its trigrams shuffled, and the words within each trigram 
 
 The parts of speech are those of spaCy's `en_core_web_sm`, the tagger ARO used. Its words are
 spaCy's tokens in all four shuffles (ARO cut trigrams from NLTK's Treebank tokens, which split
-captions nearly as spaCy does). The shuffles are seeded by the caption's
-place in the file, so that a second run scores the same contests."""
+captions nearly as spaCy does). The shuffles are seeded by the caption's place in the file, so
+that a second run scores the same contests."""
 from __future__ import annotations
 
 import re
