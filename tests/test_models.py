@@ -55,6 +55,32 @@ def test_padding_after_end_of_text_changes_nothing(text):
         assert torch.allclose(model.encode_text(garbage), model.encode_text(long), atol=1e-6)
 
 
+def test_the_pooled_path_gives_every_token_paths_embeddings_and_gradients():
+    """encode_* asks only the pooled token in the last block (class token, end of text); the
+    result must be the full pass's pooled token, values and gradients."""
+    model = tiny("vit", "transformer").train()
+    size = model.config.vision.image_size
+    pixels = torch.randn(3, 3, size, size)
+    ids = model.tokenizer(["a red circle", "a big green triangle above a red square", "a"])
+
+    def full() -> torch.Tensor:
+        tokens, eot = model.text.forward_tokens(ids)
+        texts = tokens[torch.arange(len(ids)), eot] @ model.text.text_projection
+        return torch.cat([model.visual.forward_tokens(pixels)[:, 0] @ model.visual.proj, texts])
+
+    results = []
+    for forward in (full, lambda: torch.cat([model.visual(pixels), model.text(ids)])):
+        model.zero_grad()
+        out = forward()
+        out.square().sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, atol=1e-5)
+    assert got_grads.keys() == want_grads.keys()
+    for name, grad in want_grads.items():
+        assert torch.allclose(got_grads[name], grad, rtol=1e-4, atol=1e-5), name
+
+
 def test_pooling_uses_the_end_token_not_the_largest_id(tiny_model):
     ids = tiny_model.tokenizer(["a red circle"])
     eot = int(end_of_text_positions(ids, tiny_model.config.text.eot_token_id))

@@ -59,9 +59,13 @@ class SiglipText(nn.Module):
 
     def forward_tokens(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states after the final norm, and the pooled position of each row (the last)."""
-        x = self.token_embedding(ids) + self.positional_embedding[:ids.shape[1]]
-        last = torch.full((len(ids),), ids.shape[1] - 1, device=ids.device)
+        x, last = self._embed(ids)
         return self.ln_final(self.transformer(x)), last
 
+    def _embed(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        last = torch.full((len(ids),), ids.shape[1] - 1, device=ids.device)
+        return self.token_embedding(ids) + self.positional_embedding[:ids.shape[1]], last
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_tokens(ids)[0][:, -1])
+        x, last = self._embed(ids)
+        return self.head(self.ln_final(self.transformer(x, pool_at=last)[:, 0]))

@@ -41,16 +41,17 @@ class TextTransformer(nn.Module):
         """Token states after the final norm, cut after the batch's last end-of-text token, and
         the end positions. The mask is causal, so what follows a row's end never reaches it and
         cutting the padding changes no result."""
+        x, eot = self._embed(ids)
+        return self.ln_final(self.transformer(x, causal=True)), eot
+
+    def _embed(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         eot = end_of_text_positions(ids, self.config.eot_token_id)
         length = int(eot.max()) + 1 if self.trim_padding and not exporting() else ids.shape[1]
-        ids = ids[:, :length]
-        x = self.token_embedding(ids) + self.positional_embedding[:length]
-        x = self.transformer(x, causal=True)
-        return self.ln_final(x), eot
+        return self.token_embedding(ids[:, :length]) + self.positional_embedding[:length], eot
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x, eot = self.forward_tokens(ids)
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+        x, eot = self._embed(ids)
+        return self.ln_final(self.transformer(x, causal=True, pool_at=eot)[:, 0]) @ self.text_projection
 
 
 class TextLSTM(nn.Module):

@@ -68,6 +68,11 @@ def merge_heads(y: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2).reshape(batch, length, heads * d)
 
 
+def pooled_rows(x: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """(batch, length, width) -> (batch, 1, width): row i's token at position at[i]."""
+    return x[torch.arange(x.shape[0], device=x.device), at].unsqueeze(1)
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -77,11 +82,20 @@ class Attention(nn.Module):
         self.in_proj = nn.Linear(width, 3 * width)
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal: bool = False, pool_at: torch.Tensor | None = None) -> torch.Tensor:
+        """With `pool_at` (one position per row), only those positions ask: (batch, 1, width) out."""
         batch, length, width = x.shape
-        qkv = self.in_proj(x).view(batch, length, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        return self.out_proj(merge_heads(attention(q, k, v, causal=causal)))
+        if pool_at is None:
+            qkv = self.in_proj(x).view(batch, length, 3, self.heads, width // self.heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+            return self.out_proj(merge_heads(attention(q, k, v, causal=causal)))
+        w_q, w_kv = self.in_proj.weight.split([width, 2 * width])
+        b_q, b_kv = self.in_proj.bias.split([width, 2 * width])
+        q = split_heads(F.linear(pooled_rows(x, pool_at), w_q, b_q), self.heads)
+        k, v = F.linear(x, w_kv, b_kv).view(batch, length, 2, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        # causal from the asking position: it sees itself and what comes before it
+        mask = (torch.arange(length, device=x.device) <= pool_at[:, None])[:, None, None, :] if causal else None
+        return self.out_proj(merge_heads(attention(q, k, v, mask=mask)))
 
 
 class MLP(nn.Module):
@@ -103,8 +117,8 @@ class Block(Layer):
         self.ln_2 = nn.LayerNorm(width, eps)
         self.mlp = MLP(width, int(width * mlp_ratio), act)
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), causal=causal)
+    def forward(self, x: torch.Tensor, causal: bool = False, pool_at: torch.Tensor | None = None) -> torch.Tensor:
+        x = (x if pool_at is None else pooled_rows(x, pool_at)) + self.attn(self.ln_1(x), causal=causal, pool_at=pool_at)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -114,7 +128,11 @@ class Transformer(nn.Module):
         super().__init__()
         self.resblocks = nn.ModuleList(Block(width, heads, mlp_ratio, act, eps) for _ in range(layers))
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        for block in self.resblocks:
-            x = block(x, causal=causal)
+    def forward(self, x: torch.Tensor, causal: bool = False, pool_at: torch.Tensor | None = None) -> torch.Tensor:
+        """Every token's state after the last block, or with `pool_at` (one position per row, the
+        token a tower pools) that token's alone, (batch, 1, width): the last block then computes
+        keys and values for every token but queries, the output projection and the MLP for that
+        one, which is most of the block's work (exact: no other token's state reaches the pool)."""
+        for i, block in enumerate(self.resblocks):
+            x = block(x, causal=causal, pool_at=pool_at if i == len(self.resblocks) - 1 else None)
         return x

@@ -26,13 +26,16 @@ class VisionTransformer(nn.Module):
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
 
-    def forward_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        """All tokens after the last block and final norm: (batch, 1 + patches, width), class token first."""
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.conv1(pixels).flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.transformer(self.ln_pre(x))
-        return self.ln_post(x)
+        return self.ln_pre(torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype))
+
+    def forward_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """All tokens after the last block and final norm: (batch, 1 + patches, width), class token first."""
+        return self.ln_post(self.transformer(self._embed(pixels)))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.forward_tokens(pixels)[:, 0] @ self.proj
+        x = self._embed(pixels)
+        cls = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        return self.ln_post(self.transformer(x, pool_at=cls)[:, 0]) @ self.proj
