@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from statistics import median
 
 import torch
 from rich.console import Console
@@ -105,6 +106,8 @@ def main() -> None:
     parser.add_argument("--preset", choices=["small", "ViT-B-32"], nargs="*", default=["small", "ViT-B-32"])
     parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="*", default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per measurement; the median is shown")
+    parser.add_argument("--rounds", type=int, default=1, help="run every implementation this many times in turn "
+                        "and show the medians, with the range of the rounds' ratios (for a host whose speed drifts)")
     parser.add_argument("--no-peers", action="store_true", help="measure grounding alone")
     parser.add_argument("--own-torch", action="store_true", help="run grounding on this environment's PyTorch, "
                         "not the peers'")
@@ -113,23 +116,35 @@ def main() -> None:
     ours = Path(sys.executable) if args.own_torch or peers is None else peers
     console = Console()
     console.print(f"host: {host(ours)}" + ("" if ours == peers or peers is None else f"; peers: {host(peers)}"))
+    rounds = f", {args.rounds} rounds" if args.rounds > 1 else ""
     table = Table("preset", "precision", "implementation", "pairs/s", "x best peer", "peak GiB",
-                  title=f"Training throughput, {ENV['OMP_NUM_THREADS']} threads, median of {args.repeats} steps")
+                  title=f"Training throughput, {ENV['OMP_NUM_THREADS']} threads, median of {args.repeats} steps{rounds}")
     for preset in args.preset:
         data = captions(preset, peers)
         for precision in args.precision:
             runs = [("grounding", "trimmed", ours), ("grounding", "full", ours)]
             runs += [(peer, "full", peers) for peer in PEERS] if peers else []
-            results = {}
-            for impl, text, python in runs:
-                console.log(f"{preset} {precision} {impl} ({text} text)")
-                results[(impl, text)] = measure(python, impl, preset, precision, text, args.repeats, data)
-            best = max((results[(p, "full")]["pairs_per_s"] for p in PEERS if (p, "full") in results), default=None)
-            for (impl, text), r in results.items():
+            rows = []  # one {(impl, text): result} a round
+            for round_ in range(args.rounds):
+                rows.append({})
+                for impl, text, python in runs:
+                    console.log(f"{preset} {precision} {impl} ({text} text){rounds and f', round {round_ + 1}'}")
+                    rows[-1][(impl, text)] = measure(python, impl, preset, precision, text, args.repeats, data)
+            for impl, text, _ in runs:
                 name = impl + (" (full-length text)" if impl == "grounding" and text == "full" else "")
-                ratio = f"{r['pairs_per_s'] / best:.2f}" if best else "-"
-                table.add_row(preset, precision, name, f"{r['pairs_per_s']:.1f}", ratio, f"{r['peak_gib']:.2f}")
+                speeds = [row[(impl, text)]["pairs_per_s"] for row in rows]
+                peak = max(row[(impl, text)]["peak_gib"] for row in rows)
+                table.add_row(preset, precision, name, f"{median(speeds):.1f}", _ratio(rows, impl, text), f"{peak:.2f}")
     console.print(table)
+
+
+def _ratio(rows: list[dict], impl: str, text: str) -> str:
+    """The median over rounds of a round's speed over that round's best peer, with the rounds' range."""
+    ratios = [row[(impl, text)]["pairs_per_s"] / max(row[(p, "full")]["pairs_per_s"] for p in PEERS)
+              for row in rows if all((p, "full") in row for p in PEERS)]
+    if not ratios:
+        return "-"
+    return f"{median(ratios):.2f}" + (f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else "")
 
 
 if __name__ == "__main__":
