@@ -118,7 +118,8 @@ class Block(Layer):
         self.mlp = MLP(width, int(width * mlp_ratio), act)
 
     def forward(self, x: torch.Tensor, causal: bool = False, pool_at: torch.Tensor | None = None) -> torch.Tensor:
-        x = (x if pool_at is None else pooled_rows(x, pool_at)) + self.attn(self.ln_1(x), causal=causal, pool_at=pool_at)
+        asked = x if pool_at is None else pooled_rows(x, pool_at)
+        x = asked + self.attn(self.ln_1(x), causal=causal, pool_at=pool_at)
         return x + self.mlp(self.ln_2(x))
 
 
