@@ -2,7 +2,8 @@
 
 Attention goes through `attention`: `scaled_dot_product_attention`, which picks the fused
 kernel for the device and dtype, except where training in bf16 on a CPU (see `attention`); a
-causal mask is passed as `is_causal` rather than materialised. Four modules
+causal mask is passed as `is_causal` rather than materialised (the pooled path's single query
+per row takes a (batch, 1, 1, length) mask instead). Four modules
 attend, and share `split_heads`/`merge_heads`; their projections differ because each holds the
 weights it loads in their own layout: the towers' one fused q-k-v (OpenAI's and open_clip's),
 MiniLM's separate query, key and value (its package's), fusion's q apart from k-v (the image's
