@@ -74,6 +74,11 @@ def pooled_rows(x: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0], device=x.device), at].unsqueeze(1)
 
 
+def positions_through(at: torch.Tensor, length: int) -> torch.Tensor:
+    """(batch, length) booleans: which of `length` positions come at or before row i's at[i]."""
+    return torch.arange(length, device=at.device)[None] <= at[:, None]
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -95,7 +100,7 @@ class Attention(nn.Module):
         q = split_heads(F.linear(pooled_rows(x, pool_at), w_q, b_q), self.heads)
         k, v = F.linear(x, w_kv, b_kv).view(batch, length, 2, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         # causal from the asking position: it sees itself and what comes before it
-        mask = (torch.arange(length, device=x.device) <= pool_at[:, None])[:, None, None, :] if causal else None
+        mask = positions_through(pool_at, length)[:, None, None, :] if causal else None
         return self.out_proj(merge_heads(attention(q, k, v, mask=mask)))
 
 

@@ -18,6 +18,7 @@ from ..config import ModelConfig, TaskConfig
 from ..errors import BadInput
 from .clip import CLIP
 from .fusion import FusionBlock, ImageTokens
+from .transformer import pooled_rows, positions_through
 
 
 @dataclass
@@ -67,8 +68,8 @@ class VQAModel(nn.Module):
         """The fused state at each question's end token, (batch, width): what the heads read."""
         states, eot = self.text.forward_tokens(ids)
         x = self.text_in(states)
-        keep = torch.arange(x.shape[1], device=x.device)[None] <= eot[:, None]
+        keep = positions_through(eot, x.shape[1])
         image = None if self.config.blind else self.image_in(self.visual, pixels)
         for block in self.blocks:
             x = block(x, None if image is None else block.image_keys_values(image), keep)
-        return self.ln(x[torch.arange(len(x), device=x.device), eot])
+        return self.ln(pooled_rows(x, eot)[:, 0])
