@@ -166,6 +166,37 @@ def test_grey_examples_are_drawn_in_grey_with_colourless_captions_and_negatives(
     assert all(grey[i] == grey[i - 1] for i in range(64) if twin[i])  # a scene and its twin, greyed together
 
 
+def test_dropped_colour_words_keep_the_image_in_colour_beside_the_grey_share():
+    import grounding
+    from grounding.config import preset
+    from grounding.data.batches import PairBatches
+    from grounding.data.colourless import COLOUR_WORDS
+    from grounding.data.images import TrainTransform
+    from grounding.data.pairs import open_pairs
+
+    model = grounding.create_model(preset("tiny"))
+    pairs = open_pairs("synthetic")
+    pairs.sources[0].twins = True
+
+    def build(grey: float, drop: float):
+        return PairBatches(pairs, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3), 64, 0, 0, 1,
+                           grey=grey, drop_colour_words=drop).build(3, {}, [], 0)
+
+    batch, plain, grey_only = build(0.25, 0.25), build(0.0, 0.0), build(0.25, 0.0)
+    captions = [model.tokenizer.decode(ids) for ids in batch.ids]
+    uncoloured = torch.tensor([not COLOUR_WORDS & set(c.split()) for c in captions])
+    spread = (batch.pixels.amax(1) - batch.pixels.amin(1)).flatten(1).amax(1)
+    grey = spread < 0.02
+    assert 20 <= int(uncoloured.sum()) <= 44 and 8 <= int(grey.sum()) <= 24  # about a half, a quarter of 64
+    assert not (grey & ~uncoloured).any()  # every grey image's caption lost its colour words too
+    kept_in_colour = uncoloured & ~grey
+    assert int(kept_in_colour.sum()) >= 8 and torch.equal(batch.pixels[~grey], plain.pixels[~grey])
+    assert torch.equal(batch.pixels, grey_only.pixels)  # the grey share is the one --grey alone draws
+    twin = [sample.twin for sample, *_ in PairBatches(pairs, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3),
+                                                      64, 0, 0, 1).choose(3)[0]]
+    assert all(uncoloured[i] == uncoloured[i - 1] for i in range(64) if twin[i])  # a scene and its twin together
+
+
 def test_an_example_without_a_negative_adds_no_column_to_the_loss():
     from grounding.losses import clip_loss, siglip_loss
 

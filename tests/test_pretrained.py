@@ -220,6 +220,10 @@ def test_cached_features_are_the_towers_features_of_the_examples_a_step_draws(tm
         assert torch.allclose(batch.text_features, model.text.features(ids), atol=1e-5)
     with pytest.raises(ValueError, match="--cache-features needs data that lists its images"):
         CachedFeed(open_pairs("synthetic"), model, options, RunFolder(tmp_path / "s"), Runtime.resolve("cpu"))
+    for redrawn in ({"grey": 0.25}, {"drop_colour_words": 0.25}):  # images or captions that change with each draw
+        with pytest.raises(ValueError, match="--cache-features encodes each once"):
+            CachedFeed(mixture, model, dataclasses.replace(options, **redrawn), RunFolder(tmp_path / "g"),
+                       Runtime.resolve("cpu"))
 
 
 def test_recipe_says_what_to_install_when_openclipart_is_missing(tmp_path):

@@ -357,7 +357,8 @@ def test_a_second_writer_is_refused_while_a_run_holds_its_folder(captioned, tmp_
                                                     ("--batch-size", "1", "at least 2 pairs"),
                                                     ("--accum", "0", "micro-batches"),
                                                     ("--save-every", "0", "every 1 step"),
-                                                    ("--lr", "-0.1", "must be positive")])
+                                                    ("--lr", "-0.1", "must be positive"),
+                                                    ("--drop-colour-words", "1.0", "under 1 with --grey's")])
 def test_impossible_training_options_are_one_line_errors_that_write_nothing(tmp_path, option, value, message):
     result = runner.invoke(app, ["train", "--architecture", "tiny", option, value, "--out", str(tmp_path / "run")])
     said = _said(result)

@@ -48,12 +48,13 @@ class PairBatches(IterableDataset):
 
     def __init__(self, mixture: Mixture, tokenizer: Tokenizer, transform: TrainTransform, batch_size: int,
                  seed: int, start: int, stop: int, streams: int = 1, positions: dict | None = None,
-                 hard_negatives: bool = False, rank: int = 0, ranks: int = 1, grey: float = 0.0):
+                 hard_negatives: bool = False, rank: int = 0, ranks: int = 1, grey: float = 0.0,
+                 drop_colour_words: float = 0.0):
         self.mixture, self.tokenizer, self.transform = mixture, tokenizer, transform
         self.slots = mixture.slots(batch_size // ranks)  # this rank's examples of each source
         self.seed, self.start, self.stop, self.streams = seed, start, stop, max(1, streams)
         self.positions = positions or {}
-        self.hard_negatives, self.grey = hard_negatives, grey
+        self.hard_negatives, self.grey, self.drop_colour_words = hard_negatives, grey, drop_colour_words
         self.rank, self.ranks = rank, ranks
 
     def __iter__(self) -> Iterator[Batch]:
@@ -116,16 +117,18 @@ class PairBatches(IterableDataset):
                 skipped.append({"key": sample.key, "reason": describe_skip(sample, e)})
                 continue
             # each example's crop (near miss, grey copy) seeded by its place in the global batch: the same on any rank;
-            # a twin is greyed with the scene before it, so that the two stay each other's hard negative
+            # a twin is greyed (or loses its colour words) with the scene before it, so that the two stay each
+            # other's hard negative
             family = index - 1 if sample.twin else index
-            grey = self.grey and np.random.default_rng([self.seed, step, 9, source, family]).random() < self.grey
+            draw = np.random.default_rng([self.seed, step, 9, source, family]).random()
+            grey, uncoloured = draw < self.grey, draw < self.grey + self.drop_colour_words
             if grey:
                 image = greyscale(image)
             pixels.append(self.transform(image, np.random.default_rng([self.seed, step, 7, source, index])))
-            captions.append(colourless(caption) if grey else caption)
+            captions.append(colourless(caption) if uncoloured else caption)
             if self.hard_negatives:
                 negative = hard_negative(sample, caption, np.random.default_rng([self.seed, step, 8, source, index]))
-                if grey and negative:  # a swap of colours alone is no negative once they are gone
+                if uncoloured and negative:  # a swap of colours alone is no negative once they are gone
                     negative = colourless(negative) if colourless(negative) != captions[-1] else None
                 wrong.append(negative)
         size = self.transform.image_size

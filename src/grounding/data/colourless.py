@@ -1,8 +1,8 @@
-"""Colourless copies (`train --grey`): an example's image drawn in greyscale and its caption
-without its colour words ("a red cup on a blue table" -> "a cup on a table"). Trained beside the
-coloured examples, they ask the image tower for shapes that do not depend on the colours they
-came in, which is what zero-shot on colour-shape pairs never seen together needs
-(docs/tasks.md, "Held-out pairs")."""
+"""Colourless examples: a caption without its colour words ("a red cup on a blue table" -> "a cup
+on a table"), its image drawn in greyscale (`train --grey`) or left in colour (`train
+--drop-colour-words`). Trained beside the coloured examples, they ask the image tower for shapes
+that do not depend on the colours they came in, which is what zero-shot on colour-shape pairs
+never seen together needs (docs/tasks.md, "Held-out pairs")."""
 from __future__ import annotations
 
 from PIL import Image

@@ -93,7 +93,8 @@ class PairFeed:
         v = self.model.config.vision
         return PairBatches(self.mixture, self.model.tokenizer, TrainTransform(v.image_size, v.mean, v.std),
                            self.cfg.batch_size, self.cfg.seed, start, self.cfg.steps, max(1, self.cfg.workers),
-                           self.positions, self.cfg.hard_negatives, self.world.rank, self.world.size, self.cfg.grey)
+                           self.positions, self.cfg.hard_negatives, self.world.rank, self.world.size, self.cfg.grey,
+                           self.cfg.drop_colour_words)
 
     def _next(self, step: int) -> Batch:
         if self.iterator is None:
@@ -134,9 +135,9 @@ class CachedFeed(PairFeed):
                 raise BadInput(f"--cache-features trains heads over locked backbones: the {name} tower must be a "
                                f"packaged one (EfficientNet-Lite0, MiniLM), locked with --lock-{name} and no "
                                "unlocked layers")
-        if cfg.grey:
-            raise BadInput("--grey draws images anew in grey, and --cache-features encodes each image once: "
-                           "use one of them")
+        if cfg.grey or cfg.drop_colour_words:
+            raise BadInput("--grey and --drop-colour-words change images and captions with each draw, and "
+                           "--cache-features encodes each once: use one or the other")
         self.chooser = self._batches(0)
         model.eval()  # features as the towers give them at use: BatchNorm on its running statistics
         pairs = [p for s in mixture.sources for p in s.pairs]

@@ -139,6 +139,9 @@ class TrainConfig(LoopConfig):
     grey: float = option(0.0, "This share of the examples drawn in greyscale, with the colour words taken out of "
                               "their captions: shapes learned apart from the colours they came in (zero-shot on "
                               "colour-shape pairs never seen together).")
+    drop_colour_words: float = option(0.0, "This share of the examples (a further one, beside --grey's) kept in "
+                                           "colour, with the colour words taken out of their captions: a caption "
+                                           "that names only the shape must still find it in colour.")
     lock_image: bool = option(False, "Freeze the image tower (LiT: only the text side learns).")
     lock_image_unlocked_layers: int = option(0, "With --lock-image, still train its last N layers.")
     lock_text: bool = option(False, "Freeze the text tower.")
@@ -152,6 +155,8 @@ class TrainConfig(LoopConfig):
             ("workers", lambda v: v >= 0, "give 0 or more data workers"),
             ("max_bad_fraction", lambda v: 0 <= v <= 1, "a share between 0 and 1"),
             ("grey", lambda v: 0 <= v < 1, "a share of the examples from 0 up to (not including) 1"),
+            ("drop_colour_words", lambda v: 0 <= v and self.grey + v < 1,
+             "a share of the examples from 0, under 1 with --grey's"),
             ("epochs", lambda v: v >= 0, "epochs cannot be negative"),
             ("samples", lambda v: v >= 0 and not (v and self.epochs), "give 0 or more samples, and not with --epochs"),
             ("eval_every", lambda v: v >= 0, "validate every N >= 1 steps, or 0 for never"),
