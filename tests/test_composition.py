@@ -178,9 +178,12 @@ def test_dropped_colour_words_keep_the_image_in_colour_beside_the_grey_share():
     pairs = open_pairs("synthetic")
     pairs.sources[0].twins = True
 
-    def build(grey: float, drop: float):
+    def batches(grey: float, drop: float) -> PairBatches:
         return PairBatches(pairs, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3), 64, 0, 0, 1,
-                           grey=grey, drop_colour_words=drop).build(3, {}, [], 0)
+                           grey=grey, drop_colour_words=drop)
+
+    def build(grey: float, drop: float):
+        return batches(grey, drop).build(3, {}, [], 0)
 
     batch, plain, grey_only = build(0.25, 0.25), build(0.0, 0.0), build(0.25, 0.0)
     captions = [model.tokenizer.decode(ids) for ids in batch.ids]
@@ -192,8 +195,7 @@ def test_dropped_colour_words_keep_the_image_in_colour_beside_the_grey_share():
     kept_in_colour = uncoloured & ~grey
     assert int(kept_in_colour.sum()) >= 8 and torch.equal(batch.pixels[~grey], plain.pixels[~grey])
     assert torch.equal(batch.pixels, grey_only.pixels)  # the grey share is the one --grey alone draws
-    twin = [sample.twin for sample, *_ in PairBatches(pairs, model.tokenizer, TrainTransform(32, (0.5,) * 3, (0.5,) * 3),
-                                                      64, 0, 0, 1).choose(3)[0]]
+    twin = [sample.twin for sample, *_ in batches(0.0, 0.0).choose(3)[0]]
     assert all(uncoloured[i] == uncoloured[i - 1] for i in range(64) if twin[i])  # a scene and its twin together
 
 

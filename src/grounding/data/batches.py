@@ -120,7 +120,8 @@ class PairBatches(IterableDataset):
             # a twin is greyed (or loses its colour words) with the scene before it, so that the two stay each
             # other's hard negative
             family = index - 1 if sample.twin else index
-            draw = np.random.default_rng([self.seed, step, 9, source, family]).random()
+            draw = np.random.default_rng([self.seed, step, 9, source, family]).random() \
+                if self.grey or self.drop_colour_words else 1.0  # no generator per example when neither is asked
             grey, uncoloured = draw < self.grey, draw < self.grey + self.drop_colour_words
             if grey:
                 image = greyscale(image)
