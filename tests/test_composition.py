@@ -360,10 +360,12 @@ def test_image_negatives_raise_the_swap_score_over_the_same_run_without_them(tmp
     config, options = demo()
     scores = {}
     for twins in (False, True):
-        run = dataclasses.replace(options, steps=100, save_every=100, image_negatives=twins, hard_negatives=False)
+        run = dataclasses.replace(options, steps=150, save_every=150, image_negatives=twins, hard_negatives=False)
         model = train(config, run, tmp_path / str(twins), show_progress=False)
         scores[twins] = contest_scores(model, synthetic_swaps(scenes=150))["all"]["accuracy"]
-    assert scores[True] > scores[False] + 0.03, scores  # measured 57.0% against 50.7% (at 60 steps 51.2% against 47.2%)
+    # 150 steps: 65.3% against 59.3% (Intel host, 2026-12-08); at 100 steps the gap was 6.3 points
+    # on an AMD host and 2.8 on an Intel one, too near the bound
+    assert scores[True] > scores[False] + 0.03, scores
 
 
 def test_heldout_pairs_benchmark_sorts_every_heldout_answer_and_probes_both_halves(trained_tiny, monkeypatch, capsys,
