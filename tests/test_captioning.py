@@ -84,10 +84,11 @@ class _MarkovDecoder:
 
 class _MarkovCaptioner:
     def __init__(self):
-        self.decoder = _MarkovDecoder()
-        self.config = SimpleNamespace(towers=SimpleNamespace(text=SimpleNamespace(eot_token_id=2, context_length=8)))
-        words = {3: "a", 4: "b", 5: "c"}
-        self.tokenizer = SimpleNamespace(sot_token_id=1,
+        d = self.decoder = _MarkovDecoder()
+        text = SimpleNamespace(eot_token_id=d.EOT, context_length=8)
+        self.config = SimpleNamespace(towers=SimpleNamespace(text=text))
+        words = {d.A: "a", d.B: "b", d.C: "c"}
+        self.tokenizer = SimpleNamespace(sot_token_id=d.SOT,
                                          decode=lambda ids: " ".join(words[i] for i in ids if i in words))
 
     def encode(self, pixels):
